@@ -544,6 +544,13 @@ class _EdgeEngine:
     def _condition(self, c: _Condition) -> Any:
         qe = self.qe
         if c.kind == "value":
+            if isinstance(c.value, bool):
+                # qdrant-edge-py 0.9 turns MatchValue(True) into the integer 1, which never matches a
+                # JSON boolean: refuse rather than silently return nothing
+                raise ValueError(
+                    f"boolean filters ({c.key.removeprefix('metadata.')}={c.value}) are not supported on Qdrant Edge "
+                    "(qdrant-edge-py converts them to integers); store the flag as a string or int instead"
+                )
             return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))
         if c.kind == "any":
             return qe.FieldCondition(key=c.key, match=qe.MatchAny(c.value))
