@@ -1,0 +1,71 @@
+"""Spherical k-means for token vectors, backed by faiss."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Upper bound on centroids: centroid ids are stored as uint16 up to this many.
+MAX_CENTROIDS = 1 << 16
+
+
+def choose_n_centroids(n_tokens: int) -> int:
+    """Number of centroids for a collection of ``n_tokens`` token vectors.
+
+    A power of two near ``4 * sqrt(n_tokens)`` (PLAID uses 16 * sqrt; a quarter of that keeps CPU
+    training affordable and costs little recall), never more than n_tokens / 8, at least 1.
+
+    >>> choose_n_centroids(1_000_000), choose_n_centroids(100), choose_n_centroids(1)
+    (4096, 8, 1)
+    """
+    if n_tokens <= 0:
+        raise ValueError("cannot choose centroids for an empty collection")
+    target = 4.0 * math.sqrt(n_tokens)
+    k = 1 << max(0, round(math.log2(target)))
+    k = min(k, max(1, n_tokens // 8), MAX_CENTROIDS)
+    return 1 << int(math.floor(math.log2(k)))
+
+
+def train_centroids(
+    sample: np.ndarray, n_centroids: int, *, niter: int = 10, seed: int = 0, max_points_per_centroid: int = 64
+) -> np.ndarray:
+    """Train ``n_centroids`` unit-norm centroids on ``sample`` float32 [n, dim]; returns [k, dim].
+
+    faiss subsamples to ``max_points_per_centroid * n_centroids`` points. If the sample has fewer
+    distinct points than ``n_centroids``, fewer centroids are returned.
+    """
+    import faiss  # noqa: PLC0415 - heavy import kept off `import maxsim`
+
+    if sample.ndim != 2 or len(sample) == 0:
+        raise ValueError(f"k-means needs a non-empty 2-D sample, got shape {sample.shape}")
+    x = np.ascontiguousarray(sample, dtype=np.float32)
+    k = max(1, min(int(n_centroids), len(x)))
+    if k == len(x):
+        centroids = x.copy()
+    else:
+        km = faiss.Kmeans(
+            x.shape[1],
+            k,
+            niter=niter,
+            seed=seed,
+            spherical=True,
+            verbose=False,
+            max_points_per_centroid=max_points_per_centroid,
+            min_points_per_centroid=1,
+        )
+        km.train(x)
+        centroids = np.asarray(km.centroids, dtype=np.float32).copy()
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    centroids /= np.maximum(norms, 1e-12)
+    return centroids
+
+
+def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Nearest centroid (max inner product) for each row of ``x`` [n, dim]; returns int64 [n]."""
+    out = np.empty(len(x), dtype=np.int64)
+    ct = np.ascontiguousarray(centroids.T)
+    for start in range(0, len(x), chunk):
+        block = x[start : start + chunk] @ ct  # [b, k]
+        out[start : start + chunk] = block.argmax(axis=1)
+    return out

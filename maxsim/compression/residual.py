@@ -1,0 +1,118 @@
+"""Residual codec: each token vector is stored as its nearest centroid plus a quantised residual.
+
+For a token x with nearest centroid c, the residual r = x - c is quantised per dimension d into
+one of B = 2**nbits buckets using learned cutoffs (quantiles of the training residuals of that
+dimension); bucket b decodes to weights[d, b] (the mid-quantile of the bucket). Decoding gives
+x_hat = normalize(c + weights[d, code_d]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from maxsim.compression.bits import check_nbits, pack_codes, unpack_table
+from maxsim.compression.kmeans import assign_centroids, train_centroids
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualCodec:
+    """Arrays of a trained codec.
+
+    Attributes
+    ----------
+    centroids : float32 [k, dim], unit rows.
+    cutoffs : float32 [dim, B - 1], increasing bucket boundaries per dimension.
+    weights : float32 [dim, B], decoded residual value of each bucket per dimension.
+    nbits : bits per dimension (1, 2 or 4).
+    """
+
+    centroids: np.ndarray
+    cutoffs: np.ndarray
+    weights: np.ndarray
+    nbits: int
+
+    def __post_init__(self) -> None:
+        k, dim = self.centroids.shape
+        check_nbits(self.nbits, dim)
+        buckets = 1 << self.nbits
+        if self.cutoffs.shape != (dim, buckets - 1) or self.weights.shape != (dim, buckets):
+            raise ValueError(
+                f"codec arrays disagree: centroids {self.centroids.shape}, cutoffs {self.cutoffs.shape}, "
+                f"weights {self.weights.shape}, nbits {self.nbits}"
+            )
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def n_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        """Smallest dtype that holds a centroid id."""
+        return np.dtype(np.uint16) if self.n_centroids <= (1 << 16) else np.dtype(np.int32)
+
+    @property
+    def bytes_per_token(self) -> int:
+        return self.dim * self.nbits // 8
+
+    def encode(self, x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """Encode float32 [n, dim] -> (centroid ids [n] code_dtype, packed residuals uint8 [n, bytes])."""
+        n = len(x)
+        ids = np.empty(n, dtype=self.code_dtype)
+        packed = np.empty((n, self.bytes_per_token), dtype=np.uint8)
+        for start in range(0, n, chunk):
+            block = np.asarray(x[start : start + chunk], dtype=np.float32)
+            cid = assign_centroids(block, self.centroids)
+            ids[start : start + len(block)] = cid
+            packed[start : start + len(block)] = pack_codes(self.quantize(block - self.centroids[cid]), self.nbits)
+        return ids, packed
+
+    def quantize(self, residuals: np.ndarray) -> np.ndarray:
+        """Bucket index of each residual value: float32 [n, dim] -> uint8 [n, dim]."""
+        codes = np.zeros(residuals.shape, dtype=np.uint8)
+        for b in range(self.cutoffs.shape[1]):  # B - 1 <= 15 vectorised passes
+            codes += residuals > self.cutoffs[:, b][None, :]
+        return codes
+
+    def lookup_table(self) -> np.ndarray:
+        """Decoded residual values per packed byte: float32 [bytes_per_token, 256, 8 // nbits].
+
+        ``lut[p, v, j]`` is the residual of dimension ``p * (8 // nbits) + j`` when byte ``p`` of a
+        token's packed residual has value ``v``.
+        """
+        per_byte = 8 // self.nbits
+        table = unpack_table(self.nbits)  # [256, per_byte] bucket ids
+        w = self.weights.reshape(self.bytes_per_token, per_byte, -1)  # [p, j, B]
+        j = np.arange(per_byte)
+        return np.ascontiguousarray(w[:, j[None, :], table], dtype=np.float32)  # [p, 256, per_byte]
+
+    def decode(self, centroid_ids: np.ndarray, packed: np.ndarray) -> np.ndarray:
+        """Decode to float32 [n, dim] unit rows (pure numpy reference for the numba kernel)."""
+        lut = self.lookup_table()
+        p = np.arange(packed.shape[1])[None, :]
+        resid = lut[p, packed.astype(np.int64)].reshape(len(packed), self.dim)
+        x = self.centroids[centroid_ids.astype(np.int64)] + resid
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x.astype(np.float32, copy=False)
+
+
+def train_codec(
+    sample: np.ndarray, n_centroids: int, nbits: int, *, seed: int = 0, niter: int = 10
+) -> ResidualCodec:
+    """Train centroids and per-dimension bucket cutoffs on a sample float32 [n, dim] of token vectors."""
+    check_nbits(nbits, sample.shape[1])
+    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed)
+    rng = np.random.default_rng(seed)
+    fit = sample if len(sample) <= 200_000 else sample[rng.choice(len(sample), 200_000, replace=False)]
+    resid = fit - centroids[assign_centroids(fit, centroids)]  # [n, dim]
+    buckets = 1 << nbits
+    cut_q = np.arange(1, buckets) / buckets
+    mid_q = (np.arange(buckets) + 0.5) / buckets
+    cutoffs = np.quantile(resid, cut_q, axis=0).T.astype(np.float32)  # [dim, B-1]
+    weights = np.quantile(resid, mid_q, axis=0).T.astype(np.float32)  # [dim, B]
+    return ResidualCodec(np.ascontiguousarray(centroids), np.ascontiguousarray(cutoffs), np.ascontiguousarray(weights), nbits)

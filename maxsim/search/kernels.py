@@ -1,0 +1,151 @@
+"""Numba kernels of the search pipeline. Loops run over documents and tokens inside compiled code.
+
+Shapes used below: nq query tokens, dim dimensions, k centroids, B packed bytes per token,
+P = 8 // nbits codes per byte. ``codes`` [n_tokens] centroid ids, ``packed`` uint8 [n_tokens, B],
+``offsets`` int64 [n_docs + 1] (token range of each local document), ``lut`` float32 [B, 256, P].
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_JIT = {"nogil": True, "cache": True, "fastmath": True}
+
+
+@numba.njit(**_JIT)
+def ivf_candidates(ivf_offsets, ivf_docs, probe_c, probe_s, impute, allowed):  # pragma: no cover - jit
+    """Stage 1: documents in the inverted lists of each query token's nearest centroids.
+
+    probe_c int64 [nq, nprobe] (centroids by descending score per query token), probe_s float32
+    [nq, nprobe] their scores, impute float32 [nq] the score assumed for a query token whose
+    probed lists miss a document, allowed uint8 [n_docs]. Returns (docs int64 [m], approximate
+    scores float32 [m]): sum over query tokens of the best probed-centroid score (or ``impute``).
+    """
+    nq, nprobe = probe_c.shape
+    n_docs = allowed.shape[0]
+    acc = np.zeros(n_docs, dtype=np.float32)
+    seen = np.full(n_docs, -1, dtype=np.int32)
+    touched = np.zeros(n_docs, dtype=np.uint8)
+    cand = np.empty(n_docs, dtype=np.int64)
+    n_cand = 0
+    base = np.float32(0.0)
+    for i in range(nq):
+        base += impute[i]
+        for j in range(nprobe):
+            c = probe_c[i, j]
+            gain = probe_s[i, j] - impute[i]
+            for p in range(ivf_offsets[c], ivf_offsets[c + 1]):
+                d = np.int64(ivf_docs[p])
+                if seen[d] == i:
+                    continue
+                seen[d] = i
+                if allowed[d] == 0:
+                    continue
+                acc[d] += gain
+                if touched[d] == 0:
+                    touched[d] = 1
+                    cand[n_cand] = d
+                    n_cand += 1
+    docs = cand[:n_cand].copy()
+    scores = np.empty(n_cand, dtype=np.float32)
+    for x in range(n_cand):
+        scores[x] = acc[docs[x]] + base
+    return docs, scores
+
+
+@numba.njit(**_JIT)
+def centroid_interaction(docs, offsets, codes, st):  # pragma: no cover - jit
+    """Stage 2: MaxSim with each token replaced by its centroid. st float32 [k, nq] = (Q C^T)^T."""
+    n = docs.shape[0]
+    nq = st.shape[1]
+    out = np.empty(n, dtype=np.float32)
+    for x in range(n):
+        d = docs[x]
+        best = np.full(nq, -np.inf, dtype=np.float32)
+        for t in range(offsets[d], offsets[d + 1]):
+            row = st[np.int64(codes[t])]
+            for i in range(nq):
+                if row[i] > best[i]:
+                    best[i] = row[i]
+        s = np.float32(0.0)
+        if offsets[d + 1] > offsets[d]:
+            for i in range(nq):
+                s += best[i]
+        out[x] = s
+    return out
+
+
+@numba.njit(**_JIT)
+def exact_scores(docs, offsets, codes, packed, centroids, lut, q):  # pragma: no cover - jit
+    """Stage 3: exact MaxSim of q float32 [nq, dim] against the decompressed tokens of ``docs``."""
+    n = docs.shape[0]
+    nq, dim = q.shape
+    nbytes, _, per = lut.shape
+    out = np.empty(n, dtype=np.float32)
+    for x in range(n):
+        d = docs[x]
+        best = np.full(nq, -np.inf, dtype=np.float32)
+        v = np.empty(dim, dtype=np.float32)
+        for t in range(offsets[d], offsets[d + 1]):
+            c = np.int64(codes[t])
+            for p in range(nbytes):
+                b = np.int64(packed[t, p])
+                for j in range(per):
+                    v[p * per + j] = centroids[c, p * per + j] + lut[p, b, j]
+            norm = np.float32(0.0)
+            for e in range(dim):
+                norm += v[e] * v[e]
+            inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
+            for i in range(nq):
+                s = np.float32(0.0)
+                for e in range(dim):
+                    s += q[i, e] * v[e]
+                s *= inv
+                if s > best[i]:
+                    best[i] = s
+        s = np.float32(0.0)
+        if offsets[d + 1] > offsets[d]:
+            for i in range(nq):
+                s += best[i]
+        out[x] = s
+    return out
+
+
+@numba.njit(**_JIT)
+def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out):  # pragma: no cover - jit
+    """Decompress the tokens of ``docs`` into out float32 [total, dim] at ``out_offsets`` [n + 1]."""
+    n = docs.shape[0]
+    nbytes, _, per = lut.shape
+    dim = out.shape[1]
+    for x in range(n):
+        d = docs[x]
+        row = out_offsets[x]
+        for t in range(offsets[d], offsets[d + 1]):
+            c = np.int64(codes[t])
+            norm = np.float32(0.0)
+            for p in range(nbytes):
+                b = np.int64(packed[t, p])
+                for j in range(per):
+                    val = centroids[c, p * per + j] + lut[p, b, j]
+                    out[row, p * per + j] = val
+                    norm += val * val
+            inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
+            for e in range(dim):
+                out[row, e] *= inv
+            row += 1
+
+
+@numba.njit(**_JIT)
+def centroid_scores(q, centroids):  # pragma: no cover - jit
+    """(Q C^T)^T: float32 [k, nq]. Single-threaded on purpose (BLAS threads stall on busy machines)."""
+    nq, dim = q.shape
+    k = centroids.shape[0]
+    out = np.empty((k, nq), dtype=np.float32)
+    for c in range(k):
+        for i in range(nq):
+            s = np.float32(0.0)
+            for e in range(dim):
+                s += q[i, e] * centroids[c, e]
+            out[c, i] = s
+    return out

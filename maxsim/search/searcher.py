@@ -1,0 +1,133 @@
+"""Search over compressed segments: PLAID-style candidate generation, pruning, exact re-ranking.
+
+Pipeline for one query Q float32 [nq, dim] and one segment:
+
+1. Centroid scores S = Q C^T [nq, k]. Each query token probes its ``nprobe`` best centroids;
+   the documents in their inverted lists are the candidates, scored by summing, per query token,
+   the best probed-centroid score (or the next centroid's score when none of the lists holds the
+   document): :func:`maxsim.search.kernels.ivf_candidates`.
+2. The best ``n_candidates`` are re-scored by centroid interaction (MaxSim with each document
+   token replaced by its centroid, over all centroids).
+3. The best ``n_exact`` of those get exact MaxSim on decompressed vectors; top ``k`` returned.
+
+Exact mode skips 1-2 and scores every allowed document with stage 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from maxsim.compression.residual import ResidualCodec
+from maxsim.index.storage import Segment
+from maxsim.search import kernels
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Search parameters; ``None`` means "chosen from k and the collection size".
+
+    Parameters
+    ----------
+    nprobe : centroids probed per query token (default 4, 8 for indexes of 16k+ centroids).
+    n_candidates : documents kept after stage 1 for centroid interaction (default max(40k, 400)).
+    n_exact : documents re-ranked exactly after stage 2 (default max(6k, 60)).
+    exact : True forces exact scoring of every document, False forbids it, None picks exact
+        mode when at most ``exact_threshold`` documents can match.
+    exact_threshold : size below which exact mode is chosen automatically.
+    """
+
+    nprobe: int | None = None
+    n_candidates: int | None = None
+    n_exact: int | None = None
+    exact: bool | None = None
+    exact_threshold: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("nprobe", "n_candidates", "n_exact"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+        if self.exact_threshold < 0:
+            raise ValueError("exact_threshold must be >= 0")
+
+    def resolved(self, k: int, n_centroids: int) -> tuple[int, int, int]:
+        nprobe = self.nprobe or (8 if n_centroids >= 16384 else 4)
+        n_cand = self.n_candidates or max(40 * k, 400)
+        n_exact = self.n_exact or max(6 * k, 60)
+        return min(nprobe, n_centroids), n_cand, max(k, min(n_exact, n_cand))
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedQuery:
+    """Per-query arrays shared by all segments of one codec."""
+
+    q: np.ndarray  # float32 [nq, dim]
+    st: np.ndarray  # float32 [k, nq], centroid scores transposed
+    probe_c: np.ndarray  # int64 [nq, nprobe]
+    probe_s: np.ndarray  # float32 [nq, nprobe]
+    impute: np.ndarray  # float32 [nq]
+
+
+def prepare_query(q: np.ndarray, codec: ResidualCodec, nprobe: int) -> PreparedQuery:
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    st = kernels.centroid_scores(q, codec.centroids)  # [k, nq]
+    s = st.T  # [nq, k]
+    k = s.shape[1]
+    take = min(nprobe + 1, k)
+    part = np.argpartition(-s, take - 1, axis=1)[:, :take] if take < k else np.tile(np.arange(k), (len(s), 1))
+    part_s = np.take_along_axis(s, part, axis=1)
+    order = np.argsort(-part_s, axis=1, kind="stable")
+    part = np.take_along_axis(part, order, axis=1)
+    part_s = np.take_along_axis(part_s, order, axis=1)
+    if take > nprobe:
+        impute = part_s[:, nprobe].copy()
+    else:  # every centroid probed: a missing document cannot occur for this token
+        impute = np.minimum(part_s[:, -1], 0.0)
+    return PreparedQuery(
+        q=np.ascontiguousarray(q, dtype=np.float32),
+        st=st,
+        probe_c=np.ascontiguousarray(part[:, :nprobe], dtype=np.int64),
+        probe_s=np.ascontiguousarray(part_s[:, :nprobe], dtype=np.float32),
+        impute=impute.astype(np.float32),
+    )
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n largest scores, best first (ties broken by position)."""
+    if n < len(scores):
+        idx = np.argpartition(-scores, n - 1)[:n]
+    else:
+        idx = np.arange(len(scores))
+    return idx[np.lexsort((idx, -scores[idx]))]
+
+
+def search_segment(
+    seg: Segment, codec: ResidualCodec, lut: np.ndarray, pq: PreparedQuery, allowed: np.ndarray,
+    k: int, n_cand: int, n_exact: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-k of one segment: (local docs int64 [<=k], exact scores float32)."""
+    docs, approx = kernels.ivf_candidates(seg.ivf_offsets, seg.ivf_docs, pq.probe_c, pq.probe_s, pq.impute, allowed)
+    if len(docs) == 0:
+        return docs, approx
+    if len(docs) > n_cand:
+        docs = docs[_top(approx, n_cand)]
+    if len(docs) > n_exact:
+        ci = kernels.centroid_interaction(docs, seg.offsets, seg.codes, pq.st)
+        docs = docs[_top(ci, n_exact)]
+    scores = kernels.exact_scores(docs, seg.offsets, seg.codes, seg.residuals, codec.centroids, lut, pq.q)
+    best = _top(scores, min(k, len(docs)))
+    return docs[best], scores[best]
+
+
+def exact_segment(
+    seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over the given local docs of one segment."""
+    if len(docs) == 0:
+        return docs.astype(np.int64), np.zeros(0, dtype=np.float32)
+    scores = kernels.exact_scores(docs.astype(np.int64), seg.offsets, seg.codes, seg.residuals, codec.centroids, lut,
+                                  np.ascontiguousarray(q, dtype=np.float32))
+    best = _top(scores, min(k, len(docs)))
+    return docs[best].astype(np.int64), scores[best]
