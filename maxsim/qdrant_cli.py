@@ -1,0 +1,238 @@
+"""``maxsim qdrant create | add | search``: the Qdrant store from the command line.
+
+Registered on the main parser by :func:`add_qdrant_commands`. Each command takes a
+``--location`` (``:memory:`` is useless across commands; use a directory for qdrant-client's
+local mode, ``edge:<dir>`` for Qdrant Edge, or an ``http(s)://`` URL for a server or cluster,
+with ``--api-key`` or the ``QDRANT_API_KEY`` environment variable).
+
+Input of ``add`` is JSONL, one document per line: ``{"id": str, "text": str, "metadata": {...}}``
+(``metadata`` optional). ``search`` prints one JSON line per query:
+``{"query": str, "hits": [{"id", "score", "text", "metadata"}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+DOCUMENT_KEYS = {"id", "text", "metadata"}
+
+
+class CliInputError(ValueError):
+    """Bad command-line input: a message for the user, printed without a traceback."""
+
+
+def read_documents(stream: TextIO, source: str = "<input>") -> Iterator[dict[str, Any]]:
+    """Yield ``{"id", "text", "metadata"}`` from JSONL; any problem names the line."""
+    for lineno, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CliInputError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise CliInputError(f"{source}:{lineno}: each line must be a JSON object")
+        unknown = set(obj) - DOCUMENT_KEYS
+        if unknown:
+            raise CliInputError(f"{source}:{lineno}: unknown keys {sorted(unknown)}; expected id, text, metadata")
+        if not isinstance(obj.get("id"), str) or not obj["id"]:
+            raise CliInputError(f"{source}:{lineno}: 'id' must be a non-empty string")
+        if not isinstance(obj.get("text"), str):
+            raise CliInputError(f"{source}:{lineno}: 'text' must be a string")
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise CliInputError(f"{source}:{lineno}: 'metadata' must be an object")
+        yield {"id": obj["id"], "text": obj["text"], "metadata": meta}
+
+
+def add_qdrant_commands(subparsers: Any) -> None:
+    """Register ``qdrant create|add|search`` on an ``argparse`` subparsers object."""
+    qdrant = subparsers.add_parser("qdrant", help="store and search maxsim vectors in Qdrant",
+                                   description=__doc__.split("\n\n")[0])
+    sub = qdrant.add_subparsers(dest="qdrant_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--location", required=True,
+                       help="directory (embedded local mode), edge:<dir> (Qdrant Edge), or http(s)://host:port")
+        p.add_argument("--collection", default="maxsim", help="collection name (default: maxsim)")
+        p.add_argument("--api-key", default=None, help="server API key (default: $QDRANT_API_KEY)")
+        p.add_argument("--timeout", type=int, default=None, help="server request timeout, seconds")
+
+    p = sub.add_parser("create", help="create a collection for a model and dim")
+    common(p)
+    p.add_argument("--model", default=None, help="model name or path (default: the offline default model)")
+    p.add_argument("--dim", type=int, default=128, choices=(128, 96, 64))
+    p.add_argument("--storage", default="float32", choices=("float32", "float16", "uint8"))
+    p.add_argument("--no-muvera", action="store_true", help="store no MUVERA vectors (pooled first stage only)")
+    p.add_argument("--no-pooled", action="store_true", help="store no pooled dense vectors")
+    p.add_argument("--k-sim", type=int, default=5, help="MUVERA SimHash bits (2**k partitions)")
+    p.add_argument("--dim-proj", type=int, default=16, help="MUVERA per-partition projection dim")
+    p.add_argument("--repetitions", type=int, default=20, help="MUVERA repetitions")
+    p.add_argument("--no-fill-empty", action="store_true", help="MUVERA: leave empty document partitions at zero")
+    p.add_argument("--final-dim", type=int, default=None, help="MUVERA final projection size")
+    p.add_argument("--seed", type=int, default=42, help="MUVERA random seed")
+    p.add_argument("--muvera-hnsw-m", type=int, default=16, help="HNSW m on the MUVERA vector (0 = exact scan)")
+    p.add_argument("--long-docs", default="split", choices=("split", "pool"),
+                   help="documents over Qdrant's multivector cap: split into parts or pool tokens")
+    p.add_argument("--max-tokens", type=int, default=None, help="token cap per stored multivector")
+    p.add_argument("--shard-number", type=int, default=None, help="shards (server/cluster only)")
+    p.add_argument("--replication-factor", type=int, default=None, help="replicas (server/cluster only)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--exist-ok", action="store_true", help="succeed if the same collection exists")
+    group.add_argument("--recreate", action="store_true", help="drop an existing collection first")
+    p.set_defaults(qdrant_func=_cmd_create)
+
+    p = sub.add_parser("add", help="encode JSONL documents and upsert them")
+    common(p)
+    p.add_argument("input", help="JSONL file of {id, text, metadata?}, or - for stdin")
+    p.add_argument("--model", default=None, help="model name or path (default: the collection's model)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(qdrant_func=_cmd_add)
+
+    p = sub.add_parser("search", help="two-stage search: first stage prefetch, MaxSim rerank")
+    common(p)
+    p.add_argument("queries", nargs="*", help="query texts (or use --queries-file)")
+    p.add_argument("--queries-file", default=None, help="file with one query per line, or - for stdin")
+    p.add_argument("--model", default=None, help="model name or path (default: the collection's model)")
+    p.add_argument("-k", "--top-k", type=int, default=10)
+    p.add_argument("--first-stage", default="muvera", choices=("muvera", "pooled", "none"))
+    p.add_argument("--prefetch-limit", type=int, default=200)
+    p.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"lang": "en"}\'')
+    p.set_defaults(qdrant_func=_cmd_search)
+
+    qdrant.set_defaults(func=run_qdrant_command)
+
+
+def run_qdrant_command(args: argparse.Namespace) -> int:
+    """Run a parsed ``maxsim qdrant ...`` command; user errors print one line and return 2."""
+    try:
+        return int(args.qdrant_func(args) or 0)
+    except (CliInputError, ValueError, TypeError, ImportError) as exc:
+        print(f"maxsim qdrant {args.qdrant_command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key is not None:
+        return args.api_key
+    if args.location.startswith(("http://", "https://")):
+        return os.environ.get("QDRANT_API_KEY")
+    return None
+
+
+def _check_location(location: str) -> None:
+    if location == ":memory:":
+        raise CliInputError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(name: str | None) -> Any:
+    """Load once per process (in-process callers and tests run several commands)."""
+    import maxsim
+
+    return maxsim.load(name)
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    from maxsim.integrations.qdrant import QdrantSettings, QdrantStore
+    from maxsim.postprocess.muvera import MuveraConfig
+
+    _check_location(args.location)
+    muvera = None if args.no_muvera else MuveraConfig(
+        k_sim=args.k_sim, dim_proj=args.dim_proj, repetitions=args.repetitions,
+        fill_empty_partitions=not args.no_fill_empty, final_dim=args.final_dim, seed=args.seed,
+    )
+    settings = QdrantSettings(
+        storage=args.storage, muvera=muvera, pooled=not args.no_pooled, muvera_hnsw_m=args.muvera_hnsw_m,
+        long_docs=args.long_docs, max_tokens=args.max_tokens, shard_number=args.shard_number,
+        replication_factor=args.replication_factor,
+    )
+    model_name = args.model if args.model is not None else _load_model(None).name
+    store = QdrantStore.create(args.location, args.collection, dim=args.dim, model=model_name, settings=settings,
+                               api_key=_api_key(args), timeout=args.timeout, exist_ok=args.exist_ok,
+                               recreate=args.recreate)
+    print(json.dumps({"collection": args.collection, "engine": store.engine, "model": model_name, "dim": args.dim,
+                      "settings": settings.to_dict()}))
+    store.close()
+    return 0
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from maxsim.integrations.qdrant import QdrantStore
+
+    _check_location(args.location)
+    store = QdrantStore.open(args.location, args.collection, api_key=_api_key(args), timeout=args.timeout,
+                             batch_size=getattr(args, "batch_size", 64))
+    try:
+        model = _load_model(args.model if args.model is not None else store.model_name)
+        if args.model is None and store.model_name and model.name != store.model_name:
+            raise CliInputError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
+    except Exception:
+        store.close()
+        raise
+    store.model = model
+    return store
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    if args.input != "-" and not Path(args.input).is_file():
+        raise CliInputError(f"input file not found: {args.input}")
+    store = _open(args)
+    try:
+        if args.input == "-":
+            n = store.add(read_documents(sys.stdin, "<stdin>"))
+        else:
+            with open(args.input, encoding="utf-8") as f:
+                n = store.add(read_documents(f, args.input))
+        print(json.dumps({"added": n, "documents": store.count()}))
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    queries = list(args.queries)
+    if args.queries_file is not None:
+        if args.queries_file == "-":
+            queries += [line.strip() for line in sys.stdin if line.strip()]
+        else:
+            if not Path(args.queries_file).is_file():
+                raise CliInputError(f"queries file not found: {args.queries_file}")
+            with open(args.queries_file, encoding="utf-8") as f:
+                queries += [line.strip() for line in f if line.strip()]
+    if not queries:
+        raise CliInputError("give at least one query (positional or --queries-file)")
+    flt = None
+    if args.filter is not None:
+        try:
+            flt = json.loads(args.filter)
+        except json.JSONDecodeError as exc:
+            raise CliInputError(f"--filter is not valid JSON ({exc.msg})") from None
+    store = _open(args)
+    try:
+        for q in queries:
+            hits = store.search(q, args.top_k, first_stage=args.first_stage, prefetch_limit=args.prefetch_limit,
+                                filter=flt)
+            print(json.dumps({"query": q, "hits": hits}, ensure_ascii=False))
+    finally:
+        store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m maxsim.qdrant_cli qdrant ...``) until the main CLI wires it."""
+    parser = argparse.ArgumentParser(prog="maxsim")
+    add_qdrant_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
