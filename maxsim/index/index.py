@@ -656,18 +656,27 @@ class Index:
                 new_dirs.append(codec_name)
             if new_codec is not None:
                 segs = list(snap.segments)  # a new codec re-encodes everything
-            # gather live documents of the rewritten segments, in docno order, in chunks
-            pieces = []  # (codes, residuals, lengths, docnos)
+            # gather live documents of the rewritten segments in global docno order, in runs of
+            # at most 8192 documents from one segment
             live_of = {s.name: m for s, m in zip(snap.segments, snap.live, strict=True)}
-            for seg in segs:
-                docs = np.flatnonzero(live_of[seg.name])
-                for s in range(0, len(docs), 8192):
-                    chunk = docs[s : s + 8192]
+            seg_idx = [np.full(int(live_of[seg.name].sum()), j, dtype=np.int64) for j, seg in enumerate(segs)]
+            local = [np.flatnonzero(live_of[seg.name]) for seg in segs]
+            all_seg = np.concatenate(seg_idx) if segs else np.zeros(0, np.int64)
+            all_local = np.concatenate(local) if segs else np.zeros(0, np.int64)
+            all_docno = np.concatenate([seg.docnos[loc] for seg, loc in zip(segs, local, strict=True)]) if segs else all_local
+            order = np.argsort(all_docno, kind="stable")
+            all_seg, all_local = all_seg[order], all_local[order]
+            breaks = np.flatnonzero(np.diff(all_seg)) + 1
+            pieces = []  # (codes, residuals, lengths, docnos)
+            for run_start, run_end in zip(np.r_[0, breaks], np.r_[breaks, len(all_seg)], strict=True):
+                seg = segs[int(all_seg[run_start])] if run_end > run_start else None
+                for s in range(int(run_start), int(run_end), 8192):
+                    chunk = all_local[s : min(s + 8192, int(run_end))]
                     lens = np.diff(seg.offsets)[chunk]
                     if new_codec is not None:
                         c, r = codec.encode(self._decode(snap, seg, chunk))
                     else:
-                        take = np.concatenate([np.arange(seg.offsets[d], seg.offsets[d + 1]) for d in chunk]) if len(chunk) else np.zeros(0, np.int64)
+                        take = np.concatenate([np.arange(seg.offsets[d], seg.offsets[d + 1]) for d in chunk])
                         c, r = np.asarray(seg.codes[take]), np.asarray(seg.residuals[take])
                     pieces.append((c, r, lens, seg.docnos[chunk]))
             seg_rows = []
@@ -748,8 +757,10 @@ class Index:
                 keep = self._catalog.filter_docnos(filter)
                 allowed = [(m & np.isin(s.docnos, keep)).astype(np.uint8) for s, m in zip(snap.segments, allowed, strict=True)]
                 n_allowed = int(sum(int(m.sum()) for m in allowed))
-            exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
             nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
+            exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
+            if filter is not None and n_allowed <= n_exact:
+                exact = True  # scoring the few matching documents exactly is cheaper than pruning
             for qi, q in enumerate(qs):
                 results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact)
         hydrated = self._hydrate(results)

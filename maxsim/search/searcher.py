@@ -16,12 +16,15 @@ Exact mode skips 1-2 and scores every allowed document with stage 3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maxsim.compression.residual import ResidualCodec
-from maxsim.index.storage import Segment
 from maxsim.search import kernels
+
+if TYPE_CHECKING:
+    from maxsim.compression.residual import ResidualCodec
+    from maxsim.index.storage import Segment
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,9 @@ class SearchConfig:
     nprobe : centroids probed per query token (default 4, 8 for indexes of 16k+ centroids).
     n_candidates : documents kept after stage 1 for centroid interaction (default max(40k, 400)).
     n_exact : documents re-ranked exactly after stage 2 (default max(6k, 60)).
-    exact : True forces exact scoring of every document, False forbids it, None picks exact
-        mode when at most ``exact_threshold`` documents can match.
+    exact : True forces exact scoring of every document, False forbids it (except that a filter
+        leaving at most ``n_exact`` documents is always scored exactly), None picks exact mode
+        when at most ``exact_threshold`` documents can match.
     exact_threshold : size below which exact mode is chosen automatically.
     """
 
