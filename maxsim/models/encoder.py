@@ -1,0 +1,152 @@
+"""A post-norm transformer encoder in plain torch: BERT and XLM-RoBERTa (absolute or rotary positions).
+
+One module serves both families the project runs: multilingual-e5-small (BERT, absolute
+positions) and Jina-ColBERT-v2's backbone (XLM-RoBERTa with rotary positions, fused QKV).
+Attention goes through ``scaled_dot_product_attention`` so each device picks its fused kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int
+    type_vocab_size: int = 1
+    layer_norm_eps: float = 1e-12
+    position_embedding: Literal["absolute", "rotary"] = "absolute"
+    rotary_base: float = 10000.0
+    activation: Literal["gelu", "gelu_tanh"] = "gelu"
+    # Additive score for padded keys; -10000 as in BERT and Jina's reference code.
+    padding_score: float = -10000.0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+class RotaryEmbedding(nn.Module):
+    """Half-split ("rotate_half", GPT-NeoX) rotary positions over the full head dimension."""
+
+    def __init__(self, head_dim: int, base: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cache: tuple[int, torch.device, torch.dtype, torch.Tensor, torch.Tensor] | None = None
+
+    def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._cache
+        if cached is not None and cached[0] >= length and cached[1] == device and cached[2] == dtype:
+            return cached[3][:length], cached[4][:length]
+        # Angles in float32, then cast to the activation dtype.
+        positions = torch.arange(length, device=device, dtype=torch.float32)
+        angles = torch.outer(positions, self.inv_freq.to(device))
+        cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        self._cache = (length, device, dtype, cos, sin)
+        return cos, sin
+
+    @staticmethod
+    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """x [B, heads, L, head_dim]; cos/sin [L, head_dim/2]."""
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        self.Wqkv = nn.Linear(h, 3 * h)
+        self.out_proj = nn.Linear(h, h)
+        self.norm1 = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(h, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, h)
+        self.norm2 = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"
+
+    def forward(
+        self, x: torch.Tensor, key_bias: torch.Tensor | None, rotary: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        b, length, h = x.shape
+        # [B, L, 3, heads, head_dim] -> three of [B, heads, L, head_dim]
+        qkv = self.Wqkv(x).view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if rotary is not None:
+            cos, sin = rotary
+            q = RotaryEmbedding.apply(q, cos, sin)
+            k = RotaryEmbedding.apply(k, cos, sin)
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+        ctx = ctx.transpose(1, 2).reshape(b, length, h)
+        x = self.norm1(x + self.out_proj(ctx))
+        return self.norm2(x + self.fc2(F.gelu(self.fc1(x), approximate=self.approximate)))
+
+
+class TransformerEncoder(nn.Module):
+    """input_ids [B, L], attention_mask [B, L] (1 = token, 0 = padding) -> last hidden state [B, L, H]."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, h)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, h)
+        self.position_embeddings = (
+            nn.Embedding(config.max_positions, h) if config.position_embedding == "absolute" else None
+        )
+        self.rotary = (
+            RotaryEmbedding(config.head_dim, config.rotary_base) if config.position_embedding == "rotary" else None
+        )
+        self.emb_ln = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, length = input_ids.shape
+        if length > self.config.max_positions:
+            raise ValueError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
+        if self.position_embeddings is not None:
+            x = x + self.position_embeddings.weight[:length]
+        x = self.emb_ln(x)
+        key_bias = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            # [B, 1, 1, L]: padded keys get a large negative score, broadcast over heads and queries.
+            key_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * self.config.padding_score
+        rotary = self.rotary.cos_sin(length, x.device, x.dtype) if self.rotary is not None else None
+        for layer in self.layers:
+            x = layer(x, key_bias, rotary)
+        return x
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def init_weights(module: nn.Module, std: float = 0.02, seed: int | None = None) -> None:
+    """Random BERT-style initialisation (for tests and timing of untrained shapes)."""
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    m.bias.zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+

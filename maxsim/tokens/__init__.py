@@ -1,0 +1,1 @@
+"""Tokenisation: text -> token ids with ColBERT markers, query expansion and skiplists."""
