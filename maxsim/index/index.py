@@ -50,6 +50,9 @@ AUTO_RETRAIN_GROWTH = 4.0
 MAX_SEGMENTS = 16
 #: Compact (drop deleted documents from the segments) once this fraction of them is deleted.
 MAX_DELETED_FRACTION = 0.25
+#: optimize() re-trains the centroids when the live tokens changed by more than this fraction
+#: since the last training (else it only compacts).
+OPTIMIZE_RETRAIN_CHANGE = 0.25
 #: Tokens decoded for re-training in optimize(): at most this many per centroid.
 TRAIN_TOKENS_PER_CENTROID = 64
 
@@ -593,7 +596,7 @@ class Index:
         trained = int(self._catalog.query("SELECT value FROM state WHERE key='tokens_trained'")[0][0])
         live_tokens = sum(int(np.diff(s.offsets)[m.astype(bool)].sum()) for s, m in zip(snap.segments, snap.live, strict=True))
         if live_tokens > AUTO_RETRAIN_GROWTH * max(trained, 1):
-            self.optimize()
+            self.optimize(force=True)
             return
         in_segments = sum(s.n_docs for s in snap.segments)
         deleted = in_segments - sum(int(m.sum()) for m in snap.live)
@@ -603,24 +606,32 @@ class Index:
         elif len(snap.segments) > MAX_SEGMENTS and len(small) > 1:
             self._rewrite(snap, small, new_codec=None)
 
-    def optimize(self) -> None:
-        """Re-train the centroids on the live documents, re-encode and compact every segment.
+    def optimize(self, force: bool = False) -> bool:
+        """Re-cluster if the centroids no longer fit the data, and compact every segment.
 
-        Re-encoding starts from the decompressed vectors (the index keeps no originals). Atomic:
-        a crash leaves the previous index intact. Runs automatically when the collection has
-        grown AUTO_RETRAIN_GROWTH times past the tokens the codec was trained on.
+        The centroids are re-trained (and every document re-encoded) when the live tokens
+        differ from those the codec was trained on by more than OPTIMIZE_RETRAIN_CHANGE (25 %),
+        or when ``force``; otherwise the segments are only merged and purged of deleted
+        documents, which copies codes without re-encoding. Re-encoding starts from the
+        decompressed vectors (the index keeps no originals), so each re-training adds a little
+        quantisation noise: that is why it is not done when nothing changed. Atomic: a crash
+        leaves the previous index intact. Returns True if the centroids were re-trained.
+        Runs automatically when the collection has grown AUTO_RETRAIN_GROWTH times past the
+        tokens the codec was trained on.
         """
         with self._write_mutex:
             self._acquire_writer()
             snap = self._refresh()
             if snap.codec is None:
-                return
+                return False
             live_docs = [np.flatnonzero(m) for m in snap.live]
             lengths = [np.diff(s.offsets)[d] for s, d in zip(snap.segments, live_docs, strict=True)]
             n_tokens = int(sum(int(x.sum()) for x in lengths))
-            if n_tokens == 0:
+            trained = int(self._catalog.query("SELECT value FROM state WHERE key='tokens_trained'")[0][0])
+            fits = abs(n_tokens - trained) <= OPTIMIZE_RETRAIN_CHANGE * max(trained, 1)
+            if n_tokens == 0 or (fits and not force):
                 self._rewrite(snap, list(snap.segments), new_codec=None)
-                return
+                return False
             k = choose_n_centroids(n_tokens)
             budget = TRAIN_TOKENS_PER_CENTROID * k
             rng = np.random.default_rng(snap.version)
@@ -633,6 +644,7 @@ class Index:
                 sample.append(self._decode(snap, seg, pick))
             codec = train_codec(np.concatenate(sample), k, self.nbits, seed=int(snap.version))
             self._rewrite(snap, list(snap.segments), new_codec=codec, trained_tokens=n_tokens)
+            return True
 
     def _decode(self, snap: _Snapshot, seg: storage.Segment, docs: np.ndarray) -> np.ndarray:
         docs = docs.astype(np.int64)

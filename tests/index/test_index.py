@@ -93,8 +93,14 @@ def test_add_delete_update_reopen_and_stable_ids(tmp_path, gen):
     assert len(reopened) == 199 and "doc-7" not in reopened and "late" in reopened
     assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0]["id"] == "doc-9"
     assert reopened.search_embeddings(q7, k=5)[0]["id"] != "doc-7"
-    reopened.optimize()  # re-cluster and compact: ids and search results survive
+    assert reopened.info()["deleted_pending"] == 3
+    assert reopened.optimize() is False  # nothing changed much: compacts without re-clustering
     assert len(reopened) == 199 and reopened.info()["deleted_pending"] == 0
+    codec_before = reopened.info()["version"]
+    assert reopened.optimize(force=True) is True  # re-cluster: ids and search results survive
+    assert reopened.info()["version"] > codec_before and len(reopened) == 199
+    cos = np.concatenate([(gen.doc(i) * v).sum(1) for i, v in zip(ids[20:60], reopened.get_embeddings(ids[20:60]), strict=True)])
+    assert cos.mean() > 0.9
     assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0]["id"] == "doc-9"
     assert reopened.search_embeddings(gen.query_for(new, seed=3), k=1)[0]["id"] == "late"
     reopened.verify()
