@@ -25,7 +25,8 @@ def _ranks(a: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(
     ("dim", "config", "expected"),
     [
-        (128, MuveraConfig(), 20 * 32 * 16),
+        (128, MuveraConfig(), 20 * 4 * 64),
+        (64, MuveraConfig(k_sim=5, dim_proj=16, repetitions=20), 20 * 32 * 16),
         (64, MuveraConfig(k_sim=3, dim_proj=8, repetitions=4), 4 * 8 * 8),
         (96, MuveraConfig(k_sim=4, dim_proj=96, repetitions=2), 2 * 16 * 96),
         (128, MuveraConfig(final_dim=1000), 1000),
@@ -93,7 +94,8 @@ def test_inner_products_track_maxsim_order(seed: int) -> None:
         for m in range(0, 17, 2)
     ]
     exact = maxsim_scores(q, docs)
-    enc = Muvera(dim, MuveraConfig(seed=seed))
+    # isotropic random tokens: the paper's finer partitioning (32 buckets of 16 dims)
+    enc = Muvera(dim, MuveraConfig(k_sim=5, dim_proj=16, repetitions=20, seed=seed))
     approx = enc.encode_documents(docs) @ enc.encode_query(q)
     spearman = np.corrcoef(_ranks(exact), _ranks(approx))[0, 1]
     assert spearman >= 0.9
