@@ -45,9 +45,16 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # No buffer: the frequencies are computed on use, so an encoder built on the meta device
+        # and filled from a checkpoint (which holds no rotary tensors) needs no extra step.
+        self.head_dim = head_dim
+        self.base = float(base)
         self._cache: tuple[int, torch.device, torch.dtype, torch.Tensor, torch.Tensor] | None = None
+
+    def inv_freq(self, device: torch.device | None = None) -> torch.Tensor:
+        """base^(-2i/d) for i = 0 .. d/2-1, float32."""
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim
+        return 1.0 / (self.base**exponents)
 
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._cache
@@ -55,7 +62,7 @@ class RotaryEmbedding(nn.Module):
             return cached[3][:length], cached[4][:length]
         # Angles in float32, then cast to the activation dtype.
         positions = torch.arange(length, device=device, dtype=torch.float32)
-        angles = torch.outer(positions, self.inv_freq.to(device))
+        angles = torch.outer(positions, self.inv_freq(device))
         cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
         self._cache = (length, device, dtype, cos, sin)
         return cos, sin
