@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ class EncodeOptions:
     batch_tokens: int = 16384  # padded tokens per forward pass
     max_batch_size: int = 64
     window_overlap: int = 64  # tokens shared by neighbouring windows of a long document
+    # Documents longer than document_length: "truncate" (as Jina and PyLate do) or "window"
+    # (every token kept; windows of min(document_length, max_positions) tokens).
+    long_documents: Literal["truncate", "window"] = "truncate"
 
 
 @dataclass
@@ -107,12 +111,26 @@ class Model:
         return self._encode(self.tokenizer.queries(texts), dim, show_progress)
 
     def encode_documents(
-        self, texts: str | Sequence[str], dim: int = 128, show_progress: bool | None = None
+        self,
+        texts: str | Sequence[str],
+        dim: int = 128,
+        show_progress: bool | None = None,
+        long_documents: Literal["truncate", "window"] | None = None,
     ) -> list[TokenVectors]:
-        """Each document -> [n_tokens, dim] float32, padding and punctuation rows dropped."""
+        """Each document -> [n_tokens, dim] float32, padding and punctuation rows dropped.
+
+        ``long_documents`` (default ``self.options.long_documents``, "truncate"): what happens to
+        documents longer than ``document_length``: cut there, or encoded whole in overlapping windows.
+        """
         texts = validate_texts(texts, "documents")
         self._check_dim(dim)
-        return self._encode(self.tokenizer.documents(texts), dim, show_progress)
+        mode = long_documents or self.options.long_documents
+        if mode not in ("truncate", "window"):
+            raise InputError(f"long_documents must be 'truncate' or 'window', got {mode!r}")
+        if mode == "truncate":
+            return self._encode(self.tokenizer.documents(texts), dim, show_progress)
+        limit = min(self.max_positions, self.document_length)
+        return self._encode(self.tokenizer.documents(texts, truncate=False), dim, show_progress, limit)
 
     def rerank(
         self,
@@ -168,9 +186,11 @@ class Model:
             return self.heads[dim]
         return self.heads[min(k for k in self.heads if k > dim)]
 
-    def _encode(self, items: list[TokenizedText], dim: int, show_progress: bool | None) -> list[TokenVectors]:
+    def _encode(
+        self, items: list[TokenizedText], dim: int, show_progress: bool | None, limit: int | None = None
+    ) -> list[TokenVectors]:
         head = self._head_for(int(dim))
-        raw = self._run(items, head=head, show_progress=show_progress)
+        raw = self._run(items, head=head, show_progress=show_progress, limit=limit)
         out = []
         for vectors in raw:
             # Matryoshka: keep the first `dim` raw coordinates, then normalise.
@@ -179,23 +199,24 @@ class Model:
             out.append((v / np.maximum(norms, 1e-12)).astype(np.float32, copy=False))
         return out
 
-    def _segments(self, items: list[TokenizedText]) -> list[_Segment]:
+    def _segments(self, items: list[TokenizedText], limit: int | None = None) -> list[_Segment]:
+        limit = limit or self.max_positions
         segments: list[_Segment] = []
         for index, item in enumerate(items):
             n = len(item)
-            if n <= self.max_positions:
+            if n <= limit:
                 segments.append(_Segment(index, item.ids, item.attention, slice(0, n), slice(0, n)))
                 continue
-            segments.extend(self._windows(index, item))
+            segments.extend(self._windows(index, item, limit))
         return segments
 
-    def _windows(self, index: int, item: TokenizedText) -> list[_Segment]:
+    def _windows(self, index: int, item: TokenizedText, limit: int | None = None) -> list[_Segment]:
         """Overlapping windows over a long document; each content token's vector comes from the
         window in which it sits furthest from an edge (the overlap is split in the middle)."""
         n_marker = len(self.tokenizer.settings.document_marker_ids)
         prefix = 1 + n_marker
         content = len(item) - prefix - 1
-        width = self.max_positions - prefix - 1
+        width = (limit or self.max_positions) - prefix - 1
         overlap = min(self.options.window_overlap, width // 2)
         stride = width - overlap
         starts = list(range(0, max(content - overlap, 1), stride))
@@ -230,10 +251,12 @@ class Model:
         return batches
 
     @torch.inference_mode()
-    def _run(self, items: list[TokenizedText], head: nn.Linear | None, show_progress: bool | None) -> list[np.ndarray]:
+    def _run(
+        self, items: list[TokenizedText], head: nn.Linear | None, show_progress: bool | None, limit: int | None = None
+    ) -> list[np.ndarray]:
         width = head.out_features if head is not None else self._hidden_size()
         outputs = [np.zeros((len(it), width), dtype=np.float32) for it in items]
-        segments = self._segments(items)
+        segments = self._segments(items, limit)
         batches = self._batches(segments)
         total = sum(len(s.ids) for s in segments)
         if show_progress is None:

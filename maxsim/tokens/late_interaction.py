@@ -119,13 +119,14 @@ class LateInteractionTokenizer:
             out.append(TokenizedText(arr, attention, np.ones(len(arr), dtype=bool), truncated))
         return out
 
-    def documents(self, texts: Sequence[str]) -> list[TokenizedText]:
+    def documents(self, texts: Sequence[str], truncate: bool = True) -> list[TokenizedText]:
+        """``truncate=False`` keeps every token (for callers that window long documents)."""
         s = self.settings
         skip = np.fromiter(s.skiplist_ids, dtype=np.int64) if s.skiplist_ids else np.zeros(0, dtype=np.int64)
         out = []
         for ids in self._raw_ids(texts):
             framed = _insert_marker(ids, s.document_marker_ids)
-            truncated = len(framed) > s.document_length
+            truncated = truncate and len(framed) > s.document_length
             if truncated:
                 framed = framed[: s.document_length - 1] + framed[-1:]
             arr = np.asarray(framed, dtype=np.int64)
