@@ -1,0 +1,221 @@
+"""``create_app(settings, model=None)``: the FastAPI application. Nothing is loaded on import.
+
+Layers, outermost first:
+1. ``Gate`` (pure ASGI): request id, authentication, request rate limit, access log, metrics.
+2. ``BodySizeLimit`` (pure ASGI): 413 for bodies over ``max_body_bytes``.
+3. FastAPI: validation (422), routes, error handlers that answer ``{"detail", "code", "request_id"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from maxsim.api.errors import ApiError
+from maxsim.api.limits import BodySizeLimit
+from maxsim.api.service import Service
+from maxsim.api.settings import Settings
+from maxsim.errors import MaxsimError
+
+log = logging.getLogger("maxsim.api")
+STATIC = Path(__file__).parent / "static"
+_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: Paths anyone may read without a key: the page, its files, the API description, health.
+_PUBLIC = ("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
+_MAX_ECHO = 200  # characters of a rejected input echoed back in a 422
+
+
+def request_id_of(scope: dict) -> str:
+    state = scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if rid is None:
+        incoming = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
+        rid = incoming if _RID.match(incoming) else uuid.uuid4().hex
+        state["request_id"] = rid
+    return rid
+
+
+def _error_body(status: int, code: str, detail: Any, rid: str, **extra: Any) -> dict:
+    return {"detail": detail, "code": code, "request_id": rid, **extra}
+
+
+class Gate:
+    """Request id, authentication and the request rate limit, before anything reads the body."""
+
+    def __init__(self, app: Any, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        svc = self.service
+        rid = request_id_of(scope)
+        state = scope["state"]
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapped(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", rid.encode()))
+                for k, v in state.get("rate_headers", {}).items():
+                    headers.append((k.lower().encode(), v.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        path = scope.get("path", "")
+        try:
+            if not (path in _PUBLIC or path.startswith("/static/")):
+                client = svc.keys.check(_header(scope, b"authorization"))
+                if svc.rates.enabled:
+                    client = client or (scope.get("client") or ("?", 0))[0]
+                    state["rate_headers"] = svc.rates.admit(client)
+                state["client"] = client
+        except ApiError as exc:
+            svc.metrics.inc("maxsim_rejected_total", {"code": exc.code})
+            body = json.dumps(_error_body(exc.status, exc.code, exc.detail, rid)).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            await send_wrapped({"type": "http.response.start", "status": exc.status, "headers": headers})
+            await send_wrapped({"type": "http.response.body", "body": body})
+        else:
+            await self.app(scope, receive, send_wrapped)
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            label = getattr(route, "path", None) or ("/static" if path.startswith("/static/") else "unmatched")
+            svc.metrics.observe_request(label, scope.get("method", "?"), status_holder["status"], seconds)
+            log.info("%s %s %s %d %.1fms", rid, scope.get("method"), path, status_holder["status"], seconds * 1000)
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _short(value: Any) -> Any:
+    """A rejected input, cut so that a 422 never echoes megabytes back."""
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "…"
+    if isinstance(value, bytes):
+        return _short(value.decode("utf-8", "replace"))
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return value if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
+
+
+def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
+    """Build the service. ``model`` defaults to ``maxsim.load(settings.model)``, loaded here (not on import)."""
+    settings = settings or Settings()
+    if model is None:
+        from maxsim.models.loading import load
+
+        model = load(settings.model)
+    service = Service(settings, model)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="maxsim",
+        version=__import__("maxsim").__version__,
+        description="Self-hosted late-interaction (ColBERT) retrieval: Jina-compatible multi-vector and rerank "
+        "endpoints, indexes, and a search page that shows why a document matched.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.settings = settings
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        service.metrics.inc("maxsim_rejected_total", {"code": exc.code})
+        return JSONResponse(_error_body(exc.status, exc.code, exc.detail, request_id_of(request.scope)),
+                            status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fastapi_shape, jina_shape = [], []
+        for e in exc.errors():
+            loc = [p for p in e.get("loc", ()) if p != "body"] or ["body"]
+            field = ".".join(str(p) for p in loc)
+            msg = e.get("msg", "invalid value")
+            if e.get("type") == "json_invalid":
+                reason = (e.get("ctx") or {}).get("error", "")
+                msg = f"the body is not valid JSON ({reason}) at character {loc[0]}" if reason else "the body is not valid JSON"
+                field = "body"
+            fastapi_shape.append({"loc": list(e.get("loc", ())), "msg": msg, "type": e.get("type", "value_error"),
+                                  "input": _short(e.get("input"))})
+            jina_shape.append({"field": field, "message": msg, "type": e.get("type", "value_error"),
+                               "input": _short(e.get("input"))})
+        summary = "; ".join(f"{j['field']}: {j['message']}" for j in jina_shape[:5])
+        return JSONResponse(
+            _error_body(422, "INPUT_VALIDATION_ERROR", fastapi_shape, request_id_of(request.scope),
+                        message=f"invalid request: {summary}", errors=jina_shape),
+            status_code=422,
+        )
+
+    @app.exception_handler(MaxsimError)
+    async def maxsim_error(request: Request, exc: MaxsimError) -> JSONResponse:
+        return JSONResponse(_error_body(422, "INPUT_INVALID", str(exc), request_id_of(request.scope)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+        detail = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}"
+        return JSONResponse(_error_body(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), detail,
+                                        request_id_of(request.scope)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id_of(request.scope)
+        log.error("%s internal error: %r", rid, exc, exc_info=exc)
+        return JSONResponse(_error_body(500, "INTERNAL_ERROR", f"internal error; quote request id {rid}", rid),
+                            status_code=500)
+
+    from maxsim.api.routes_index import router as index_router
+    from maxsim.api.routes_jina import router as jina_router
+
+    app.include_router(jina_router)
+    app.include_router(index_router)
+
+    @app.get("/health", tags=["service"], summary="Liveness and what is served")
+    async def health() -> dict:
+        return {"status": "ok", "model": model.name, "model_names": service.model_names, "dimensions": list(model.dims),
+                "indexes": service.indexes.names(), "auth": service.keys.enabled,
+                "batching": settings.batching.enabled, "queue_depth": service.batcher.queue_depth}
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes, request_id=request_id_of)
+    app.add_middleware(Gate, service=service)
+    return app

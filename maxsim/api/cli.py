@@ -1,0 +1,109 @@
+"""``maxsim serve``: run the HTTP service with uvicorn. Light to import (no torch, no FastAPI)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from maxsim.api.settings import BatchSettings, Limits, Settings, SettingsError, parse_index_arg, read_api_keys_file
+
+_LIMIT_HELP = {
+    "max_body_bytes": "largest request body in bytes (413 above)",
+    "max_inputs_per_request": "most texts (inputs, documents, ids) in one request (422 above)",
+    "max_tokens_per_request": "most tokens in one request after truncation (422 above)",
+    "max_k": "largest k of an index search (422 above)",
+    "requests_per_minute": "requests per minute per API key or client address; 0 = no limit (429 above)",
+    "tokens_per_minute": "tokens per minute per API key or client address; 0 = no limit (429 above)",
+    "request_timeout_s": "seconds a request may wait for the model (504 above)",
+    "max_queue": "encode jobs waiting for the model (503 above)",
+}
+
+
+def add_serve_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="HTTP service: Jina-compatible /v1/multi-vector and /v1/rerank, indexes, a search page",
+        description="Serve a model (and indexes) over HTTP. OpenAPI at /docs, search page at /.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default=None, help="model folder or hub id (default: the offline default model)")
+    p.add_argument("--model-alias", action="append", default=None, metavar="NAME",
+                   help="another name the model answers to (default: jina-colbert-v2, jina-colbert-v1-en)")
+    p.add_argument("--index", action="append", default=[], metavar="NAME=PATH", help="serve an existing index (repeatable)")
+    p.add_argument("--index-dir", default=None, metavar="DIR",
+                   help="where POST /v1/indexes creates indexes; indexes already in it are served too")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--api-key", action="append", default=None, metavar="KEY", help="accepted bearer key (repeatable)")
+    keys.add_argument("--api-keys-file", default=None, metavar="FILE", help="file with one accepted key per line")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="allow a non-loopback --host without API keys (anyone who reaches it can use it)")
+    p.add_argument("--no-batching", action="store_true", help="encode each request on its own")
+    d = BatchSettings()
+    p.add_argument("--batch-wait-ms", type=float, default=d.max_wait_ms, help=f"longest wait for more requests to batch (default {d.max_wait_ms})")
+    p.add_argument("--batch-max-inputs", type=int, default=d.max_batch_inputs, help=f"most texts per model call (default {d.max_batch_inputs})")
+    p.add_argument("--batch-max-tokens", type=int, default=d.max_batch_tokens, help=f"most tokens per model call (default {d.max_batch_tokens})")
+    limits = p.add_argument_group("limits")
+    dl = Limits()
+    for name, text in _LIMIT_HELP.items():
+        default = getattr(dl, name)
+        limits.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                            help=f"{text} (default {default})")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    if args.api_keys_file:
+        api_keys = read_api_keys_file(args.api_keys_file)
+    else:
+        api_keys = frozenset(args.api_key or ())
+    return Settings(
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        model_aliases=tuple(args.model_alias) if args.model_alias else Settings().model_aliases,
+        indexes=tuple(parse_index_arg(v) for v in args.index),
+        index_dir=args.index_dir,
+        api_keys=api_keys,
+        allow_unauthenticated=args.allow_unauthenticated,
+        limits=Limits(**{name: getattr(args, name) for name in _LIMIT_HELP}),
+        batching=BatchSettings(enabled=not args.no_batching, max_wait_ms=args.batch_wait_ms,
+                               max_batch_inputs=args.batch_max_inputs, max_batch_tokens=args.batch_max_tokens),
+        log_level=args.log_level,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+        settings.check_bind()  # before loading anything
+    except SettingsError as exc:
+        print(f"maxsim serve: error: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings, threads=args.threads)
+
+
+def serve(settings: Settings, threads: int | None = None) -> int:
+    """Load the model, build the app and run uvicorn until interrupted."""
+    import logging
+
+    try:
+        import uvicorn
+
+        from maxsim.api.app import create_app
+    except ModuleNotFoundError as exc:
+        print(f"maxsim serve: error: {exc.name} is missing; install the server extra: pip install 'maxsim[server]'",
+              file=sys.stderr)
+        return 2
+    from maxsim.models.loading import load
+
+    settings.check_bind()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model = load(settings.model, num_threads=threads)
+    app = create_app(settings, model=model)
+    auth = "API keys required" if settings.auth_enabled else "no authentication (local use)"
+    print(f"maxsim: serving {model.name} on http://{settings.host}:{settings.port} ({auth}); "
+          f"page at /, OpenAPI at /docs", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    return 0

@@ -1,0 +1,22 @@
+"""Errors the service answers with: ``{"detail": ..., "code": ..., "request_id": ...}``."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a Jina-style code; the message is shown to the client."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def model_not_found(name: str, known: list[str]) -> ApiError:
+    return ApiError(400, "INPUT_MODEL_NOT_FOUND", f"model {name!r} is not served here; use one of {known}")
+
+
+def limit_exceeded(limit: str, value: int, got: int, what: str) -> ApiError:
+    return ApiError(422, "INPUT_LIMIT_EXCEEDED", f"{what}: {got} exceeds the limit {limit}={value}")

@@ -1,0 +1,178 @@
+"""Index endpoints: list, create, describe, add documents, delete documents, search.
+
+Writes answer only after the index has committed them (durable: fsynced arrays, then one
+SQLite commit with synchronous=FULL), so an acknowledged write survives a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from maxsim.api.errors import ApiError
+from maxsim.api.limits import check_inputs
+from maxsim.api.routes_jina import _usage, client_of, json_response, rate_headers, service_of
+from maxsim.api.schemas import (
+    AddDocumentsRequest,
+    AddDocumentsResponse,
+    CreateIndexRequest,
+    DeleteDocumentsRequest,
+    DeleteDocumentsResponse,
+    IndexDescription,
+    IndexList,
+    SearchRequest,
+    SearchResponse,
+)
+from maxsim.text.clean import validate_texts
+
+router = APIRouter(tags=["indexes"])
+
+
+def _describe(name: str, index: Any, full: bool) -> dict:
+    if not full:
+        return {"name": name, "model": index.model_name, "dimensions": index.dim, "nbits": index.nbits,
+                "documents": len(index)}
+    info = index.info()
+    return {"name": name, "model": info["model"], "dimensions": info["dim"], "nbits": info["nbits"],
+            "documents": info["documents"], "tokens": info["tokens"], "segments": info["segments"],
+            "bytes_on_disk": info["bytes_on_disk"]}
+
+
+def _index_error(exc: Exception) -> ApiError:
+    """Map the index's own errors to statuses with its message."""
+    from maxsim.index import IndexLockedError, IndexReadOnlyError
+
+    msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, IndexLockedError):
+        return ApiError(409, "INDEX_LOCKED", msg)
+    if isinstance(exc, IndexReadOnlyError):
+        return ApiError(409, "INDEX_READ_ONLY", msg)
+    if isinstance(exc, KeyError):
+        return ApiError(404, "DOCUMENT_NOT_FOUND", msg)
+    if isinstance(exc, ValueError) and "already in the index" in msg:
+        return ApiError(409, "DOCUMENT_EXISTS", msg)
+    if isinstance(exc, ValueError | TypeError):
+        return ApiError(422, "INPUT_INVALID", msg)
+    raise exc
+
+
+async def _in_thread(fn: Any) -> Any:
+    from maxsim.index import IndexLockedError, IndexReadOnlyError
+
+    try:
+        return await run_in_threadpool(fn)
+    except (IndexLockedError, IndexReadOnlyError, KeyError, ValueError, TypeError) as exc:
+        raise _index_error(exc) from None
+
+
+@router.get("/v1/indexes", response_model=IndexList, summary="List the served indexes")
+async def list_indexes(request: Request) -> Response:
+    svc = service_of(request)
+
+    def build() -> dict:
+        data = []
+        for name in svc.indexes.names():
+            data.append(_describe(name, svc.indexes.get(name), full=False))
+        return {"object": "list", "data": data}
+
+    return await json_response(await run_in_threadpool(build))
+
+
+@router.post("/v1/indexes", response_model=IndexDescription, status_code=201, summary="Create an empty index")
+async def create_index(body: CreateIndexRequest, request: Request) -> Response:
+    svc = service_of(request)
+    index = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits)
+    return await json_response(_describe(body.name, index, full=False), status=201)
+
+
+@router.get("/v1/indexes/{name}", response_model=IndexDescription, summary="Size, dimensions and model of an index")
+async def describe_index(name: str, request: Request) -> Response:
+    svc = service_of(request)
+    index = svc.indexes.get(name)
+    return await json_response(await _in_thread(lambda: _describe(name, index, full=True)))
+
+
+@router.post("/v1/indexes/{name}/documents", response_model=AddDocumentsResponse, status_code=201,
+             summary="Add documents (text, optional id and metadata); answers once they are durable")
+async def add_documents(name: str, body: AddDocumentsRequest, request: Request) -> Response:
+    svc = service_of(request)
+    index = svc.indexes.get(name)
+    check_inputs(svc.settings.limits, len(body.documents), "documents")
+    docs = [{"text": d} if isinstance(d, str) else d.model_dump() for d in body.documents]
+    texts = [d["text"] for d in docs]
+    given = [d.get("id") for d in docs]
+    if any(i is not None for i in given) and any(i is None for i in given):
+        raise ApiError(422, "INPUT_INVALID", "documents: give an id to every document or to none (ids are then generated)")
+    ids = given if given and given[0] is not None else None
+    metadata = [d.get("metadata") for d in docs]
+    tok = await svc.tokenize(texts, False, "documents")
+    tokens = svc.check_tokens(tok, client=client_of(request), headers=rate_headers(request))
+    clean = validate_texts(texts, "documents")  # what is stored: the text that was encoded
+    if index.model_name is None:
+        # an index that has not recorded a model yet: let it encode, so it records ours
+        new_ids = await _in_thread(lambda: index.add(clean, ids=ids, metadata=metadata))
+    else:
+        vectors = await svc.encode(tok.items, index.dim)
+        new_ids = await _in_thread(lambda: index.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata))
+    svc.metrics.count_tokens("index-add", "document", tokens, len(texts))
+    n = await run_in_threadpool(len, index)
+    return await json_response({"index": name, "ids": new_ids, "documents": n, "usage": _usage(tokens)}, status=201)
+
+
+@router.post("/v1/indexes/{name}/documents/delete", response_model=DeleteDocumentsResponse,
+             summary="Delete documents by id (all or nothing: an unknown id is a 404)")
+async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Request) -> Response:
+    svc = service_of(request)
+    index = svc.indexes.get(name)
+    check_inputs(svc.settings.limits, len(body.ids), "ids")
+    deleted = await _in_thread(lambda: index.delete(body.ids))
+    n = await run_in_threadpool(len, index)
+    return await json_response({"index": name, "deleted": deleted, "documents": n})
+
+
+@router.delete("/v1/indexes/{name}/documents/{doc_id}", response_model=DeleteDocumentsResponse,
+               summary="Delete one document by id")
+async def delete_document(name: str, doc_id: str, request: Request) -> Response:
+    svc = service_of(request)
+    index = svc.indexes.get(name)
+    deleted = await _in_thread(lambda: index.delete([doc_id]))
+    n = await run_in_threadpool(len, index)
+    return await json_response({"index": name, "deleted": deleted, "documents": n})
+
+
+@router.post("/v1/indexes/{name}/search", response_model=SearchResponse,
+             summary="Search an index; 'filter' keeps documents whose metadata matches every key")
+async def search_index(name: str, body: SearchRequest, request: Request) -> Response:
+    svc = service_of(request)
+    index = svc.indexes.get(name)
+    limits = svc.settings.limits
+    if body.k > limits.max_k:
+        raise ApiError(422, "INPUT_LIMIT_EXCEEDED", f"k: {body.k} exceeds the limit max_k={limits.max_k}")
+    if body.filter is not None and not body.filter:
+        raise ApiError(422, "INPUT_INVALID", "filter: the object is empty; omit it to search everything")
+    q_tok = await svc.tokenize([body.query], True, "query")
+    tokens = svc.check_tokens(q_tok, client=client_of(request), headers=rate_headers(request))
+    q = (await svc.encode(q_tok.items, index.dim))[0]
+    hits = await _in_thread(lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
+    svc.metrics.count_tokens("index-search", "query", tokens, 1)
+    results = []
+    for h in hits:
+        r: dict[str, Any] = {"id": h["id"], "score": float(h["score"])}
+        if body.return_documents:
+            r["text"], r["metadata"] = h["text"], h["metadata"]
+        results.append(r)
+    if body.explain:
+        explained = [i for i, h in enumerate(hits) if h["text"] is not None]
+        if explained:
+            d_tok = await svc.tokenize([hits[i]["text"] for i in explained], False, "documents")
+            vectors = await svc.encode(d_tok.items, index.dim)
+
+            def build() -> None:
+                for i, item, v in zip(explained, d_tok.items, vectors, strict=True):
+                    results[i]["explanation"] = svc.explain(q_tok.items[0], q, item, v)
+
+            await run_in_threadpool(build)
+    return await json_response({"index": name, "model": svc.model.name, "results": results, "usage": _usage(tokens)})
