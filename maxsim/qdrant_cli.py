@@ -6,7 +6,8 @@ local mode, ``edge:<dir>`` for Qdrant Edge, or an ``http(s)://`` URL for a serve
 with ``--api-key`` or the ``QDRANT_API_KEY`` environment variable).
 
 Input of ``add`` is JSONL, one document per line: ``{"id": str, "text": str, "metadata": {...}}``
-(``metadata`` optional). ``search`` prints one JSON line per query:
+(``metadata`` optional; without ``id`` a document gets ``"sha1:<hex of its text>"``, so
+re-adding a file stays idempotent). ``search`` prints one JSON line per query:
 ``{"query": str, "hits": [{"id", "score", "text", "metadata"}, ...]}``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -42,10 +44,12 @@ def read_documents(stream: TextIO, source: str = "<input>") -> Iterator[dict[str
         unknown = set(obj) - DOCUMENT_KEYS
         if unknown:
             raise CliInputError(f"{source}:{lineno}: unknown keys {sorted(unknown)}; expected id, text, metadata")
-        if not isinstance(obj.get("id"), str) or not obj["id"]:
+        if "id" in obj and (not isinstance(obj["id"], str) or not obj["id"]):
             raise CliInputError(f"{source}:{lineno}: 'id' must be a non-empty string")
         if not isinstance(obj.get("text"), str):
             raise CliInputError(f"{source}:{lineno}: 'text' must be a string")
+        if "id" not in obj:  # a content id, so that re-adding the same file stays idempotent
+            obj["id"] = "sha1:" + hashlib.sha1(obj["text"].encode("utf-8")).hexdigest()
         meta = obj.get("metadata")
         if meta is not None and not isinstance(meta, dict):
             raise CliInputError(f"{source}:{lineno}: 'metadata' must be an object")

@@ -97,11 +97,15 @@ def test_cli_input_errors_name_the_problem(tmp_path: Path, capsys) -> None:
         '{"id": "a", "text": "x"}\nnot json\n': "<t>:2: not valid JSON",
         '{"id": "", "text": "x"}\n': "'id' must be a non-empty string",
         '{"id": "a"}\n': "'text' must be a string",
+        '{"id": 3, "text": "x"}\n': "'id' must be a non-empty string",
         '{"id": "a", "text": "x", "title": "t"}\n': "unknown keys \\['title'\\]",
         '{"id": "a", "text": "x", "metadata": [1]}\n': "'metadata' must be an object",
     }
     for text, message in bad.items():
         with pytest.raises(CliInputError, match=message):
             list(read_documents(io.StringIO(text), "<t>"))
-    ok = list(read_documents(io.StringIO('\n{"id": "a", "text": "x"}\n'), "<t>"))
-    assert ok == [{"id": "a", "text": "x", "metadata": None}]
+    ok = list(read_documents(io.StringIO('\n{"id": "a", "text": "x"}\n{"text": "x"}\n{"text": "y"}\n'), "<t>"))
+    assert ok[0] == {"id": "a", "text": "x", "metadata": None}
+    # no id: a content id, the same for the same text
+    assert ok[1]["id"].startswith("sha1:") and ok[1]["id"] != ok[2]["id"]
+    assert ok[1]["id"] == next(read_documents(io.StringIO('{"text": "x"}'), "<t>"))["id"]
