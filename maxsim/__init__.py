@@ -23,6 +23,7 @@ _LAZY = {
     "Model": ("maxsim.models.colbert", "Model"),
     "maxsim_score": ("maxsim.scoring.maxsim", "maxsim_score"),
     "maxsim_scores": ("maxsim.scoring.maxsim", "maxsim_scores"),
+    "Index": ("maxsim.index", "Index"),
 }
 
 

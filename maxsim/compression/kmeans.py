@@ -62,10 +62,16 @@ def train_centroids(
 
 
 def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Nearest centroid (max inner product) for each row of ``x`` [n, dim]; returns int64 [n]."""
+    """Nearest centroid (max inner product) for each row of ``x`` [n, dim]; returns int64 [n].
+
+    Uses a faiss flat inner-product index, which blocks the product so memory stays bounded.
+    """
+    import faiss  # noqa: PLC0415
+
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     out = np.empty(len(x), dtype=np.int64)
-    ct = np.ascontiguousarray(centroids.T)
     for start in range(0, len(x), chunk):
-        block = x[start : start + chunk] @ ct  # [b, k]
-        out[start : start + chunk] = block.argmax(axis=1)
+        _, nearest = index.search(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32), 1)
+        out[start : start + chunk] = nearest[:, 0]
     return out

@@ -46,15 +46,22 @@ def test_more_bits_reconstruct_better():
     assert cos[2] > 0.9
 
 
-def test_cutoffs_are_quantiles_of_residuals():
+def test_cutoffs_start_as_quantiles_and_lloyd_lowers_error():
     x = _data()
-    codec = train_codec(x, 32, 2)
-    ids, packed = codec.encode(x)
+    plain = train_codec(x, 32, 2, lloyd_iters=0)
+    ids, packed = plain.encode(x)
     codes = unpack_codes(packed, 2)
-    # learned cutoffs split each dimension's residuals into roughly equal buckets
+    # quantile cutoffs split each dimension's residuals into equal-mass buckets
     frac = np.stack([(codes == b).mean(axis=0) for b in range(4)])  # [4, dim]
     assert np.all(np.abs(frac - 0.25) < 0.08)
-    assert np.all(np.diff(codec.cutoffs, axis=1) > 0)
+    assert np.all(np.diff(plain.cutoffs, axis=1) > 0)
+    refined = train_codec(x, 32, 2, lloyd_iters=8)
+    np.testing.assert_array_equal(refined.centroids, plain.centroids)
+    err = {}
+    for name, codec in (("plain", plain), ("refined", refined)):
+        y = codec.decode(*codec.encode(x))
+        err[name] = float(((x - y) ** 2).sum(1).mean())
+    assert err["refined"] < err["plain"]
 
 
 def test_numba_decompress_matches_numpy_decode():
