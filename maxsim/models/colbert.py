@@ -103,17 +103,20 @@ class Model:
         torch.set_num_threads(int(n))
 
     def encode_queries(
-        self, texts: str | Sequence[str], dim: int = 128, show_progress: bool | None = None
+        self, texts: str | Sequence[str], dim: int | None = None, show_progress: bool | None = None
     ) -> list[TokenVectors]:
-        """Each query -> [query_length, dim] float32 (query_length is 32 unless the checkpoint says otherwise)."""
+        """Each query -> [query_length, dim] float32 (query_length is 32 unless the checkpoint says otherwise).
+
+        ``dim`` None means the largest the model serves (128, or a -96/-64 checkpoint's own size).
+        """
         texts = validate_texts(texts, "queries")
-        self._check_dim(dim)
+        dim = self._check_dim(dim)
         return self._encode(self.tokenizer.queries(texts), dim, show_progress)
 
     def encode_documents(
         self,
         texts: str | Sequence[str],
-        dim: int = 128,
+        dim: int | None = None,
         show_progress: bool | None = None,
         long_documents: Literal["truncate", "window"] | None = None,
     ) -> list[TokenVectors]:
@@ -123,7 +126,7 @@ class Model:
         documents longer than ``document_length``: cut there, or encoded whole in overlapping windows.
         """
         texts = validate_texts(texts, "documents")
-        self._check_dim(dim)
+        dim = self._check_dim(dim)
         mode = long_documents or self.options.long_documents
         if mode not in ("truncate", "window"):
             raise InputError(f"long_documents must be 'truncate' or 'window', got {mode!r}")
@@ -137,7 +140,7 @@ class Model:
         query: str,
         documents: Sequence[str],
         top_n: int | None = None,
-        dim: int = 128,
+        dim: int | None = None,
         return_documents: bool = True,
     ) -> list[RerankResult]:
         """Documents sorted by MaxSim against the query, best first, like Jina's /v1/rerank results."""
@@ -176,9 +179,12 @@ class Model:
         return self._run(full, head=None, show_progress=False)
 
     # ------------------------------------------------------------------ internals
-    def _check_dim(self, dim: int) -> None:
+    def _check_dim(self, dim: int | None) -> int:
+        if dim is None:
+            return self.dims[0]
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or int(dim) not in self.dims:
             raise InputError(f"dim must be one of {list(self.dims)}, got {dim!r}")
+        return int(dim)
 
     def _head_for(self, dim: int) -> nn.Linear:
         """The checkpoint's own head of that size, else the smallest larger one (truncated later)."""
