@@ -154,6 +154,12 @@ class Muvera:
         else:
             self.final_index = None
             self.final_sign = None
+        # the same matrices laid side by side, [dim, r*k] and [dim, r*p], for one matmul per text
+        self._simhash_flat = np.ascontiguousarray(self.simhash.transpose(1, 0, 2).reshape(dim, r * k))
+        self._projections_flat = (
+            None if self.projections is None
+            else np.ascontiguousarray(self.projections.transpose(1, 0, 2).reshape(dim, r * p))
+        )
         # bit pattern of each partition, [B, k]: used for the Hamming-nearest fill
         self._codes = ((np.arange(1 << k)[:, None] >> np.arange(k)[None, :]) & 1).astype(np.int8)
         self._weights = (1 << np.arange(k)).astype(np.int64)
@@ -188,20 +194,19 @@ class Muvera:
         out = np.zeros((r, b, p), dtype=np.float32)
         n = len(x)
         if n > 0:
-            # bits [r, n, k] -> bucket [r, n]
-            bits = (np.einsum("nd,rdk->rnk", x, self.simhash) > 0).astype(np.int8)
-            buckets = bits.astype(np.int64) @ self._weights
+            # one matmul for every repetition's hyperplanes: [n, r*k] -> bits [r, n, k]
+            bits = (x @ self._simhash_flat > 0).reshape(n, r, cfg.k_sim).transpose(1, 0, 2).astype(np.int8)
+            buckets = bits.astype(np.int64) @ self._weights  # [r, n]
             if self.projections is None:
                 proj = np.broadcast_to(x, (r, n, p))
             else:
-                proj = np.einsum("nd,rdp->rnp", x, self.projections)
-            flat = (np.arange(r)[:, None] * b + buckets).ravel()  # [r*n] in [0, r*b)
-            sums = np.zeros((r * b, p), dtype=np.float32)
-            np.add.at(sums, flat, proj.reshape(r * n, p))
-            counts = np.bincount(flat, minlength=r * b).reshape(r, b)
-            sums = sums.reshape(r, b, p)
+                proj = (x @ self._projections_flat).reshape(n, r, p).transpose(1, 0, 2)  # [r, n, p]
+            onehot = np.zeros((r, n, b), dtype=np.float32)
+            np.put_along_axis(onehot, buckets[:, :, None], 1.0, axis=2)
+            sums = np.matmul(onehot.transpose(0, 2, 1), proj)  # [r, b, p]
+            counts = onehot.sum(axis=1)  # [r, b]
             if is_query:
-                out = sums
+                out = sums.astype(np.float32, copy=False)
             else:
                 filled = counts > 0
                 out[filled] = sums[filled] / counts[filled][:, None]
