@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from maxsim.api.errors import ApiError
+from maxsim.api.errors import ApiError, dumps
 from maxsim.api.limits import BodySizeLimit
 from maxsim.api.service import Service
 from maxsim.api.settings import Settings
@@ -88,7 +88,7 @@ class Gate:
                 state["client"] = client
         except ApiError as exc:
             svc.metrics.inc("maxsim_rejected_total", {"code": exc.code})
-            body = json.dumps(_error_body(exc.status, exc.code, exc.detail, rid)).encode()
+            body = dumps(_error_body(exc.status, exc.code, exc.detail, rid))
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             await send_wrapped({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -120,6 +120,13 @@ def _short(value: Any) -> Any:
     return value if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
 
 
+class SafeJSONResponse(JSONResponse):
+    """A JSONResponse that survives lone surrogates echoed from the request."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
 def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     """Build the service. ``model`` defaults to ``maxsim.load(settings.model)``, loaded here (not on import)."""
     settings = settings or Settings()
@@ -148,13 +155,13 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     app.state.settings = settings
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> SafeJSONResponse:
         service.metrics.inc("maxsim_rejected_total", {"code": exc.code})
-        return JSONResponse(_error_body(exc.status, exc.code, exc.detail, request_id_of(request.scope)),
+        return SafeJSONResponse(_error_body(exc.status, exc.code, exc.detail, request_id_of(request.scope)),
                             status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> SafeJSONResponse:
         fastapi_shape, jina_shape = [], []
         for e in exc.errors():
             loc = [p for p in e.get("loc", ()) if p != "body"] or ["body"]
@@ -169,29 +176,29 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
             jina_shape.append({"field": field, "message": msg, "type": e.get("type", "value_error"),
                                "input": _short(e.get("input"))})
         summary = "; ".join(f"{j['field']}: {j['message']}" for j in jina_shape[:5])
-        return JSONResponse(
+        return SafeJSONResponse(
             _error_body(422, "INPUT_VALIDATION_ERROR", fastapi_shape, request_id_of(request.scope),
                         message=f"invalid request: {summary}", errors=jina_shape),
             status_code=422,
         )
 
     @app.exception_handler(MaxsimError)
-    async def maxsim_error(request: Request, exc: MaxsimError) -> JSONResponse:
-        return JSONResponse(_error_body(422, "INPUT_INVALID", str(exc), request_id_of(request.scope)), status_code=422)
+    async def maxsim_error(request: Request, exc: MaxsimError) -> SafeJSONResponse:
+        return SafeJSONResponse(_error_body(422, "INPUT_INVALID", str(exc), request_id_of(request.scope)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> SafeJSONResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
         detail = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}"
-        return JSONResponse(_error_body(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), detail,
+        return SafeJSONResponse(_error_body(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), detail,
                                         request_id_of(request.scope)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> SafeJSONResponse:
         rid = request_id_of(request.scope)
         log.error("%s internal error: %r", rid, exc, exc_info=exc)
-        return JSONResponse(_error_body(500, "INTERNAL_ERROR", f"internal error; quote request id {rid}", rid),
+        return SafeJSONResponse(_error_body(500, "INTERNAL_ERROR", f"internal error; quote request id {rid}", rid),
                             status_code=500)
 
     from maxsim.api.routes_index import router as index_router

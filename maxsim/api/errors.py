@@ -20,3 +20,13 @@ def model_not_found(name: str, known: list[str]) -> ApiError:
 
 def limit_exceeded(limit: str, value: int, got: int, what: str) -> ApiError:
     return ApiError(422, "INPUT_LIMIT_EXCEEDED", f"{what}: {got} exceeds the limit {limit}={value}")
+
+
+def dumps(payload: object) -> bytes:
+    """JSON bytes; strings holding lone surrogates (valid JSON escapes, not valid UTF-8) are escaped."""
+    import json
+
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")

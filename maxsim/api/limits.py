@@ -83,7 +83,8 @@ def _as_json(scope: Scope) -> Scope:
     if ctype.split(b";")[0].strip().lower() not in _LENIENT_TYPES:
         return scope
     rest = [(k, v) for k, v in headers if k != b"content-type"]
-    return {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
+    scope["headers"] = [*rest, (b"content-type", b"application/json")]  # in place: outer layers read scope["route"]
+    return scope
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -6,6 +6,7 @@ SQLite commit with synchronous=FULL), so an acknowledged write survives a crash.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -53,10 +54,18 @@ def _index_error(exc: Exception) -> ApiError:
     if isinstance(exc, KeyError):
         return ApiError(404, "DOCUMENT_NOT_FOUND", msg)
     if isinstance(exc, ValueError) and "already in the index" in msg:
-        return ApiError(409, "DOCUMENT_EXISTS", msg)
+        return ApiError(409, "DOCUMENT_EXISTS", msg.split(" (use update()")[0] + "; delete them first to replace them")
     if isinstance(exc, ValueError | TypeError):
         return ApiError(422, "INPUT_INVALID", msg)
     raise exc
+
+
+def _check_utf8(value: Any, what: str) -> None:
+    """Ids, metadata and filters are stored as given: refuse strings that are not valid Unicode."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(422, "INPUT_INVALID", f"{what}: contains a lone surrogate (not valid Unicode)") from None
 
 
 async def _in_thread(fn: Any) -> Any:
@@ -108,6 +117,8 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
         raise ApiError(422, "INPUT_INVALID", "documents: give an id to every document or to none (ids are then generated)")
     ids = given if given and given[0] is not None else None
     metadata = [d.get("metadata") for d in docs]
+    _check_utf8(given, "documents[].id")
+    _check_utf8(metadata, "documents[].metadata")
     tok = await svc.tokenize(texts, False, "documents")
     tokens = svc.check_tokens(tok, client=client_of(request), headers=rate_headers(request))
     clean = validate_texts(texts, "documents")  # what is stored: the text that was encoded
@@ -128,6 +139,7 @@ async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Req
     svc = service_of(request)
     index = svc.indexes.get(name)
     check_inputs(svc.settings.limits, len(body.ids), "ids")
+    _check_utf8(body.ids, "ids")
     deleted = await _in_thread(lambda: index.delete(body.ids))
     n = await run_in_threadpool(len, index)
     return await json_response({"index": name, "deleted": deleted, "documents": n})
@@ -138,6 +150,7 @@ async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Req
 async def delete_document(name: str, doc_id: str, request: Request) -> Response:
     svc = service_of(request)
     index = svc.indexes.get(name)
+    _check_utf8(doc_id, "doc_id")
     deleted = await _in_thread(lambda: index.delete([doc_id]))
     n = await run_in_threadpool(len, index)
     return await json_response({"index": name, "deleted": deleted, "documents": n})
@@ -153,6 +166,7 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
         raise ApiError(422, "INPUT_LIMIT_EXCEEDED", f"k: {body.k} exceeds the limit max_k={limits.max_k}")
     if body.filter is not None and not body.filter:
         raise ApiError(422, "INPUT_INVALID", "filter: the object is empty; omit it to search everything")
+    _check_utf8(body.filter, "filter")
     q_tok = await svc.tokenize([body.query], True, "query")
     tokens = svc.check_tokens(q_tok, client=client_of(request), headers=rate_headers(request))
     q = (await svc.encode(q_tok.items, index.dim))[0]

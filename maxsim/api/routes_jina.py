@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from maxsim.api.encoding import encode_vectors
+from maxsim.api.errors import dumps
 from maxsim.api.limits import check_inputs
 from maxsim.api.schemas import (
     ExplainRequest,
@@ -40,7 +40,7 @@ def rate_headers(request: Request) -> dict[str, str]:
 
 async def json_response(payload: Any, status: int = 200) -> Response:
     """Serialise off the event loop (a response of many float vectors is megabytes of text)."""
-    body = await run_in_threadpool(lambda: json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    body = await run_in_threadpool(dumps, payload)
     return Response(body, status_code=status, media_type="application/json")
 
 
