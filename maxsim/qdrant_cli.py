@@ -221,9 +221,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
             raise CliInputError(f"--filter is not valid JSON ({exc.msg})") from None
     store = _open(args)
     try:
-        for q in queries:
-            hits = store.search(q, args.top_k, first_stage=args.first_stage, prefetch_limit=args.prefetch_limit,
-                                filter=flt)
+        results = store.search_batch(queries, args.top_k, first_stage=args.first_stage,
+                                     prefetch_limit=args.prefetch_limit, filter=flt)
+        for q, hits in zip(queries, results, strict=True):
             print(json.dumps({"query": q, "hits": hits}, ensure_ascii=False))
     finally:
         store.close()

@@ -297,13 +297,12 @@ class _Engine(Protocol):
     def delete(self, doc_ids: list[str], min_part: Mapping[str, int] | None = None) -> None: ...
     def query(
         self,
-        multi: list[list[float]],
-        first: tuple[str, list[float]] | None,
+        requests: list[tuple[list[list[float]], tuple[str, list[float]] | None]],
         prefetch_limit: int,
         limit: int,
         conditions: list[_Condition],
         exact: bool,
-    ) -> list[_Hit]: ...
+    ) -> list[list[_Hit]]: ...
     def retrieve(self, ids: list[str]) -> list[dict]: ...
     def count(self, conditions: list[_Condition]) -> int: ...
     def optimize(self) -> None: ...
@@ -434,23 +433,37 @@ class _ClientEngine:
         converted = [self._condition(c) for c in conditions]
         return self.models.Filter(should=converted) if combine_should else self.models.Filter(must=converted)
 
-    def query(self, multi, first, prefetch_limit, limit, conditions, exact) -> list[_Hit]:
+    def query(self, requests, prefetch_limit, limit, conditions, exact) -> list[list[_Hit]]:
+        """One ``query_points`` request per query (``query_batch_points`` for several)."""
         m = self.models
         flt = self._filter(conditions)
         params = m.SearchParams(exact=True) if exact else None
-        prefetch = None
-        if first is not None:
-            prefetch = m.Prefetch(query=first[1], using=first[0], limit=prefetch_limit, filter=flt, params=params)
-        res = self.client.query_points(
-            self.collection,
-            query=multi,
-            using=MAXSIM_VECTOR,
-            prefetch=prefetch,
-            query_filter=flt,
-            limit=limit,
-            with_payload=True,
-        )
-        return [_Hit(float(p.score), dict(p.payload or {})) for p in res.points]
+
+        def prefetch(first: tuple[str, list[float]] | None) -> Any:
+            if first is None:
+                return None
+            return m.Prefetch(query=first[1], using=first[0], limit=prefetch_limit, filter=flt, params=params)
+
+        if len(requests) == 1:
+            multi, first = requests[0]
+            res = self.client.query_points(
+                self.collection,
+                query=multi,
+                using=MAXSIM_VECTOR,
+                prefetch=prefetch(first),
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
+            )
+            responses = [res]
+        else:
+            batch = [
+                m.QueryRequest(query=multi, using=MAXSIM_VECTOR, prefetch=prefetch(first), filter=flt, limit=limit,
+                               with_payload=True)
+                for multi, first in requests
+            ]
+            responses = self.client.query_batch_points(self.collection, requests=batch)
+        return [[_Hit(float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
     def retrieve(self, ids: list[str]) -> list[dict]:
         recs = self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=False)
@@ -565,28 +578,37 @@ class _EdgeEngine:
             return None
         return self.qe.Filter(must=[self._condition(c) for c in conditions])
 
-    def query(self, multi, first, prefetch_limit, limit, conditions, exact) -> list[_Hit]:
+    def query(self, requests, prefetch_limit, limit, conditions, exact) -> list[list[_Hit]]:
+        """One ``EdgeShard.query`` per query (``query_batch`` for several)."""
         qe = self.qe
         flt = self._filter(conditions)
-        prefetches = None
-        if first is not None:
-            params = qe.SearchParams(exact=True) if exact else None
-            prefetches = [
-                qe.Prefetch(
-                    limit=prefetch_limit,
-                    query=qe.Query.Nearest(first[1], using=first[0]),
-                    filter=flt,
-                    params=params,
-                )
-            ]
-        req = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(multi, using=MAXSIM_VECTOR),
-            prefetches=prefetches,
-            filter=flt,
-            with_payload=True,
-        )
-        return [_Hit(float(p.score), dict(p.payload or {})) for p in self.shard.query(req)]
+        params = qe.SearchParams(exact=True) if exact else None
+
+        def request(multi: list[list[float]], first: tuple[str, list[float]] | None) -> Any:
+            prefetches = None
+            if first is not None:
+                prefetches = [
+                    qe.Prefetch(
+                        limit=prefetch_limit,
+                        query=qe.Query.Nearest(first[1], using=first[0]),
+                        filter=flt,
+                        params=params,
+                    )
+                ]
+            return qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(multi, using=MAXSIM_VECTOR),
+                prefetches=prefetches,
+                filter=flt,
+                with_payload=True,
+            )
+
+        reqs = [request(multi, first) for multi, first in requests]
+        if len(reqs) == 1:
+            results = [self.shard.query(reqs[0])]
+        else:
+            results = self.shard.query_batch(qe.QueryBatchRequest(reqs))
+        return [[_Hit(float(p.score), dict(p.payload or {})) for p in points] for points in results]
 
     def retrieve(self, ids: list[str]) -> list[dict]:
         recs = self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True, with_vector=False)
@@ -898,11 +920,25 @@ class QdrantStore:
         """Encode ``query`` and run :meth:`search_embeddings`."""
         if not isinstance(query, str):
             raise TypeError(f"query must be a string; got {type(query).__name__}")
-        vectors = self._need_model().encode_queries([query], dim=self.dim)[0]
-        return self.search_embeddings(
-            vectors, k, first_stage=first_stage, prefetch_limit=prefetch_limit, filter=filter,
-            exact_first_stage=exact_first_stage,
-        )
+        return self.search_batch([query], k, first_stage=first_stage, prefetch_limit=prefetch_limit, filter=filter,
+                                 exact_first_stage=exact_first_stage)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        first_stage: FirstStage = "muvera",
+        prefetch_limit: int = 200,
+        filter: Mapping[str, Any] | None = None,
+        exact_first_stage: bool = False,
+    ) -> list[list[SearchHit]]:
+        """Encode ``queries`` and run :meth:`search_embeddings_batch` (one result list per query)."""
+        if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
+            raise TypeError("queries must be a list of strings")
+        vectors = self._need_model().encode_queries(list(queries), dim=self.dim) if queries else []
+        return self.search_embeddings_batch(vectors, k, first_stage=first_stage, prefetch_limit=prefetch_limit,
+                                            filter=filter, exact_first_stage=exact_first_stage)
 
     def search_embeddings(
         self,
@@ -922,40 +958,59 @@ class QdrantStore:
         :func:`parse_filter`); ``exact_first_stage`` scans the first stage instead of using HNSW.
         A document split into parts scores as its best part.
         """
-        q = self._check_vectors(query, "query")
-        if not isinstance(k, int) or k < 1:
+        return self.search_embeddings_batch([query], k, first_stage=first_stage, prefetch_limit=prefetch_limit,
+                                            filter=filter, exact_first_stage=exact_first_stage)[0]
+
+    def search_embeddings_batch(
+        self,
+        queries: Sequence[TokenVectors],
+        k: int = 10,
+        *,
+        first_stage: FirstStage = "muvera",
+        prefetch_limit: int = 200,
+        filter: Mapping[str, Any] | None = None,
+        exact_first_stage: bool = False,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search_embeddings` for several queries in one batched request."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer; got {k!r}")
         conditions = parse_filter(filter)
-        first: tuple[str, list[float]] | None
-        if first_stage == "muvera":
-            if self._muvera is None:
-                raise ValueError("this collection has no MUVERA vectors; use first_stage='pooled' or 'none'")
-            first = (MUVERA_VECTOR, self._muvera.encode_query(q).tolist())
-        elif first_stage == "pooled":
-            if not self.settings.pooled:
-                raise ValueError("this collection has no pooled vectors; use first_stage='muvera' or 'none'")
-            first = (POOLED_VECTOR, pooled_vector(q).tolist())
-        elif first_stage == "none":
-            first = None
-        else:
+        if first_stage not in ("muvera", "pooled", "none"):
             raise ValueError(f"first_stage must be 'muvera', 'pooled' or 'none'; got {first_stage!r}")
-        if first is not None and (not isinstance(prefetch_limit, int) or prefetch_limit < k):
+        if first_stage == "muvera" and self._muvera is None:
+            raise ValueError("this collection has no MUVERA vectors; use first_stage='pooled' or 'none'")
+        if first_stage == "pooled" and not self.settings.pooled:
+            raise ValueError("this collection has no pooled vectors; use first_stage='muvera' or 'none'")
+        if first_stage != "none" and (not isinstance(prefetch_limit, int) or prefetch_limit < k):
             raise ValueError(f"prefetch_limit must be an integer >= k ({k}); got {prefetch_limit!r}")
-        multi = q.tolist()
+        requests = []
+        for i, query in enumerate(queries):
+            q = self._check_vectors(query, "query" if len(queries) == 1 else f"query {i}")
+            first: tuple[str, list[float]] | None = None
+            if first_stage == "muvera":
+                first = (MUVERA_VECTOR, self._muvera.encode_query(q).tolist())  # type: ignore[union-attr]
+            elif first_stage == "pooled":
+                first = (POOLED_VECTOR, pooled_vector(q).tolist())
+            requests.append((q.tolist(), first))
+        if not requests:
+            return []
+        results: list[list[SearchHit] | None] = [None] * len(requests)
+        todo = list(range(len(requests)))
         limit = k
-        while True:
-            hits = self._engine.query(multi, first, prefetch_limit, limit, conditions, exact_first_stage)
-            best: dict[str, SearchHit] = {}
-            for h in hits:  # already sorted by score; keep each document's best part
-                doc_id = h.payload.get("doc_id")
-                if doc_id is not None and doc_id not in best:
-                    best[doc_id] = SearchHit(
-                        id=doc_id, score=h.score, text=h.payload.get("text"), metadata=h.payload.get("metadata")
-                    )
-            exhausted = len(hits) < limit or (first is not None and limit >= prefetch_limit)
-            if len(best) >= k or exhausted:
-                return list(best.values())[:k]
-            limit = min(limit * 2, prefetch_limit) if first is not None else limit * 2
+        while todo:
+            batch = self._engine.query([requests[i] for i in todo], prefetch_limit, limit, conditions,
+                                       exact_first_stage)
+            again = []
+            for i, hits in zip(todo, batch, strict=True):
+                best = _best_per_document(hits)
+                exhausted = len(hits) < limit or (first_stage != "none" and limit >= prefetch_limit)
+                if len(best) >= k or exhausted:
+                    results[i] = best[:k]
+                else:  # parts of one document took several places: ask for more
+                    again.append(i)
+            todo = again
+            limit = min(limit * 2, prefetch_limit) if first_stage != "none" else limit * 2
+        return [r if r is not None else [] for r in results]
 
     def get(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Stored ``{"text", "metadata", "n_parts"}`` of each known id (unknown ids are absent)."""
@@ -1003,6 +1058,18 @@ class QdrantStore:
         if self.settings.pooled:
             out[POOLED_VECTOR] = pooled_vector(tokens).tolist()
         return out
+
+
+def _best_per_document(hits: list[_Hit]) -> list[SearchHit]:
+    """Hits are sorted by score; keep each document's first (best-scoring) part."""
+    best: dict[str, SearchHit] = {}
+    for h in hits:
+        doc_id = h.payload.get("doc_id")
+        if doc_id is not None and doc_id not in best:
+            best[doc_id] = SearchHit(
+                id=doc_id, score=h.score, text=h.payload.get("text"), metadata=h.payload.get("metadata")
+            )
+    return list(best.values())
 
 
 def _check_ids(ids: Sequence[str]) -> None:

@@ -89,6 +89,20 @@ def test_covering_first_stage_equals_exact_maxsim(store: QdrantStore, corpus: di
         np.testing.assert_allclose([h["score"] for h in hits], want_scores, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("first_stage", ["muvera", "none"])
+def test_batch_search_equals_one_by_one(store: QdrantStore, corpus: dict, first_stage: str) -> None:
+    queries = corpus["queries"]
+    batch = store.search_embeddings_batch(queries, 7, first_stage=first_stage, prefetch_limit=N_DOCS,
+                                          filter={"lang": ["en", "fr"]}, exact_first_stage=True)
+    single = [store.search_embeddings(q, 7, first_stage=first_stage, prefetch_limit=N_DOCS,
+                                      filter={"lang": ["en", "fr"]}, exact_first_stage=True) for q in queries]
+    assert batch == single
+    assert len(batch) == len(queries) and all(len(hits) == 7 for hits in batch)
+    assert store.search_embeddings_batch([], 7) == []
+    with pytest.raises(ValueError, match=r"query 1: token vectors must have shape"):
+        store.search_embeddings_batch([queries[0], np.zeros((2, 3), dtype=np.float32)])
+
+
 def test_ids_payloads_and_stable_point_ids(store: QdrantStore, corpus: dict) -> None:
     assert store.count() == N_DOCS
     hits = store.search_embeddings(corpus["queries"][1], 3)
@@ -172,6 +186,11 @@ def test_document_over_the_multivector_cap_is_stored_and_found(engine: str, tmp_
         assert len({h["id"] for h in hits}) == 3  # parts are merged into one hit per document
         # the long document scores as its best part: here the tail part, whose MaxSim we know
         assert hits[0]["score"] == pytest.approx(maxsim_score(q, long_doc[cap:]), rel=1e-4)
+        # the head part (8192 random tokens) also outscores every short document, so the two best
+        # points are both "long": a k=2 request must ask Qdrant again to return two documents
+        assert maxsim_score(q, long_doc[:cap]) > max(maxsim_score(q, o) for o in others)
+        batch = s.search_embeddings_batch([q, q], 2, first_stage="none")
+        assert [[h["id"] for h in hits] for hits in batch] == [[h["id"] for h in hits[:2]]] * 2
         # re-adding it short removes the stale second part
         s.add_embeddings(["long"], [long_doc[:100]])
         assert s.get(["long"])["long"]["n_parts"] == 1
