@@ -1,0 +1,326 @@
+"""Run BM25, the dense baseline and a late-interaction model on BEIR collections; score with ranx.
+
+One backbone pass per text serves every ColBERT ``dim`` and the dense documents (see
+:mod:`maxsim.evaluation.encoding`). Runs keep each query's top ``k`` documents (k = 100).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maxsim.evaluation.datasets import Collection
+from maxsim.evaluation.metrics import METRICS, evaluate_run
+
+log = logging.getLogger(__name__)
+
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What one evaluation measures."""
+
+    dims: tuple[int, ...] = (128, 96, 64)
+    baselines: tuple[str, ...] = ("bm25", "dense")
+    k: int = 100
+    metrics: tuple[str, ...] = METRICS
+    cache_dir: str | None = None
+    colbert: bool = True
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.baselines) - {"bm25", "dense"}
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from bm25, dense")
+        if self.k < 10:
+            raise ValueError(f"k must be >= 10 for nDCG@10, got {self.k}")
+
+
+@dataclass
+class CollectionResult:
+    name: str
+    language: str
+    n_queries: int
+    n_docs: int
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> metric -> value
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def colbert_system(dim: int) -> str:
+    return f"colbert-{dim}"
+
+
+def late_interaction_topk(
+    queries: Sequence[np.ndarray], documents: Sequence[np.ndarray], k: int, doc_chunk_tokens: int = 1 << 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact MaxSim of every query against every document; the top ``k`` (indices, scores) per query.
+
+    queries: each [n_q, dim]; documents: each [n_d, dim] (rows L2-normalised). Documents are padded
+    in blocks (padding rows never win a max) and scored against all queries at once.
+    """
+    nq, nd = len(queries), len(documents)
+    dim = queries[0].shape[1]
+    qlen = max(len(q) for q in queries)
+    Q = torch.zeros(nq, qlen, dim)
+    qmask = torch.zeros(nq, qlen, dtype=torch.bool)
+    for i, q in enumerate(queries):
+        Q[i, : len(q)] = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+        qmask[i, : len(q)] = True
+    Qflat = Q.reshape(nq * qlen, dim)
+    scores = torch.zeros(nq, nd)
+    lengths = np.array([len(d) for d in documents])
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    with torch.no_grad():
+        while start < nd:
+            stop, longest = start, 0
+            while stop < nd and (stop == start or max(longest, lengths[order[stop]]) * (stop - start + 1) <= doc_chunk_tokens):
+                longest = max(longest, int(lengths[order[stop]]))
+                stop += 1
+            idx = order[start:stop]
+            D = torch.zeros(len(idx), max(longest, 1), dim)
+            dmask = torch.zeros(len(idx), max(longest, 1), dtype=torch.bool)
+            for r, j in enumerate(idx):
+                D[r, : lengths[j]] = torch.from_numpy(np.ascontiguousarray(documents[j], dtype=np.float32))
+                dmask[r, : lengths[j]] = True
+            sims = (Qflat @ D.reshape(-1, dim).T).reshape(nq, qlen, len(idx), -1)
+            sims = sims.masked_fill(~dmask[None, None], float("-inf")).amax(dim=3)  # [nq, qlen, nb]
+            sims = torch.where(torch.isinf(sims), torch.zeros_like(sims), sims)  # empty documents score 0
+            sims = (sims * qmask[:, :, None]).sum(dim=1)
+            scores[:, torch.from_numpy(idx)] = sims
+            start = stop
+    top = torch.topk(scores, min(k, nd), dim=1)
+    return top.indices.numpy(), top.values.numpy()
+
+
+def _to_run(qids: Sequence[str], doc_ids: Sequence[str], idx: np.ndarray, vals: np.ndarray) -> Run:
+    return {q: {doc_ids[int(j)]: float(s) for j, s in zip(idx[i], vals[i])} for i, q in enumerate(qids)}
+
+
+def evaluate_collection(
+    collection: Collection,
+    model,
+    config: EvalConfig,
+    head: torch.nn.Module | None = None,
+    fingerprint: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> CollectionResult:
+    """All systems on one collection. ``head`` overrides the model's 128-wide head (e.g. a trained one)."""
+    from maxsim.evaluation.bm25 import BM25Retriever
+    from maxsim.evaluation.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items, dense_scores
+    from maxsim.evaluation.encoding import backbone_states, mean_pooled, project
+
+    say = on_stage or (lambda s: None)
+    qids = list(collection.queries)
+    qtexts = [collection.queries[q] for q in qids]
+    doc_ids = list(collection.corpus)
+    dtexts = [collection.corpus[d] for d in doc_ids]
+    lang = collection.languages[0] if len(collection.languages) == 1 else None
+    res = CollectionResult(collection.name, collection.language, len(qids), len(doc_ids))
+    runs: dict[str, Run] = {}
+
+    if "bm25" in config.baselines:
+        t = time.perf_counter()
+        say("bm25")
+        bm = BM25Retriever(language=lang)
+        bm.index(doc_ids, dtexts)
+        hits = bm.search(qtexts, k=config.k)
+        runs["bm25"] = dict(zip(qids, hits))
+        res.seconds["bm25"] = time.perf_counter() - t
+
+    need_docs = config.colbert or "dense" in config.baselines
+    if model is not None and need_docs:
+        t = time.perf_counter()
+        say("encoding documents")
+        doc_items = model.tokenizer.documents(dtexts)
+        doc_states = backbone_states(model, doc_items, config.cache_dir, fingerprint, config.show_progress)
+        res.seconds["encode_documents"] = time.perf_counter() - t
+
+        if config.colbert:
+            t = time.perf_counter()
+            say("encoding queries")
+            q_states = backbone_states(model, model.tokenizer.queries(qtexts), config.cache_dir, fingerprint, config.show_progress)
+            res.seconds["encode_queries"] = time.perf_counter() - t
+            t = time.perf_counter()
+            h = head if head is not None else model.heads[max(model.heads)]
+            q_vecs = project(q_states, h, list(config.dims))
+            d_vecs = project(doc_states, h, list(config.dims))
+            for dim in config.dims:
+                say(f"colbert {dim}")
+                idx, vals = late_interaction_topk(q_vecs[dim], d_vecs[dim], config.k)
+                runs[colbert_system(dim)] = _to_run(qids, doc_ids, idx, vals)
+            res.seconds["colbert_scoring"] = time.perf_counter() - t
+
+        if "dense" in config.baselines:
+            t = time.perf_counter()
+            say("dense")
+            d_items = dense_items(model, dtexts, DOCUMENT_PREFIX)
+            d_dense = mean_pooled(doc_states)
+            redo = [i for i, (a, b) in enumerate(zip(d_items, doc_items)) if not np.array_equal(a.ids, b.ids)]
+            if redo:  # inputs that differ from the ColBERT ones get their own pass
+                d_dense[redo] = mean_pooled(backbone_states(model, [d_items[i] for i in redo], config.cache_dir, fingerprint))
+            q_dense = mean_pooled(
+                backbone_states(model, dense_items(model, qtexts, QUERY_PREFIX), config.cache_dir, fingerprint, config.show_progress)
+            )
+            s = torch.from_numpy(dense_scores(q_dense, d_dense))
+            top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
+            runs["dense"] = _to_run(qids, doc_ids, top.indices.numpy(), top.values.numpy())
+            res.seconds["dense"] = time.perf_counter() - t
+
+    for system, run in runs.items():
+        res.metrics[system] = evaluate_run(collection.qrels, run, config.metrics)
+    return res
+
+
+def average(results: Sequence[CollectionResult], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Unweighted mean over collections, per system (systems present in every collection only)."""
+    if not results:
+        return {}
+    systems = [s for s in results[0].metrics if all(s in r.metrics for r in results)]
+    return {s: {m: float(np.mean([r.metrics[s][m] for r in results])) for m in metrics} for s in systems}
+
+
+def by_language(results: Sequence[CollectionResult], metrics: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    groups: dict[str, list[CollectionResult]] = {}
+    for r in results:
+        groups.setdefault(r.language, []).append(r)
+    return {lang: average(rs, metrics) for lang, rs in sorted(groups.items())}
+
+
+def results_to_json(results: Sequence[CollectionResult], config: EvalConfig, extra: dict | None = None) -> dict:
+    return {
+        "config": {**asdict(config), "dims": list(config.dims), "baselines": list(config.baselines)},
+        **(extra or {}),
+        "collections": [asdict(r) for r in results],
+        "average": average(results, config.metrics),
+        "by_language": by_language(results, config.metrics),
+    }
+
+
+def save_json(data: dict, path: Path) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def evaluate(
+    paths: Sequence[str | Path],
+    model=None,
+    config: EvalConfig | None = None,
+    *,
+    head: torch.nn.Module | None = None,
+    split: str = "dev",
+    max_queries: int | None = None,
+    max_docs: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    log_fn: Callable[[str], None] | None = print,
+) -> dict:
+    """Evaluate on every collection under ``paths``; return the results dict (and write a report to ``out``).
+
+    ``model`` is a loaded :class:`maxsim.Model` (``None`` loads the default one unless the config
+    asks for BM25 only).
+    """
+    from maxsim.evaluation.datasets import find_collections, load_collection, sample_collection
+    from maxsim.evaluation.encoding import model_fingerprint
+
+    config = config or EvalConfig()
+    say = log_fn or (lambda s: None)
+    folders = find_collections(list(paths), split)
+    needs_model = config.colbert or "dense" in config.baselines
+    if model is None and needs_model:
+        from maxsim.models.loading import load
+
+        model = load()
+    if model is not None and config.colbert:
+        top = max(model.heads) if head is None else head.out_features
+        bad = [d for d in config.dims if d > top or d < 1]
+        if bad:
+            raise ValueError(f"dims {bad} are not served by a {top}-wide head")
+    fingerprint = model_fingerprint(model) if model is not None else None
+    t0 = time.perf_counter()
+    results = []
+    for n, folder in enumerate(folders, 1):
+        col = load_collection(folder, split)
+        if max_queries or max_docs:
+            col = sample_collection(col, max_queries, max_docs, seed)
+        say(f"[{n}/{len(folders)}] {col.name} ({col.language}): {len(col.queries)} queries, {len(col.corpus)} docs")
+        r = evaluate_collection(col, model, config, head=head, fingerprint=fingerprint,
+                                on_stage=(lambda s: say(f"    {s}")) if config.show_progress else None)
+        line = "  ".join(f"{s} {100 * m['ndcg@10']:.1f}" for s, m in r.metrics.items() if "ndcg@10" in m)
+        say(f"    nDCG@10: {line}")
+        results.append(r)
+    extra = {
+        "model": getattr(model, "name", None),
+        "head": getattr(head, "_maxsim_source", None),
+        "split": split,
+        "sample": {"max_queries": max_queries, "max_docs": max_docs, "seed": seed} if (max_queries or max_docs) else None,
+        "seconds": time.perf_counter() - t0,
+    }
+    data = results_to_json(results, config, extra)
+    if out is not None:
+        from maxsim.evaluation.report import write_report
+
+        paths_out = write_report(data, Path(out))
+        say("wrote " + ", ".join(str(p) for p in paths_out.values()))
+    return data
+
+
+def load_head_file(path: str | Path) -> torch.nn.Linear:
+    """A projection head from safetensors (``weight`` [out, hidden], optional ``bias``)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"head file {path} does not exist")
+    with safe_open(str(path), framework="pt") as fh:
+        if "weight" not in fh.keys():
+            raise ValueError(f"{path} has no 'weight' tensor (found {list(fh.keys())})")
+        weight = fh.get_tensor("weight").float()
+        bias = fh.get_tensor("bias").float() if "bias" in fh.keys() else None
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        if bias is not None:
+            head.bias.copy_(bias)
+    head._maxsim_source = str(path)  # recorded in the results
+    return head.requires_grad_(False)
+
+
+def run_from_args(args) -> int:
+    from maxsim.errors import MaxsimError
+
+    config = EvalConfig(
+        dims=tuple(args.dims),
+        baselines=tuple(args.baselines),
+        cache_dir=args.cache_dir,
+        colbert=not args.no_colbert,
+        show_progress=not args.quiet,
+    )
+    model = None
+    if config.colbert or "dense" in config.baselines:
+        from maxsim.models.loading import load
+
+        model = load(args.model, num_threads=args.threads)
+    head = None
+    if args.head:
+        try:
+            head = load_head_file(args.head)
+        except (OSError, ValueError) as exc:
+            raise MaxsimError(str(exc)) from None
+        if model is not None and head.in_features != model._hidden_size():
+            raise MaxsimError(f"head {args.head} expects {head.in_features} inputs; the model's backbone gives {model._hidden_size()}")
+    try:
+        evaluate(args.datasets, model, config, head=head, split=args.split, max_queries=args.max_queries,
+                 max_docs=args.max_docs, seed=args.seed, out=args.out, log_fn=None if args.quiet else print)
+    except ValueError as exc:
+        raise MaxsimError(str(exc)) from None
+    return 0

@@ -1,0 +1,396 @@
+"""Train a late-interaction model: a small loop with checkpoints that resume exactly.
+
+>>> args = TrainingArguments(output_dir="runs/head", trainable="head", epochs=2)   # doctest: +SKIP
+>>> Trainer(model, args, train_pairs, dev_pairs).train()                          # doctest: +SKIP
+
+Checkpoints (``output_dir/checkpoint``) hold the trainable tensors and the optimiser state as
+safetensors and the loop position as JSON; batches are a pure function of (seed, epoch), so a
+resumed run takes exactly the steps an uninterrupted one would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from maxsim.errors import MaxsimError
+from maxsim.train.data import Pair, batches, unique_texts
+from maxsim.train.losses import ContrastiveLoss, DistillationLoss, MatryoshkaLoss
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(MaxsimError, ValueError):
+    """Bad training settings or an unusable checkpoint."""
+
+
+@dataclass
+class TrainingArguments:
+    """Every training setting. Unknown keys are an error (``from_dict``)."""
+
+    output_dir: str
+    trainable: Literal["head", "lora", "top-layers"] = "head"
+    epochs: int = 1
+    max_steps: int | None = None  # stop after this many optimiser steps in total
+    max_seconds: float | None = None  # save and stop after this much wall time (resume later)
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    temperature: float = 1.0
+    dims: tuple[int, ...] = (128, 96, 64)
+    dim_weights: tuple[float, ...] | None = None
+    hard_negatives: int = 1  # per pair, taken from the pair's negatives
+    distill_weight: float = 0.0
+    doc_maxlen: int = 180
+    lora_r: int = 8
+    lora_alpha: int = 16
+    top_layers: int = 2
+    seed: int = 0
+    save_steps: int = 200
+    eval_steps: int = 200
+    logging_steps: int = 20
+    cache_dir: str | None = None  # backbone states of a frozen backbone (trainable="head")
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.dims = tuple(int(d) for d in self.dims)
+        if self.trainable not in ("head", "lora", "top-layers"):
+            raise TrainingError(f"trainable must be head, lora or top-layers, got {self.trainable!r}")
+        if self.batch_size < 2:
+            raise TrainingError(f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        if self.epochs < 1:
+            raise TrainingError(f"epochs must be >= 1, got {self.epochs}")
+        if self.learning_rate <= 0:
+            raise TrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.dims or any(d < 1 for d in self.dims):
+            raise TrainingError(f"dims must be positive, got {self.dims}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingArguments:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainingError(f"unknown training argument(s): {unknown}")
+        return cls(**data)
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already done
+    best_metric: float | None = None
+    best_step: int | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Fine-tune ``model`` (a :class:`maxsim.Model`) on pairs; optional dev pairs for evaluation.
+
+    The head trained is a copy of the model's widest head (warm start); after ``train`` the
+    model serves it (``model.heads``), and ``output_dir/head.safetensors`` holds the best one.
+    """
+
+    def __init__(self, model, args: TrainingArguments, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair] = ()) -> None:
+        if not train_pairs:
+            raise TrainingError("no training pairs")
+        self.model = model
+        self.args = args
+        self.pairs = list(train_pairs)
+        self.dev_pairs = list(dev_pairs)
+        top = max(model.heads)
+        if max(args.dims) > top:
+            raise TrainingError(f"dims {args.dims} exceed the model's {top}-wide head")
+        source = model.heads[top]
+        self.head = nn.Linear(source.in_features, source.out_features, bias=source.bias is not None)
+        self.head.load_state_dict(source.state_dict())
+        self.head.requires_grad_(True)
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        if args.trainable == "head":
+            from maxsim.train.forward import CachedForward
+
+            self.forward = CachedForward(model, self.head, args.doc_maxlen, args.cache_dir)
+        else:
+            from maxsim.train.forward import EncoderForward, add_lora, unfreeze_top_layers
+
+            if args.trainable == "lora":
+                model.encoder = add_lora(model.encoder, args.lora_r, args.lora_alpha)
+            else:
+                unfreeze_top_layers(model.encoder, args.top_layers)
+            model.encoder.train()
+            self.forward = EncoderForward(model, self.head, args.doc_maxlen)
+        self.trainable = {n: p for n, p in self.forward.named_parameters() if p.requires_grad}
+        self.loss = MatryoshkaLoss(
+            args.dims,
+            args.dim_weights,
+            ContrastiveLoss(args.temperature),
+            DistillationLoss(args.temperature),
+            args.distill_weight,
+        )
+        self.optimizer = torch.optim.AdamW(list(self.trainable.values()), lr=args.learning_rate, weight_decay=args.weight_decay)
+        self.steps_per_epoch = len(batches(self.pairs, args.batch_size, 0, args.seed))
+        if self.steps_per_epoch == 0:
+            raise TrainingError(f"{len(self.pairs)} pairs make no batch of >= 2 from one source")
+        total = self.steps_per_epoch * args.epochs
+        self.total_steps = min(total, args.max_steps) if args.max_steps else total
+        warmup = max(1, int(args.warmup_ratio * self.total_steps))
+        total_steps = self.total_steps
+
+        def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0
+            return min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+
+        self._schedule = schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.state = TrainerState()
+        self.out = Path(args.output_dir)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def save_checkpoint(self) -> Path:
+        tmp = self.out / "checkpoint.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_file({n: p.detach().contiguous() for n, p in self.trainable.items()}, str(tmp / "trainable.safetensors"))
+        opt: dict[str, torch.Tensor] = {}
+        names = list(self.trainable)
+        for i, p in enumerate(self.trainable.values()):
+            for k, v in self.optimizer.state.get(p, {}).items():
+                opt[f"{names[i]}::{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+        save_file(opt, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"state": asdict(self.state), "args": asdict(self.args)}, indent=1))
+        if self.checkpoint_dir.exists():
+            shutil.rmtree(self.checkpoint_dir)
+        os.replace(tmp, self.checkpoint_dir)  # a crash mid-save leaves the previous checkpoint whole
+        return self.checkpoint_dir
+
+    def load_checkpoint(self, path: Path | None = None) -> bool:
+        """Restore the trainable tensors, optimiser and loop position; False if there is none."""
+        path = path or self.checkpoint_dir
+        if not (path / "state.json").is_file():
+            return False
+        saved = json.loads((path / "state.json").read_text())
+        for key in ("trainable", "dims", "batch_size", "seed", "epochs", "max_steps"):
+            if saved["args"].get(key) != asdict(self.args).get(key) and not (key == "dims" and list(saved["args"][key]) == list(self.args.dims)):
+                raise TrainingError(f"checkpoint {path} was made with {key}={saved['args'].get(key)!r}, not {asdict(self.args).get(key)!r}")
+        tensors = load_file(str(path / "trainable.safetensors"))
+        missing = set(self.trainable) - set(tensors)
+        if missing:
+            raise TrainingError(f"checkpoint {path} lacks trainable tensors {sorted(missing)[:3]}")
+        with torch.no_grad():
+            for n, p in self.trainable.items():
+                p.copy_(tensors[n])
+        opt = load_file(str(path / "optimizer.safetensors"))
+        for n, p in self.trainable.items():
+            st = {k.split("::", 1)[1]: v for k, v in opt.items() if k.split("::", 1)[0] == n}
+            if st:
+                self.optimizer.state[p] = st
+        self.state = TrainerState(**saved["state"])
+        self.scheduler.last_epoch = self.state.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.args.learning_rate * self._schedule(self.state.step)
+        return True
+
+    def save_head(self, path: Path, metadata: dict | None = None) -> Path:
+        meta = {k: str(v) for k, v in (metadata or {}).items()}
+        tensors = {"weight": self.head.weight.detach().float().contiguous()}
+        if self.head.bias is not None:
+            tensors["bias"] = self.head.bias.detach().float().contiguous()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=meta)
+        return path
+
+    # ------------------------------------------------------------------ one step
+    def batch_loss(self, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        rng = np.random.default_rng([self.args.seed, step])
+        pairs = [self.pairs[i] for i in idx]
+        docs: list[str] = []
+        column: dict[str, int] = {}
+
+        def col(text: str) -> int:
+            if text not in column:
+                column[text] = len(docs)
+                docs.append(text)
+            return column[text]
+
+        labels, own = [], []
+        for p in pairs:
+            labels.append(col(p.positive))
+            negs = p.negatives
+            chosen = sorted(rng.choice(len(negs), size=min(self.args.hard_negatives, len(negs)), replace=False).tolist()) if negs else []
+            own.append([labels[-1]] + [col(negs[j]) for j in chosen])
+        # a column is not a negative for a query when it is a positive of the same query text
+        positives_of: dict[str, set[int]] = {}
+        for p, lab in zip(pairs, labels):
+            positives_of.setdefault(p.query, set()).add(lab)
+        ignore = torch.zeros(len(pairs), len(docs), dtype=torch.bool)
+        for r, p in enumerate(pairs):
+            for c in positives_of[p.query]:
+                ignore[r, c] = True
+        candidates = teacher = None
+        if self.args.distill_weight > 0 and all(p.scores is not None for p in pairs):
+            width = max(len(o) for o in own)
+            candidates = torch.full((len(pairs), width), -1, dtype=torch.long)
+            teacher = torch.zeros(len(pairs), width)
+            for r, (p, o) in enumerate(zip(pairs, own)):
+                candidates[r, : len(o)] = torch.tensor(o)
+                teacher[r, : len(o)] = torch.tensor(p.scores[: len(o)])
+        q_raw, q_mask = self.forward([p.query for p in pairs], True)
+        d_raw, d_mask = self.forward(docs, False)
+        return self.loss.compute_loss_from_embeddings(
+            q_raw, q_mask, d_raw, d_mask, torch.tensor(labels), ignore, candidates, teacher
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, dims: Sequence[int] | None = None) -> dict[str, float]:
+        """nDCG@10 on the dev pairs: per source, retrieve each dev query among that source's dev positives."""
+        from maxsim.evaluation.metrics import evaluate_run
+        from maxsim.evaluation.runner import late_interaction_topk
+        from maxsim.train.losses.scores import truncate_normalize
+
+        if not self.dev_pairs:
+            return {}
+        dims = list(dims or sorted({max(self.args.dims), min(self.args.dims)}, reverse=True))
+        groups: dict[str | None, list[Pair]] = {}
+        for p in self.dev_pairs:
+            groups.setdefault(p.source, []).append(p)
+        scores = {d: [] for d in dims}
+        for pairs in groups.values():
+            docs = unique_texts(p.positive for p in pairs)
+            queries = unique_texts(p.query for p in pairs)
+            if len(docs) < 2:
+                continue
+            qrels: dict[str, dict[str, int]] = {}
+            for p in pairs:
+                qrels.setdefault(str(queries.index(p.query)), {})[str(docs.index(p.positive))] = 1
+            q_raw, q_mask = self._encode(queries, True)
+            d_raw, d_mask = self._encode(docs, False)
+            for d in dims:
+                qv = [truncate_normalize(q_raw[i][q_mask[i]], d).numpy() for i in range(len(queries))]
+                dv = [truncate_normalize(d_raw[i][d_mask[i]], d).numpy() for i in range(len(docs))]
+                idx, vals = late_interaction_topk(qv, dv, k=min(100, len(docs)))
+                run = {str(i): {str(int(j)): float(s) for j, s in zip(idx[i], vals[i])} for i in range(len(queries))}
+                scores[d].append(evaluate_run(qrels, run, ("ndcg@10",))["ndcg@10"])
+        return {f"dev_ndcg@10@{d}": float(np.mean(v)) for d, v in scores.items() if v}
+
+    def _encode(self, texts: list[str], is_query: bool, batch: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        raws, masks = [], []
+        was_training = self.forward.training
+        self.forward.eval()
+        for s in range(0, len(texts), batch):
+            r, m = self.forward(texts[s : s + batch], is_query)
+            raws.extend(r.float())
+            masks.extend(m)
+        self.forward.train(was_training)
+        return raws, masks
+
+    # ------------------------------------------------------------------ the loop
+    def prepare(self) -> None:
+        """For a frozen backbone: compute (or read from the cache) the states of every text once."""
+        from maxsim.train.forward import CachedForward
+
+        if isinstance(self.forward, CachedForward):
+            everything = self.pairs + self.dev_pairs
+            self.forward.add_texts(unique_texts(p.query for p in everything), True, self.args.show_progress)
+            docs = unique_texts([p.positive for p in everything] + [n for p in everything for n in p.negatives])
+            self.forward.add_texts(docs, False, self.args.show_progress)
+
+    def train(self, resume: bool = True) -> TrainerState:
+        args = self.args
+        if resume and self.load_checkpoint():
+            log.info("resumed at step %d (epoch %d, batch %d)", self.state.step, self.state.epoch, self.state.batch_in_epoch)
+        self.prepare()
+        started = time.monotonic()
+        bar = tqdm(total=self.total_steps, initial=self.state.step, desc="training", unit="step", disable=not args.show_progress)
+        stop = False
+        running: list[float] = []
+        try:
+            for epoch in range(self.state.epoch, args.epochs):
+                plan = batches(self.pairs, args.batch_size, epoch, args.seed)
+                for b in range(self.state.batch_in_epoch if epoch == self.state.epoch else 0, len(plan)):
+                    if self.state.step >= self.total_steps:
+                        stop = True
+                        break
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss, parts = self.batch_loss(plan[b], self.state.step)
+                    loss.backward()
+                    if args.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), args.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.state.step += 1
+                    self.state.epoch, self.state.batch_in_epoch = epoch, b + 1
+                    running.append(float(loss.detach()))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(running[-args.logging_steps:]):.4f}")
+                    if self.state.step % args.logging_steps == 0:
+                        self.state.history.append({"step": self.state.step, "loss": float(np.mean(running[-args.logging_steps:])), **parts})
+                    if args.eval_steps and self.dev_pairs and self.state.step % args.eval_steps == 0:
+                        self._eval_and_keep_best()
+                    if args.save_steps and self.state.step % args.save_steps == 0:
+                        self.save_checkpoint()
+                    if args.max_seconds is not None and time.monotonic() - started > args.max_seconds:
+                        stop = True
+                        break
+                if stop:
+                    break
+                self.state.epoch, self.state.batch_in_epoch = epoch + 1, 0
+        finally:
+            bar.close()
+        finished = self.state.step >= self.total_steps or self.state.epoch >= args.epochs
+        if self.dev_pairs and (not self.state.history or self.state.history[-1].get("eval_step") != self.state.step):
+            self._eval_and_keep_best()
+        self.save_checkpoint()
+        if finished:
+            self.save_head(self.out / "head-last.safetensors", {"step": self.state.step})
+            if not (self.out / "head.safetensors").is_file():  # no dev set: the last head is the result
+                self.save_head(self.out / "head.safetensors", {"step": self.state.step})
+            if self.args.trainable != "head":
+                encoder_part = {n: p.detach().contiguous() for n, p in self.trainable.items() if not n.startswith("head.")}
+                save_file(encoder_part, str(self.out / "encoder-trainable.safetensors"))
+            self._install_head()
+        return self.state
+
+    def _eval_and_keep_best(self) -> None:
+        metrics = self.evaluate()
+        if not metrics:
+            return
+        main = float(np.mean(list(metrics.values())))
+        self.state.history.append({"step": self.state.step, "eval_step": self.state.step, **metrics})
+        log.info("step %d: %s", self.state.step, metrics)
+        if self.args.show_progress:
+            tqdm.write(f"step {self.state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if self.state.best_metric is None or main > self.state.best_metric:
+            self.state.best_metric, self.state.best_step = main, self.state.step
+            self.save_head(self.out / "head.safetensors", {"step": self.state.step, **{k: f"{v:.4f}" for k, v in metrics.items()}})
+
+    def _install_head(self) -> None:
+        best = self.out / "head.safetensors"
+        if best.is_file() and self.args.trainable == "head":
+            tensors = load_file(str(best))
+            with torch.no_grad():
+                self.head.weight.copy_(tensors["weight"])
+                if self.head.bias is not None and "bias" in tensors:
+                    self.head.bias.copy_(tensors["bias"])
+        self.model.heads = {self.head.out_features: self.head.eval().requires_grad_(False)}
