@@ -100,8 +100,15 @@ def serve(settings: Settings, threads: int | None = None) -> int:
 
     settings.check_bind()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = load(settings.model, num_threads=threads)
-    app = create_app(settings, model=model)
+    from maxsim.errors import MaxsimError
+    from maxsim.index import IndexError_
+
+    try:
+        model = load(settings.model, num_threads=threads)
+        app = create_app(settings, model=model)
+    except (MaxsimError, IndexError_) as exc:
+        print(f"maxsim serve: error: {exc}", file=sys.stderr)
+        return 2
     auth = "API keys required" if settings.auth_enabled else "no authentication (local use)"
     print(f"maxsim: serving {model.name} on http://{settings.host}:{settings.port} ({auth}); "
           f"page at /, OpenAPI at /docs", file=sys.stderr, flush=True)

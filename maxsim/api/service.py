@@ -132,9 +132,9 @@ class Service:
         self.indexes = IndexRegistry(settings, model)
         names = [model.name, *settings.model_aliases]
         self.model_names = list(dict.fromkeys(names))
+        self.indexes.open_all()  # here, so that a bad index fails create_app with its message
 
     def start(self) -> None:
-        self.indexes.open_all()
         self.batcher.start()
 
     def stop(self) -> None:
