@@ -61,15 +61,19 @@ def train_centroids(
     return centroids
 
 
-def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Nearest centroid (max inner product) for each row of ``x`` [n, dim]; returns int64 [n].
-
-    Uses a faiss flat inner-product index, which blocks the product so memory stays bounded.
-    """
+def centroid_index(centroids: np.ndarray):
+    """A faiss exact inner-product index over the centroids (blocked BLAS: at the centroid counts
+    used here it beats graph indexes, which were measured slower up to 8k centroids)."""
     import faiss  # noqa: PLC0415
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return index
+
+
+def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, index=None) -> np.ndarray:
+    """Nearest centroid (max inner product) for each row of ``x`` [n, dim]; returns int64 [n]."""
+    index = index if index is not None else centroid_index(centroids)
     out = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), chunk):
         _, nearest = index.search(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32), 1)

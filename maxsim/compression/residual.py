@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maxsim.compression.bits import check_nbits, pack_codes, unpack_table
-from maxsim.compression.kmeans import assign_centroids, train_centroids
+from maxsim.compression.kmeans import assign_centroids, centroid_index, train_centroids
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,9 +65,10 @@ class ResidualCodec:
         n = len(x)
         ids = np.empty(n, dtype=self.code_dtype)
         packed = np.empty((n, self.bytes_per_token), dtype=np.uint8)
+        index = centroid_index(self.centroids)
         for start in range(0, n, chunk):
             block = np.asarray(x[start : start + chunk], dtype=np.float32)
-            cid = assign_centroids(block, self.centroids)
+            cid = assign_centroids(block, self.centroids, index=index)
             ids[start : start + len(block)] = cid
             packed[start : start + len(block)] = pack_codes(self.quantize(block - self.centroids[cid]), self.nbits)
         return ids, packed

@@ -76,7 +76,7 @@ class PreparedQuery:
 
 def prepare_query(q: np.ndarray, codec: ResidualCodec, nprobe: int) -> PreparedQuery:
     q = np.ascontiguousarray(q, dtype=np.float32)
-    st = kernels.centroid_scores(q, codec.centroids)  # [k, nq]
+    st = kernels.rows_times(codec.centroids, np.ascontiguousarray(q.T))  # [k, nq]
     s = st.T  # [nq, k]
     k = s.shape[1]
     take = min(nprobe + 1, k)
@@ -107,6 +107,31 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return idx[np.lexsort((idx, -scores[idx]))]
 
 
+def exact_maxsim(seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray,
+                 max_tokens: int = 1 << 16) -> np.ndarray:
+    """Exact MaxSim of q [nq, dim] against the decompressed tokens of local ``docs``: float32 [n].
+
+    Decompresses up to ``max_tokens`` tokens at a time, multiplies with single-threaded BLAS,
+    then reduces per document.
+    """
+    docs = docs.astype(np.int64, copy=False)
+    lens = seg.offsets[docs + 1] - seg.offsets[docs]
+    out = np.empty(len(docs), dtype=np.float32)
+    qt = np.ascontiguousarray(q.T, dtype=np.float32)
+    start = 0
+    while start < len(docs):
+        stop = start + max(1, int(np.searchsorted(np.cumsum(lens[start:]), max_tokens, side="right")))
+        stop = min(stop, len(docs))
+        chunk = docs[start:stop]
+        offs = np.zeros(len(chunk) + 1, dtype=np.int64)
+        np.cumsum(lens[start:stop], out=offs[1:])
+        buf = np.empty((int(offs[-1]), q.shape[1]), dtype=np.float32)
+        kernels.decompress(chunk, seg.offsets, seg.codes, seg.residuals, codec.centroids, lut, offs, buf)
+        out[start:stop] = kernels.segment_maxsum(kernels.rows_times(buf, qt), offs)
+        start = stop
+    return out
+
+
 def search_segment(
     seg: Segment, codec: ResidualCodec, lut: np.ndarray, pq: PreparedQuery, allowed: np.ndarray,
     k: int, n_cand: int, n_exact: int,
@@ -120,7 +145,7 @@ def search_segment(
     if len(docs) > n_exact:
         ci = kernels.centroid_interaction(docs, seg.offsets, seg.codes, pq.st)
         docs = docs[_top(ci, n_exact)]
-    scores = kernels.exact_scores(docs, seg.offsets, seg.codes, seg.residuals, codec.centroids, lut, pq.q)
+    scores = exact_maxsim(seg, codec, lut, pq.q, docs)
     best = _top(scores, min(k, len(docs)))
     return docs[best], scores[best]
 
@@ -131,7 +156,6 @@ def exact_segment(
     """Exact top-k over the given local docs of one segment."""
     if len(docs) == 0:
         return docs.astype(np.int64), np.zeros(0, dtype=np.float32)
-    scores = kernels.exact_scores(docs.astype(np.int64), seg.offsets, seg.codes, seg.residuals, codec.centroids, lut,
-                                  np.ascontiguousarray(q, dtype=np.float32))
+    scores = exact_maxsim(seg, codec, lut, q, docs)
     best = _top(scores, min(k, len(docs)))
     return docs[best].astype(np.int64), scores[best]
