@@ -75,7 +75,9 @@ class Model:
         self.dtype = dtype
         self.options = options or EncodeOptions()
         self.info = dict(info or {})
-        self._lock = threading.Lock()  # torch modules are not re-entrant-safe across threads for set_num_threads
+        # One forward pass at a time: concurrent callers (server threads) would only oversubscribe
+        # the cores; batching them is the caller's job (see maxsim.api.batching).
+        self._lock = threading.Lock()
         if num_threads is not None:
             self.set_num_threads(num_threads)
         for p in list(self.encoder.parameters()) + [p for h in self.heads.values() for p in h.parameters()]:
