@@ -183,8 +183,6 @@ def dir_bytes(path: Path) -> int:
 
 
 def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
-    import numba
-
     from maxsim.index import Index
     from maxsim.search import SearchConfig
 
@@ -208,10 +206,10 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
               "array_bytes_per_token": round(info["array_bytes_per_token"], 3),
               "n_tokens": int(offsets[-1]), "params": {"nbits": 2, "centroids": info["centroids"],
                                                        "segments": info["segments"]}, "runs": []}
-    configs = {"default": SearchConfig(exact=False), "fast": SearchConfig(exact=False, nprobe=2, n_candidates=200, n_exact=30)}
-    for name, cfg in configs.items():
+    configs = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30}}
+    for name, kw in configs.items():
         for t in threads:
-            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
+            cfg = SearchConfig(exact=False, threads=t, **kw)
 
             def one(q, cfg=cfg):
                 return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=cfg)]

@@ -774,19 +774,19 @@ class Index:
             if filter is not None and n_allowed <= n_exact:
                 exact = True  # scoring the few matching documents exactly is cheaper than pruning
             for qi, q in enumerate(qs):
-                results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact)
+                results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
         hydrated = self._hydrate(results)
         return hydrated[0] if single else hydrated
 
     def _search_one(self, snap: _Snapshot, q: np.ndarray, allowed: list[np.ndarray], k: int, exact: bool,
-                    nprobe: int, n_cand: int, n_exact: int) -> list[tuple[int, float]]:
+                    nprobe: int, n_cand: int, n_exact: int, threads: int) -> list[tuple[int, float]]:
         docnos, scores = [], []
         pq = None if exact else prepare_query(q, snap.codec, nprobe)
         for seg, mask in zip(snap.segments, allowed, strict=True):
             if exact:
-                local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k)
+                local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads)
             else:
-                local, sc = search_segment(seg, snap.codec, snap.lut, pq, mask, k, n_cand, n_exact)
+                local, sc = search_segment(seg, snap.codec, snap.lut, pq, mask, k, n_cand, n_exact, threads)
             docnos.append(seg.docnos[local])
             scores.append(sc)
         if not docnos:

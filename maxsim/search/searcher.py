@@ -15,6 +15,8 @@ Exact mode skips 1-2 and scores every allowed document with stage 3.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,8 @@ class SearchConfig:
         leaving at most ``n_exact`` documents is always scored exactly), None picks exact mode
         when at most ``exact_threshold`` documents can match.
     exact_threshold : size below which exact mode is chosen automatically.
+    threads : threads one query may use (its documents are split between them); the kernels
+        release the GIL, so concurrent queries from separate threads also run in parallel.
     """
 
     nprobe: int | None = None
@@ -47,8 +51,11 @@ class SearchConfig:
     n_exact: int | None = None
     exact: bool | None = None
     exact_threshold: int = 512
+    threads: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
         for name in ("nprobe", "n_candidates", "n_exact"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -61,6 +68,27 @@ class SearchConfig:
         n_cand = self.n_candidates or max(40 * k, 400)
         n_exact = self.n_exact or max(6 * k, 60)
         return min(nprobe, n_centroids), n_cand, max(k, min(n_exact, n_cand))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+#: Below this many documents a stage is not split between threads (the hand-off costs more).
+MIN_PARALLEL_DOCS = 64
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="maxsim-search")
+        return _POOLS[threads]
+
+
+def split_map(fn, docs: np.ndarray, threads: int) -> np.ndarray:
+    """fn(docs) -> float32 [len(docs)], computed on ``threads`` slices of docs in parallel."""
+    if threads <= 1 or len(docs) < MIN_PARALLEL_DOCS * 2:
+        return fn(docs)
+    parts = np.array_split(docs, min(threads, len(docs) // MIN_PARALLEL_DOCS))
+    return np.concatenate(list(_pool(threads).map(fn, parts)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +162,7 @@ def exact_maxsim(seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndar
 
 def search_segment(
     seg: Segment, codec: ResidualCodec, lut: np.ndarray, pq: PreparedQuery, allowed: np.ndarray,
-    k: int, n_cand: int, n_exact: int,
+    k: int, n_cand: int, n_exact: int, threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top-k of one segment: (local docs int64 [<=k], exact scores float32)."""
     docs, approx = kernels.ivf_candidates(seg.ivf_offsets, seg.ivf_docs, pq.probe_c, pq.probe_s, pq.impute, allowed)
@@ -143,19 +171,19 @@ def search_segment(
     if len(docs) > n_cand:
         docs = docs[_top(approx, n_cand)]
     if len(docs) > n_exact:
-        ci = kernels.centroid_interaction(docs, seg.offsets, seg.codes, pq.st)
+        ci = split_map(lambda d: kernels.centroid_interaction(d, seg.offsets, seg.codes, pq.st), docs, threads)
         docs = docs[_top(ci, n_exact)]
-    scores = exact_maxsim(seg, codec, lut, pq.q, docs)
+    scores = split_map(lambda d: exact_maxsim(seg, codec, lut, pq.q, d), docs, threads)
     best = _top(scores, min(k, len(docs)))
     return docs[best], scores[best]
 
 
 def exact_segment(
-    seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray, k: int
+    seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray, k: int, threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over the given local docs of one segment."""
     if len(docs) == 0:
         return docs.astype(np.int64), np.zeros(0, dtype=np.float32)
-    scores = exact_maxsim(seg, codec, lut, q, docs)
+    scores = split_map(lambda d: exact_maxsim(seg, codec, lut, q, d), docs.astype(np.int64), threads)
     best = _top(scores, min(k, len(docs)))
     return docs[best].astype(np.int64), scores[best]

@@ -36,6 +36,7 @@ def test_exact_mode_equals_brute_force_maxsim(tmp_path, gen):
         order = np.lexsort((np.arange(len(ids)), -brute))[:20]
         assert [h["id"] for h in hits] == [ids[i] for i in order]
         np.testing.assert_allclose([h["score"] for h in hits], brute[order], rtol=1e-5, atol=1e-5)
+        assert index.search_embeddings(q, k=20, config=SearchConfig(exact=True, threads=2)) == hits
     # and the compressed vectors are close to the originals
     cos = np.concatenate([(gen.doc(i) * v).sum(1) for i, v in zip(ids[:50], stored[:50], strict=True)])
     assert cos.mean() > 0.93
