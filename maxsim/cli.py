@@ -48,7 +48,8 @@ def _texts_from_lines(lines: list[str]) -> list[str]:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder or hub id (default: the offline default model)")
     p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="output size (default 128)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype (default float32)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "auto"],
+                   help="compute dtype (default float32; auto: bfloat16 where the CPU has native bf16)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 

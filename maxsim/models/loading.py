@@ -28,14 +28,28 @@ class ModelLoadError(MaxsimError, RuntimeError):
     """A model could not be found or read; the message says what to do."""
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            flags = set(fh.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """float32 by default (the same vectors on every machine); "auto" picks bfloat16 where the
+    CPU has native bf16 (measured here: 1.7x the document throughput, equal retrieval quality)."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() or cpu_has_native_bf16() else torch.float32
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     if dtype not in names:
-        raise ModelLoadError(f"dtype must be one of {sorted(names)}, got {dtype!r}")
+        raise ModelLoadError(f"dtype must be one of {sorted(names) + ['auto']}, got {dtype!r}")
     return names[dtype]
 
 
@@ -45,25 +59,34 @@ def load(
     dtype: str | torch.dtype | None = None,
     num_threads: int | None = None,
     revision: str | None = None,
+    query_length: int | None = None,
+    document_length: int | None = None,
 ) -> Model:
     """Load a late-interaction model.
 
     - ``None`` (or ``"default"``): the offline default model, ``maxsim-e5-small-colbert``.
     - a local folder: a ColBERT checkpoint (layout detected from its files).
     - ``"owner/name"``: downloaded from the Hugging Face hub (cached by ``huggingface_hub``).
+
+    ``query_length`` / ``document_length`` override the checkpoint's settings (for example
+    ``document_length=8192`` for Jina-ColBERT-v2, whose Stanford metadata may say less).
     """
     torch_dtype = _parse_dtype(dtype)
+    lengths = {"query_length": query_length, "document_length": document_length}
     if name_or_path in _DEFAULT_ALIASES:
-        return load_default_model(dtype=torch_dtype, num_threads=num_threads)
+        if query_length is not None:
+            raise ModelLoadError("the default model's query_length is fixed at 32")
+        extra = {"document_length": document_length} if document_length is not None else {}
+        return load_default_model(dtype=torch_dtype, num_threads=num_threads, **extra)
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
-        return _load_folder(path, torch_dtype, num_threads)
+        return _load_folder(path, torch_dtype, num_threads, **lengths)
     text = os.fspath(name_or_path)
     if path.exists():
         raise ModelLoadError(f"{text} is a file; pass the checkpoint's folder")
     if text.count("/") != 1 or text.startswith((".", "/", "~")):
         raise ModelLoadError(f"{text!r} is neither an existing folder nor a hub id of the form 'owner/name'")
-    return _load_folder(download(text, revision=revision), torch_dtype, num_threads)
+    return _load_folder(download(text, revision=revision), torch_dtype, num_threads, **lengths)
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
@@ -83,7 +106,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         ) from None
 
 
-def _load_folder(path: Path, dtype: torch.dtype, num_threads: int | None) -> Model:
+def _load_folder(path: Path, dtype: torch.dtype, num_threads: int | None, **lengths: int | None) -> Model:
     from maxsim.models.checkpoints import load_checkpoint
 
-    return load_checkpoint(path, dtype=dtype, num_threads=num_threads)
+    return load_checkpoint(path, dtype=dtype, num_threads=num_threads, **lengths)

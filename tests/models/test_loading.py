@@ -45,3 +45,13 @@ def test_hub_id_without_network_says_to_pass_a_folder():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "ERR" in out.stdout, out.stderr[-2000:]
     assert "local folder" in out.stdout
+
+
+def test_auto_dtype_follows_the_cpu():
+    import torch
+
+    from maxsim.models.loading import _parse_dtype, cpu_has_native_bf16
+
+    expect = torch.bfloat16 if (torch.cuda.is_available() or cpu_has_native_bf16()) else torch.float32
+    assert _parse_dtype("auto") == expect
+    assert _parse_dtype(None) == torch.float32
