@@ -342,3 +342,17 @@ def test_retry_backs_off_on_transient_errors_only() -> None:
     with pytest.raises(ConnectionError):
         with_retry(down, RetryPolicy(attempts=3, base_delay=0.1), transient, sleep=sleeps.append)
     assert sleeps == [0.1, 0.2]
+
+
+def test_an_existing_client_can_be_the_location(corpus: dict) -> None:
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    store = QdrantStore.create(client, "mine", dim=DIM, model="toy", settings=QdrantSettings(muvera=SMALL_MUVERA))
+    assert store.engine == "local"
+    store.add_embeddings(corpus["ids"][:5], corpus["docs"][:5])
+    reopened = QdrantStore.open(client, "mine")
+    assert reopened.count() == 5 and reopened.settings.muvera == SMALL_MUVERA
+    # the layout is in the collection's own metadata, readable by any Qdrant client
+    assert client.get_collection("mine").config.metadata["maxsim"]["dim"] == DIM
+    client.close()
