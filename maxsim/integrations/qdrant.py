@@ -647,7 +647,9 @@ def _open_engine(
 ) -> _Engine:
     qdrant_client = _import_client() if not (isinstance(location, str) and location.startswith("edge:")) else None
     if qdrant_client is not None and isinstance(location, qdrant_client.QdrantClient):
-        remote = location.init_options.get("url") is not None or location.init_options.get("host") is not None
+        opts = location.init_options
+        remote = (opts.get("url") is not None or opts.get("host") is not None
+                  or str(opts.get("location") or "").startswith(("http://", "https://")))
         return _ClientEngine(location, collection, retry, remote=remote)
     if isinstance(location, Path):
         location = str(location)
@@ -885,7 +887,11 @@ class QdrantStore:
                     points.append(_Point(point_id(doc_id, part), self._vectors(piece), payload))
             for j in range(0, len(points), self.batch_size):
                 self._engine.upsert(points[j : j + self.batch_size])
-            self._engine.delete(list(parts_of), min_part=parts_of)
+            # parts are numbered 0..n-1, so an earlier, longer version left stale parts exactly when
+            # part n exists: look those up by id (cheap) and delete only for those documents
+            stale = {p["doc_id"] for p in self._engine.retrieve([point_id(d, n) for d, n in parts_of.items()])}
+            if stale:
+                self._engine.delete(sorted(stale), min_part={d: parts_of[d] for d in stale})
         return n
 
     def update(self, documents: Iterable[Mapping[str, Any]]) -> int:
