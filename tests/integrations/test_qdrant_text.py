@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("qdrant_client")
 pytest.importorskip("qdrant_edge")
 
+pytestmark = pytest.mark.slow  # runs the real default model
+
 from maxsim.integrations.qdrant import QdrantStore  # noqa: E402
 from maxsim.qdrant_cli import CliInputError, main, read_documents  # noqa: E402
 from maxsim.scoring.maxsim import maxsim_scores  # noqa: E402
