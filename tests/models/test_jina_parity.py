@@ -197,3 +197,14 @@ def test_check_py_passes_with_the_project_adapters():
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "0 failed" in proc.stdout and proc.stdout.strip().endswith("PASS")
+
+
+def test_lengths_can_be_overridden_by_the_caller():
+    import maxsim
+
+    m = maxsim.load(CKPT, document_length=300)
+    assert m.document_length == 300 and m.info["settings"]["document_length"] == [300, "caller"]
+    i, text = items(False)[-2]  # 894 tokens
+    item = m.tokenizer.documents([text])[0]
+    assert len(item) == 300 and item.truncated and item.ids[-1] == 2
+    assert m.encode_documents([text])[0].shape == (int(item.keep.sum()), 128)
