@@ -457,8 +457,8 @@ def load_checkpoint(
     head = resolve_head(files, state, notes)
     backbone_keys = {k: v for k, v in state.items() if k not in _HEAD_KEYS and k != "linear.bias"}
     if jina.is_jina_state(backbone_keys):
-        encoder, max_positions, family = _jina_encoder(files, backbone_keys, notes), None, "jina-xlm-roberta-rotary"
-        max_positions = encoder.config.max_positions
+        encoder = _jina_encoder(files, backbone_keys, notes)
+        max_positions, family = encoder.config.max_positions, "jina-xlm-roberta-rotary"
     else:
         try:
             encoder, max_positions = hf_backbones.build(files.config, dtype)
