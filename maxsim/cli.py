@@ -47,7 +47,8 @@ def _texts_from_lines(lines: list[str]) -> list[str]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder or hub id (default: the offline default model)")
-    p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="output size (default 128)")
+    p.add_argument("--dim", type=int, default=None, choices=SUPPORTED_DIMS,
+                   help="output size (default: the largest the model serves, 128 for most)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "auto"],
                    help="compute dtype (default float32; auto: bfloat16 where the CPU has native bf16)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="encode a multilingual demo corpus and answer queries in several languages")
     p.add_argument("--model", default=None)
-    p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS)
+    p.add_argument("--dim", type=int, default=None, choices=SUPPORTED_DIMS)
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_demo)
 

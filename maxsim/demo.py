@@ -16,12 +16,13 @@ def demo_corpus() -> dict:
     return json.loads(resources.files("maxsim").joinpath("resources/demo_corpus.json").read_text(encoding="utf-8"))
 
 
-def run_demo(model_name: str | None = None, dim: int = 128, top_k: int = 3) -> list[dict]:
+def run_demo(model_name: str | None = None, dim: int | None = None, top_k: int = 3) -> list[dict]:
     from maxsim.models.loading import load
 
     t0 = time.perf_counter()
     model = load(model_name)
     t_load = time.perf_counter() - t0
+    dim = dim or model.dims[0]
     corpus = demo_corpus()
     passages = corpus["passages"]
     t0 = time.perf_counter()
