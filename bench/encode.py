@@ -4,7 +4,10 @@ Each configuration runs in its own subprocess so that its peak memory (max RSS) 
 Figures are reported as ratios against the baseline measured in the same run (the machine is
 noisy). Prints a table and writes bench/results/encode.json.
 
-    python bench/encode.py [--docs 256] [--queries 512] [--threads 2]
+    python bench/encode.py [--docs 256] [--queries 512] [--threads 2] [--jina]
+
+``--jina`` adds the rows of ``bench/encode_jina.py`` (a Jina-ColBERT-v2-shaped model, 24 layers,
+hidden 1024, random weights, at 512 and 8192 tokens, float32 and bfloat16) to the same report.
 
 Baseline ("transformers, plain"): `transformers.BertModel` loaded with the same converted
 weights, float32, texts in their given order in batches of 32, each padded to its longest
@@ -160,6 +163,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(RESULTS / "encode.json"))
+    ap.add_argument("--jina", action="store_true", help="also run bench/encode_jina.py and merge its rows")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(run_worker(args.worker, args.docs, args.queries, args.threads)))
@@ -190,6 +194,11 @@ def main() -> None:
         "queries": args.queries,
         "rows": rows,
     }
+    if args.jina:
+        jina_out = RESULTS / "encode_jina.json"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("encode_jina.py")), "--threads",
+                        str(args.threads), "--out", str(jina_out)], check=True)
+        report["jina_shape_rows"] = json.loads(jina_out.read_text())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
