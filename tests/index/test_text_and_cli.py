@@ -42,7 +42,12 @@ def test_text_api(tmp_path, default_model):
         reopened.add("not a list")
 
 
-def test_cli_round_trip(tmp_path, capsys):
+def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
+    import maxsim
+
+    # every command loads the model; hand them the session's copy instead of re-reading it
+    real_load = maxsim.load
+    monkeypatch.setattr(maxsim, "load", lambda name=None, **kw: default_model if name in (None, default_model.name) else real_load(name, **kw))
     path = str(tmp_path / "idx")
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps({"id": i, "text": t, "metadata": m}) for i, t, m in DOCS) + "\n")
