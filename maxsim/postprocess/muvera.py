@@ -219,9 +219,8 @@ class Muvera:
         raw = out.reshape(-1)
         if self.final_index is None:
             return raw
-        final = np.zeros(self.output_dim, dtype=np.float32)
-        np.add.at(final, self.final_index, raw * self.final_sign)
-        return final
+        weights = raw.astype(np.float64) * self.final_sign
+        return np.bincount(self.final_index, weights=weights, minlength=self.output_dim).astype(np.float32)
 
 
 def pooled_vector(vectors: TokenVectors) -> np.ndarray:

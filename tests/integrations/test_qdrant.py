@@ -356,3 +356,23 @@ def test_an_existing_client_can_be_the_location(corpus: dict) -> None:
     # the layout is in the collection's own metadata, readable by any Qdrant client
     assert client.get_collection("mine").config.metadata["maxsim"]["dim"] == DIM
     client.close()
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16", "uint8"])
+def test_collection_layout_in_qdrant(storage: str) -> None:
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(":memory:")
+    settings = QdrantSettings(storage=storage, muvera=SMALL_MUVERA, muvera_hnsw_m=8)
+    QdrantStore.create(client, "layout", dim=96, settings=settings)
+    vectors = client.get_collection("layout").config.params.vectors
+    assert set(vectors) == {"maxsim", "muvera", "pooled"}
+    multi = vectors["maxsim"]
+    assert multi.size == 96 and multi.distance == models.Distance.DOT
+    assert multi.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
+    assert multi.hnsw_config.m == 0  # rerank only: no graph on the multivectors
+    assert (multi.datatype == models.Datatype.FLOAT16) == (storage == "float16")
+    assert isinstance(multi.quantization_config, models.ScalarQuantization) == (storage == "uint8")
+    assert vectors["muvera"].size == SMALL_MUVERA.output_dim and vectors["muvera"].hnsw_config.m == 8
+    assert vectors["pooled"].size == 96
+    client.close()
