@@ -4,13 +4,15 @@ Tokenisation (:func:`tokenize`):
 
 1. NFKC normalisation and case folding.
 2. Runs of letters/digits are split by script. Scripts written without spaces (Han, Hiragana,
-   Katakana, Thai, Lao, Khmer, Myanmar, Tibetan) give overlapping character bigrams (a run of one
-   character gives that character); every other script gives whole words.
+   Katakana, Thai, Lao, Khmer, Myanmar, Tibetan) and Hangul (spaced, but its words carry
+   attached particles and endings) give overlapping character bigrams (a run of one character
+   gives that character); every other script gives whole words.
 3. Words are stemmed with the Snowball stemmer of the collection's language when PyStemmer has
    one (English, Spanish, Russian, Arabic, ...); otherwise they are kept as they are.
 
-Character bigrams are the usual BM25 recipe for Chinese/Japanese/Thai when no word segmenter is
-available (e.g. Lucene's CJKBigramFilter); they need no dictionary and no model.
+Character bigrams are the usual BM25 recipe for Chinese/Japanese/Korean/Thai when no word
+segmenter is available (e.g. Lucene's CJKBigramFilter, which bigrams Hangul too); they need no
+dictionary and no model.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ _UNSPACED = (
     (0x0E00, 0x0EFF),  # Thai, Lao
     (0x0F00, 0x0FFF),  # Tibetan
     (0x1000, 0x109F),  # Myanmar
+    (0x1100, 0x11FF),  # Hangul Jamo
     (0x1780, 0x17FF),  # Khmer
     (0x2E80, 0x2FDF),  # CJK radicals
     (0x3040, 0x30FF),  # Hiragana, Katakana
     (0x3100, 0x312F),  # Bopomofo
+    (0x3130, 0x318F),  # Hangul compatibility Jamo
     (0x31F0, 0x31FF),  # Katakana extensions
     (0x3400, 0x4DBF),  # CJK extension A
     (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xAC00, 0xD7AF),  # Hangul syllables
     (0xF900, 0xFAFF),  # CJK compatibility ideographs
     (0xFF66, 0xFF9F),  # half-width Katakana
     (0x20000, 0x2FFFF),  # CJK extensions B+

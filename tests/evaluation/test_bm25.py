@@ -12,6 +12,7 @@ def test_tokenize_scripts():
     assert tokenize("the dogs are running", "en") == ["the", "dog", "are", "run"]
     assert tokenize("ＡＢＣ１２３") == ["abc123"]  # NFKC folds full-width forms
     assert tokenize("...  ") == []
+    assert tokenize("한국어를 배운다") == ["한국", "국어", "어를", "배운", "운다"]  # Hangul: bigrams within words
 
 
 def test_bm25_ranks_matching_documents_first():
