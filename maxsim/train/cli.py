@@ -23,6 +23,7 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--dims", type=int, nargs="+", default=[128, 96, 64])
+    p.add_argument("--dim-weights", type=float, nargs="+", default=None, help="loss weight of each dim (default all 1)")
     p.add_argument("--hard-negatives", type=int, default=1, help="hard negatives per pair in each batch")
     p.add_argument("--mine", default="bm25", choices=["bm25", "model", "none"], help="how to mine hard negatives (default bm25)")
     p.add_argument("--distill-weight", type=float, default=0.0, help="weight of the KL loss on rows with teacher 'scores'")

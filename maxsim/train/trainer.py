@@ -264,7 +264,8 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, dims: Sequence[int] | None = None) -> dict[str, float]:
-        """nDCG@10 on the dev pairs: per source, retrieve each dev query among that source's dev positives."""
+        """nDCG@10 on the dev pairs: per source, each dev query retrieves among that source's dev
+        positives plus its training positives as distractors (a bigger, harder pool)."""
         from maxsim.evaluation.metrics import evaluate_run
         from maxsim.evaluation.runner import late_interaction_topk
         from maxsim.train.losses.scores import truncate_normalize
@@ -276,8 +277,11 @@ class Trainer:
         for p in self.dev_pairs:
             groups.setdefault(p.source, []).append(p)
         scores = {d: [] for d in dims}
-        for pairs in groups.values():
-            docs = unique_texts(p.positive for p in pairs)
+        distractors: dict[str | None, list[str]] = {}
+        for p in self.pairs:
+            distractors.setdefault(p.source, []).append(p.positive)
+        for source, pairs in groups.items():
+            docs = unique_texts([p.positive for p in pairs] + distractors.get(source, []))
             queries = unique_texts(p.query for p in pairs)
             if len(docs) < 2:
                 continue
@@ -321,6 +325,8 @@ class Trainer:
         if resume and self.load_checkpoint():
             log.info("resumed at step %d (epoch %d, batch %d)", self.state.step, self.state.epoch, self.state.batch_in_epoch)
         self.prepare()
+        if self.state.step == 0 and self.dev_pairs and self.args.eval_steps:
+            self._eval_and_keep_best()  # the starting point is a candidate too
         started = time.monotonic()
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc="training", unit="step", disable=not args.show_progress)
         stop = False
