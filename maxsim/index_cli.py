@@ -11,39 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-_DOC_KEYS = {"id", "text", "metadata"}
+from maxsim.documents import read_documents
 
 
 class IndexCliError(ValueError):
     """Bad command-line input: printed as one line, without a traceback."""
-
-
-def read_jsonl_documents(stream: TextIO, source: str) -> Iterator[dict[str, Any]]:
-    """Yield ``{"id", "text", "metadata"}`` dicts from JSONL; errors name the line."""
-    for lineno, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise IndexCliError(f"{source}:{lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise IndexCliError(f"{source}:{lineno}: each line must be a JSON object")
-        unknown = set(obj) - _DOC_KEYS
-        if unknown:
-            raise IndexCliError(f"{source}:{lineno}: unknown keys {sorted(unknown)}; expected id, text, metadata")
-        if "id" in obj and (not isinstance(obj["id"], str) or not obj["id"]):
-            raise IndexCliError(f"{source}:{lineno}: 'id' must be a non-empty string")
-        if not isinstance(obj.get("text"), str):
-            raise IndexCliError(f"{source}:{lineno}: 'text' must be a string")
-        meta = obj.get("metadata")
-        if meta is not None and not isinstance(meta, dict):
-            raise IndexCliError(f"{source}:{lineno}: 'metadata' must be an object")
-        yield {"id": obj.get("id"), "text": obj["text"], "metadata": meta}
 
 
 def add_index_commands(subparsers: Any) -> None:
@@ -142,7 +117,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     try:
         with Index.open(args.path) as index:
             batch: list[dict] = []
-            for doc in read_jsonl_documents(stream, "<stdin>" if args.input == "-" else args.input):
+            for doc in read_documents(stream, "<stdin>" if args.input == "-" else args.input):
                 batch.append(doc)
                 if len(batch) >= args.batch_size:
                     added += _add_batch(index, batch)

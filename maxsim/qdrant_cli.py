@@ -15,45 +15,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-DOCUMENT_KEYS = {"id", "text", "metadata"}
+from maxsim.documents import read_documents
 
 
 class CliInputError(ValueError):
     """Bad command-line input: a message for the user, printed without a traceback."""
-
-
-def read_documents(stream: TextIO, source: str = "<input>") -> Iterator[dict[str, Any]]:
-    """Yield ``{"id", "text", "metadata"}`` from JSONL; any problem names the line."""
-    for lineno, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliInputError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise CliInputError(f"{source}:{lineno}: each line must be a JSON object")
-        unknown = set(obj) - DOCUMENT_KEYS
-        if unknown:
-            raise CliInputError(f"{source}:{lineno}: unknown keys {sorted(unknown)}; expected id, text, metadata")
-        if "id" in obj and (not isinstance(obj["id"], str) or not obj["id"]):
-            raise CliInputError(f"{source}:{lineno}: 'id' must be a non-empty string")
-        if not isinstance(obj.get("text"), str):
-            raise CliInputError(f"{source}:{lineno}: 'text' must be a string")
-        if "id" not in obj:  # a content id, so that re-adding the same file stays idempotent
-            obj["id"] = "sha1:" + hashlib.sha1(obj["text"].encode("utf-8")).hexdigest()
-        meta = obj.get("metadata")
-        if meta is not None and not isinstance(meta, dict):
-            raise CliInputError(f"{source}:{lineno}: 'metadata' must be an object")
-        yield {"id": obj["id"], "text": obj["text"], "metadata": meta}
 
 
 def add_qdrant_commands(subparsers: Any) -> None:
@@ -191,10 +163,10 @@ def _cmd_add(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
         if args.input == "-":
-            n = store.add(read_documents(sys.stdin, "<stdin>"))
+            n = store.add(read_documents(sys.stdin, "<stdin>", content_ids=True))
         else:
             with open(args.input, encoding="utf-8") as f:
-                n = store.add(read_documents(f, args.input))
+                n = store.add(read_documents(f, args.input, content_ids=True))
         print(json.dumps({"added": n, "documents": store.count()}))
     finally:
         store.close()

@@ -15,8 +15,9 @@ pytest.importorskip("qdrant_edge")
 
 pytestmark = pytest.mark.slow  # runs the real default model
 
+from maxsim.documents import DocumentFileError, read_documents  # noqa: E402
 from maxsim.integrations.qdrant import QdrantStore  # noqa: E402
-from maxsim.qdrant_cli import CliInputError, main, read_documents  # noqa: E402
+from maxsim.qdrant_cli import main  # noqa: E402
 from maxsim.scoring.maxsim import maxsim_scores  # noqa: E402
 
 DOCS = [
@@ -104,10 +105,10 @@ def test_cli_input_errors_name_the_problem(tmp_path: Path, capsys) -> None:
         '{"id": "a", "text": "x", "metadata": [1]}\n': "'metadata' must be an object",
     }
     for text, message in bad.items():
-        with pytest.raises(CliInputError, match=message):
-            list(read_documents(io.StringIO(text), "<t>"))
-    ok = list(read_documents(io.StringIO('\n{"id": "a", "text": "x"}\n{"text": "x"}\n{"text": "y"}\n'), "<t>"))
+        with pytest.raises(DocumentFileError, match=message):
+            list(read_documents(io.StringIO(text), "<t>", content_ids=True))
+    ok = list(read_documents(io.StringIO('\n{"id": "a", "text": "x"}\n{"text": "x"}\n{"text": "y"}\n'), "<t>", content_ids=True))
     assert ok[0] == {"id": "a", "text": "x", "metadata": None}
     # no id: a content id, the same for the same text
     assert ok[1]["id"].startswith("sha1:") and ok[1]["id"] != ok[2]["id"]
-    assert ok[1]["id"] == next(read_documents(io.StringIO('{"text": "x"}'), "<t>"))["id"]
+    assert ok[1]["id"] == next(read_documents(io.StringIO('{"text": "x"}'), "<t>", content_ids=True))["id"]
