@@ -42,7 +42,9 @@ def package_head(run_dir: Path, target: Path, data_root: Path, eval_before: Path
     before, after = json.loads(eval_before.read_text()), json.loads(eval_after.read_text())
     merged = {**after, "collections": [], "average": {}}
     for cb, ca in zip(before["collections"], after["collections"]):
-        metrics = {s: v for s, v in cb["metrics"].items() if s in ("bm25", "dense")}
+        if cb["name"] != ca["name"] or cb["n_queries"] != ca["n_queries"] or cb["n_docs"] != ca["n_docs"]:
+            raise ValueError(f"the two evaluations differ at {cb['name']} / {ca['name']}: compare runs on the same sample")
+        metrics = {s: v for s, v in ca["metrics"].items() if s in ("bm25", "dense")}
         metrics.update({f"pca-{s.split('-')[1]}": v for s, v in cb["metrics"].items() if s.startswith("colbert-")})
         metrics.update({f"trained-{s.split('-')[1]}": v for s, v in ca["metrics"].items() if s.startswith("colbert-")})
         merged["collections"].append({**ca, "metrics": metrics})
@@ -80,8 +82,8 @@ project's licence review.
 
 ## Evaluation (dev splits of ../shared/data, sampled: {sample.get('max_queries')} queries / {sample.get('max_docs')} docs per collection, seed {sample.get('seed')})
 
-nDCG@10 x100; `pca-*` = the shipped whitened-PCA head, `trained-*` = this head, same run sample,
-same backbone states.
+nDCG@10 x100; `pca-*` = the shipped whitened-PCA head, `trained-*` = this head; BM25 and dense
+come from the trained head's run; both runs use the same sample and the same cached backbone states.
 
 {markdown_table(merged, 'ndcg@10')}
 
