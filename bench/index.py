@@ -206,7 +206,8 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
               "array_bytes_per_token": round(info["array_bytes_per_token"], 3),
               "n_tokens": int(offsets[-1]), "params": {"nbits": 2, "centroids": info["centroids"],
                                                        "segments": info["segments"]}, "runs": []}
-    configs = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30}}
+    configs = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30},
+               "recall": {"nprobe": 8, "n_candidates": 2000, "n_exact": 400}}
     for name, kw in configs.items():
         for t in threads:
             cfg = SearchConfig(exact=False, threads=t, **kw)
