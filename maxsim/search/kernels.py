@@ -1,4 +1,4 @@
-"""Numba kernels of the search pipeline. Loops run over documents and tokens inside compiled code.
+"""Numba kernels of the search pipeline (and the small-block BLAS helper). Loops run over documents and tokens inside compiled code.
 
 Shapes used below: nq query tokens, dim dimensions, k centroids, B packed bytes per token,
 P = 8 // nbits codes per byte. ``codes`` [n_tokens] centroid ids, ``packed`` uint8 [n_tokens, B],
@@ -77,42 +77,6 @@ def centroid_interaction(docs, offsets, codes, st):  # pragma: no cover - jit
 
 
 @numba.njit(**_JIT)
-def exact_scores(docs, offsets, codes, packed, centroids, lut, q):  # pragma: no cover - jit
-    """Stage 3: exact MaxSim of q float32 [nq, dim] against the decompressed tokens of ``docs``."""
-    n = docs.shape[0]
-    nq, dim = q.shape
-    nbytes, _, per = lut.shape
-    out = np.empty(n, dtype=np.float32)
-    for x in range(n):
-        d = docs[x]
-        best = np.full(nq, -np.inf, dtype=np.float32)
-        v = np.empty(dim, dtype=np.float32)
-        for t in range(offsets[d], offsets[d + 1]):
-            c = np.int64(codes[t])
-            for p in range(nbytes):
-                b = np.int64(packed[t, p])
-                for j in range(per):
-                    v[p * per + j] = centroids[c, p * per + j] + lut[p, b, j]
-            norm = np.float32(0.0)
-            for e in range(dim):
-                norm += v[e] * v[e]
-            inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
-            for i in range(nq):
-                s = np.float32(0.0)
-                for e in range(dim):
-                    s += q[i, e] * v[e]
-                s *= inv
-                if s > best[i]:
-                    best[i] = s
-        s = np.float32(0.0)
-        if offsets[d + 1] > offsets[d]:
-            for i in range(nq):
-                s += best[i]
-        out[x] = s
-    return out
-
-
-@numba.njit(**_JIT)
 def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out):  # pragma: no cover - jit
     """Decompress the tokens of ``docs`` into out float32 [total, dim] at ``out_offsets`` [n + 1]."""
     n = docs.shape[0]
@@ -134,21 +98,6 @@ def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out): 
             for e in range(dim):
                 out[row, e] *= inv
             row += 1
-
-
-@numba.njit(**_JIT)
-def centroid_scores(q, centroids):  # pragma: no cover - jit
-    """(Q C^T)^T: float32 [k, nq]. Single-threaded on purpose (BLAS threads stall on busy machines)."""
-    nq, dim = q.shape
-    k = centroids.shape[0]
-    out = np.empty((k, nq), dtype=np.float32)
-    for c in range(k):
-        for i in range(nq):
-            s = np.float32(0.0)
-            for e in range(dim):
-                s += q[i, e] * centroids[c, e]
-            out[c, i] = s
-    return out
 
 
 @numba.njit(**_JIT)

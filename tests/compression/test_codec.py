@@ -74,7 +74,7 @@ def test_numba_decompress_matches_numpy_decode():
     np.testing.assert_allclose(out, codec.decode(ids, packed), atol=1e-5)
 
 
-def test_exact_kernel_matches_reference_maxsim():
+def test_exact_path_matches_reference_maxsim():
     from maxsim.scoring.maxsim import maxsim_score
 
     x = _data(300)
@@ -82,7 +82,9 @@ def test_exact_kernel_matches_reference_maxsim():
     ids, packed = codec.encode(x)
     offsets = np.array([0, 120, 120, 300], dtype=np.int64)  # middle document is empty
     q = _data(8, seed=5)
-    got = kernels.exact_scores(np.arange(3), offsets, ids, packed, codec.centroids, codec.lookup_table(), q)
+    buf = np.empty((300, 64), np.float32)
+    kernels.decompress(np.arange(3), offsets, ids, packed, codec.centroids, codec.lookup_table(), offsets, buf)
+    got = kernels.segment_maxsum(kernels.rows_times(buf, np.ascontiguousarray(q.T)), offsets)
     y = codec.decode(ids, packed)
     want = [maxsim_score(q, y[:120]), 0.0, maxsim_score(q, y[120:])]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
