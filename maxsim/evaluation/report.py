@@ -86,9 +86,11 @@ def plot_collections(data: dict, path: Path, metric: str = "ndcg@10") -> Path:
         ax.bar(x + (i - (len(systems) - 1) / 2) * width, 100 * np.asarray(vals, float), width, label=s)
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel(METRIC_NAMES.get(metric, metric))
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, ncol=len(systems))
-    ax.set_title(f"{METRIC_NAMES.get(metric, metric)} per collection")
+    finite = [100 * v for vals in values for v in vals if v == v]
+    low = max(0.0, (min(finite) // 10) * 10 - 10) if finite else 0.0  # start near the data so gaps show
+    ax.set_ylim(low, 100)
+    ax.legend(fontsize=8, ncol=len(systems), loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    ax.set_title(f"{METRIC_NAMES.get(metric, metric)} per collection (y axis starts at {low:.0f})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
