@@ -76,3 +76,11 @@ def test_batches_are_reproducible_and_single_source(pairs):
     assert a != batches(pairs, 4, epoch=1, seed=3)
     for b in a:
         assert len({pairs[i].source for i in b}) == 1
+
+
+def test_model_negatives_never_the_positive(tiny, pairs):
+    from maxsim.train.data import mine_model_negatives
+
+    mined = mine_model_negatives(tiny, pairs[:12], n=2, depth=5)
+    assert all(len(p.negatives) == 2 and p.positive not in p.negatives for p in mined)
+    assert all(n in {q.positive for q in pairs[:12] if q.source == p.source} for p in mined for n in p.negatives)
