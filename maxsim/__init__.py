@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from maxsim.index import Index
     from maxsim.models.colbert import Model
     from maxsim.models.loading import load
 
-__all__ = ["Model", "load", "maxsim_score", "maxsim_scores", "__version__"]
+__all__ = ["Index", "Model", "load", "maxsim_score", "maxsim_scores", "__version__"]
 
 # Imported on first use so that `import maxsim` stays fast (torch is heavy).
 _LAZY = {
