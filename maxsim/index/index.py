@@ -483,11 +483,8 @@ class Index:
             with self._catalog.transaction() as conn:
                 if int(Catalog.get_state(conn)["next_docno"]) != first:
                     raise RuntimeError("the catalog changed under the writer lock")
-                existing = Catalog.docnos_of(conn, ids)
+                existing = _existing_docnos(conn, ids) if replace else Catalog.docnos_of(conn, ids)
                 if replace:
-                    missing = [i for i in ids if i not in existing]
-                    if missing:
-                        raise KeyError(f"ids not in the index: {missing[:5]!r}")
                     old = [existing[i] for i in ids]
                     if keep_old:
                         rows = dict(((r[0], (r[1], r[2])) for r in conn.execute(
@@ -518,10 +515,7 @@ class Index:
         with self._write_mutex:
             self._acquire_writer()
             with self._catalog.transaction() as conn:
-                found = Catalog.docnos_of(conn, ids)
-                missing = [i for i in ids if i not in found]
-                if missing:
-                    raise KeyError(f"ids not in the index: {missing[:5]!r}")
+                found = _existing_docnos(conn, ids)
                 Catalog.delete_docs(conn, list(found.values()))
                 Catalog.bump_version(conn)
             self._maintain()
@@ -541,10 +535,7 @@ class Index:
             with self._write_mutex:
                 self._acquire_writer()
                 with self._catalog.transaction() as conn:
-                    found = Catalog.docnos_of(conn, ids)
-                    missing = [i for i in ids if i not in found]
-                    if missing:
-                        raise KeyError(f"ids not in the index: {missing[:5]!r}")
+                    found = _existing_docnos(conn, ids)
                     for i, meta in zip(ids, metadata, strict=True):
                         Catalog.set_metadata(conn, found[i], meta)
                     Catalog.bump_version(conn)
@@ -873,3 +864,12 @@ class Index:
         res = self._catalog.query("PRAGMA integrity_check")
         if res != [("ok",)]:
             raise IndexCorruptedError(f"index catalog failed its integrity check: {res[:3]}")
+
+
+def _existing_docnos(conn, ids: Sequence[str]) -> dict[str, int]:
+    """id -> docno for ids that must all exist; KeyError naming the missing ones otherwise."""
+    found = Catalog.docnos_of(conn, ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise KeyError(f"ids not in the index: {missing[:5]!r}")
+    return found
