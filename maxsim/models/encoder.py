@@ -124,19 +124,29 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        b, length = input_ids.shape
+        return self.run_layers(self.embed(input_ids), attention_mask)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token (+ absolute position) embeddings after the embedding LayerNorm: [B, L, H]."""
+        length = input_ids.shape[1]
         if length > self.config.max_positions:
             raise ValueError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
         x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
         if self.position_embeddings is not None:
             x = x + self.position_embeddings.weight[:length]
-        x = self.emb_ln(x)
+        return self.emb_ln(x)
+
+    def run_layers(
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Layers ``start:stop`` on hidden states ``x`` [B, L, H]. Training caches the frozen
+        lower layers' output once and runs only the top ones each step."""
         key_bias = None
         if attention_mask is not None and not bool(attention_mask.all()):
             # [B, 1, 1, L]: padded keys get a large negative score, broadcast over heads and queries.
             key_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * self.config.padding_score
-        rotary = self.rotary.cos_sin(length, x.device, x.dtype) if self.rotary is not None else None
-        for layer in self.layers:
+        rotary = self.rotary.cos_sin(x.shape[1], x.device, x.dtype) if self.rotary is not None else None
+        for layer in self.layers[start:stop]:
             x = layer(x, key_bias, rotary)
         return x
 

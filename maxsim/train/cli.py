@@ -34,6 +34,9 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--carve-out", default=None, help="write the remaining dev part of carved collections here (BEIR layout)")
     p.add_argument("--doc-maxlen", type=int, default=180)
     p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lora-layers", type=int, default=None,
+                   help="LoRA in the top N layers only; the frozen lower layers run once per text (much faster on CPU)")
     p.add_argument("--top-layers", type=int, default=2)
     p.add_argument("--eval-steps", type=int, default=200)
     p.add_argument("--save-steps", type=int, default=200)

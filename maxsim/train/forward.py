@@ -131,3 +131,89 @@ class CachedForward(nn.Module):
             hidden[i, : len(h)] = h
             mask[i, : len(h)] = keep
         return self.head(torch.from_numpy(hidden)), torch.from_numpy(mask)
+
+
+def add_lora_to_top_layers(encoder: nn.Module, n: int, r: int = 8, alpha: int = 16, targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
+    """LoRA adapters (peft) in the top ``n`` layers only; everything else stays frozen."""
+    layers = getattr(encoder, "layers", None)
+    if layers is None or not 1 <= n <= len(layers):
+        raise ValueError(f"cannot adapt {n} top layers of an encoder with {len(layers or [])} layers")
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as exc:
+        raise ImportError("LoRA training needs peft: pip install 'maxsim[train]'") from exc
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0, bias="none")
+    for i in range(len(layers) - n, len(layers)):
+        layers[i] = inject_adapter_in_model(config, layers[i])
+    for name, p in encoder.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return encoder
+
+
+class TopLayersForward(nn.Module):
+    """Frozen lower layers run once per text (states kept in memory as float16); each step runs
+    only the top ``n`` layers (with their LoRA adapters or unfrozen weights) and the head.
+
+    For a 12-layer backbone with ``n=3`` a step costs about a quarter of a full forward and
+    backward, which is what makes LoRA training fit a 2-core CPU.
+    """
+
+    def __init__(self, model, head: nn.Linear, n: int, doc_maxlen: int = 180, batch_tokens: int = 16384) -> None:
+        super().__init__()
+        self.model = model
+        self.encoder = model.encoder
+        self.head = head
+        self.start = len(self.encoder.layers) - n
+        self.doc_maxlen = doc_maxlen
+        self.batch_tokens = batch_tokens
+        self._states: dict[tuple[bool, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    @torch.no_grad()
+    def add_texts(self, texts: Sequence[str], is_query: bool, show_progress: bool = True) -> None:
+        """States after the frozen layers for texts not seen yet, in length-sorted batches."""
+        from tqdm.auto import tqdm
+
+        todo = [t for t in dict.fromkeys(texts) if (is_query, t) not in self._states]
+        if not todo:
+            return
+        items = tokenize(self.model, todo, is_query, self.doc_maxlen)
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        pad = self.model.tokenizer.settings.pad_token_id
+        bar = tqdm(total=len(todo), desc=f"lower layers ({'queries' if is_query else 'documents'})", unit="text",
+                   disable=not show_progress, leave=False)
+        s = 0
+        while s < len(order):
+            longest = len(items[order[min(len(order) - 1, s)]])
+            size = max(1, self.batch_tokens // max(1, longest))
+            # sorted ascending: the last item of the slice is the longest
+            while size > 1 and len(items[order[min(len(order), s + size) - 1]]) * size > self.batch_tokens:
+                size = max(1, size // 2)
+            chunk = order[s : s + size]
+            ids, att, keep = pad_items([items[i] for i in chunk], pad)
+            x = self.encoder.run_layers(self.encoder.embed(ids), att, 0, self.start)
+            x = x.to(torch.float16).numpy()
+            for row, i in enumerate(chunk):
+                n = len(items[i])
+                a = att[row, :n]
+                self._states[(is_query, todo[i])] = (x[row, :n].copy(), (keep[row, :n] & a.bool()).numpy(), a.numpy())
+            bar.update(len(chunk))
+            s += size
+        bar.close()
+
+    def forward(self, texts: Sequence[str], is_query: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [t for t in texts if (is_query, t) not in self._states]
+        if missing:
+            self.add_texts(missing, is_query, show_progress=False)
+        rows = [self._states[(is_query, t)] for t in texts]
+        longest = max(len(r[0]) for r in rows)
+        hidden = np.zeros((len(rows), longest, rows[0][0].shape[1]), dtype=np.float32)
+        att = np.zeros((len(rows), longest), dtype=np.int64)
+        keep = np.zeros((len(rows), longest), dtype=bool)
+        for i, (h, k, a) in enumerate(rows):
+            hidden[i, : len(h)] = h
+            att[i, : len(h)] = a
+            keep[i, : len(h)] = k
+        x = self.encoder.run_layers(torch.from_numpy(hidden), torch.from_numpy(att), self.start)
+        return self.head(x.float()), torch.from_numpy(keep)

@@ -62,6 +62,7 @@ def run_from_args(args) -> int:
     import logging
 
     from maxsim.errors import MaxsimError
+    from maxsim.models.default_model import DEFAULT_MODEL_NAME
     from maxsim.models.loading import load
     from maxsim.train.trainer import Trainer, TrainingArguments, TrainingError
 
@@ -80,6 +81,11 @@ def run_from_args(args) -> int:
         pairs = sample_pairs(pairs, args.per_source, args.seed)
         train, dev_pairs = split_by_document(pairs, args.dev_fraction, args.seed) if args.dev_fraction else (pairs, [])
         model = load(args.model, num_threads=args.threads)
+        if model.info.get("adapter") and args.model in (None, DEFAULT_MODEL_NAME):
+            # the result is a complete adapter that replaces the shipped one: start from the plain backbone
+            from maxsim.models.default_model import load_default_model
+
+            model = load_default_model(adapter=False, num_threads=args.threads)
         if args.mine == "bm25":
             train = mine_bm25_negatives(train, n=max(1, args.hard_negatives), seed=args.seed)
         elif args.mine == "model":
@@ -89,7 +95,7 @@ def run_from_args(args) -> int:
             max_seconds=args.max_seconds, batch_size=args.batch_size, learning_rate=args.lr,
             temperature=args.temperature, dims=tuple(args.dims),
             dim_weights=tuple(args.dim_weights) if args.dim_weights else None, hard_negatives=args.hard_negatives,
-            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r,
+            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers,
             top_layers=args.top_layers, seed=args.seed, save_steps=args.save_steps, eval_steps=args.eval_steps,
             cache_dir=args.cache_dir,
         )

@@ -60,6 +60,7 @@ class TrainingArguments:
     doc_maxlen: int = 180
     lora_r: int = 8
     lora_alpha: int = 16
+    lora_layers: int | None = None  # LoRA in the top N layers only (lower layers run once, cached); None = all
     top_layers: int = 2
     seed: int = 0
     save_steps: int = 200
@@ -128,14 +129,31 @@ class Trainer:
 
             self.forward = CachedForward(model, self.head, args.doc_maxlen, args.cache_dir)
         else:
-            from maxsim.train.forward import EncoderForward, add_lora, unfreeze_top_layers
+            from maxsim.train.forward import (
+                EncoderForward,
+                TopLayersForward,
+                add_lora,
+                add_lora_to_top_layers,
+                unfreeze_top_layers,
+            )
 
-            if args.trainable == "lora":
+            # Only the top layers train: the frozen lower part runs once per text (our own encoder
+            # can be run layer range by layer range; other backbones run whole each step).
+            splittable = hasattr(model.encoder, "run_layers")
+            if args.trainable == "lora" and args.lora_layers:
+                add_lora_to_top_layers(model.encoder, args.lora_layers, args.lora_r, args.lora_alpha)
+                top = args.lora_layers
+            elif args.trainable == "lora":
                 model.encoder = add_lora(model.encoder, args.lora_r, args.lora_alpha)
+                top = None
             else:
                 unfreeze_top_layers(model.encoder, args.top_layers)
+                top = args.top_layers
             model.encoder.train()
-            self.forward = EncoderForward(model, self.head, args.doc_maxlen)
+            if top is not None and splittable:
+                self.forward = TopLayersForward(model, self.head, top, args.doc_maxlen)
+            else:
+                self.forward = EncoderForward(model, self.head, args.doc_maxlen)
         self.trainable = {n: p for n, p in self.forward.named_parameters() if p.requires_grad}
         self.loss = MatryoshkaLoss(
             args.dims,
@@ -212,13 +230,12 @@ class Trainer:
         return True
 
     def save_head(self, path: Path, metadata: dict | None = None) -> Path:
-        meta = {k: str(v) for k, v in (metadata or {}).items()}
-        tensors = {"weight": self.head.weight.detach().float().contiguous()}
-        if self.head.bias is not None:
-            tensors["bias"] = self.head.bias.detach().float().contiguous()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=meta)
-        return path
+        """The trained artefact: the head, plus the LoRA factors when adapters are trained
+        (``maxsim.models.adapter`` format; ``maxsim eval --head`` and ``apply_adapter`` read it)."""
+        from maxsim.models.adapter import lora_factors, save_adapter
+
+        lora, scale = lora_factors(self.model.encoder) if self.args.trainable == "lora" else ({}, None)
+        return save_adapter(path, self.head, lora, scale, metadata)
 
     # ------------------------------------------------------------------ one step
     def batch_loss(self, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -312,9 +329,9 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def prepare(self) -> None:
         """For a frozen backbone: compute (or read from the cache) the states of every text once."""
-        from maxsim.train.forward import CachedForward
+        from maxsim.train.forward import CachedForward, TopLayersForward
 
-        if isinstance(self.forward, CachedForward):
+        if isinstance(self.forward, (CachedForward, TopLayersForward)):
             everything = self.pairs + self.dev_pairs
             self.forward.add_texts(unique_texts(p.query for p in everything), True, self.args.show_progress)
             docs = unique_texts([p.positive for p in everything] + [n for p in everything for n in p.negatives])
@@ -392,11 +409,19 @@ class Trainer:
             self.save_head(self.out / "head.safetensors", {"step": self.state.step, **{k: f"{v:.4f}" for k, v in metrics.items()}})
 
     def _install_head(self) -> None:
+        """Leave the model serving the best weights found (by dev evaluation) with the new head."""
+        from maxsim.models.adapter import read_adapter
+
         best = self.out / "head.safetensors"
-        if best.is_file() and self.args.trainable == "head":
-            tensors = load_file(str(best))
+        if best.is_file() and self.args.trainable in ("head", "lora"):
+            head, lora, _, _ = read_adapter(best)
+            modules = dict(self.model.encoder.named_modules())
             with torch.no_grad():
-                self.head.weight.copy_(tensors["weight"])
-                if self.head.bias is not None and "bias" in tensors:
-                    self.head.bias.copy_(tensors["bias"])
+                self.head.weight.copy_(head.weight)
+                if self.head.bias is not None and head.bias is not None:
+                    self.head.bias.copy_(head.bias)
+                for name, (a, b) in lora.items():
+                    modules[name].lora_A["default"].weight.copy_(a)
+                    modules[name].lora_B["default"].weight.copy_(b)
+        self.model.encoder.eval()
         self.model.heads = {self.head.out_features: self.head.eval().requires_grad_(False)}

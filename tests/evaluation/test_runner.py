@@ -102,3 +102,31 @@ def test_cli_bm25_only(beir_root, tmp_path):
     assert main(["eval", str(beir_root / "toy-zh"), "--baselines", "bm25", "--no-colbert", "--out", str(tmp_path / "o"), "--quiet"]) == 0
     data = json.loads((tmp_path / "o" / "results.json").read_text())
     assert set(data["average"]) == {"bm25"}
+
+
+def test_dense_baseline_uses_the_plain_backbone_when_the_encoder_is_adapted(beir_root, tmp_path):
+    """A LoRA adapter changes ColBERT's encoder; the dense baseline must stay the plain backbone's."""
+    import torch
+
+    from maxsim.models.adapter import apply_adapter, save_adapter
+    from maxsim.train.tiny import tiny_model
+
+    words = [w for f in ("corpus.jsonl", "queries.jsonl") for line in (beir_root / "toy-en" / f).read_text().splitlines()
+             for w in json.loads(line)["text"].split()]
+    plain = tiny_model(words, seed=0)
+    adapted = tiny_model(words, seed=0)
+    fc1 = adapted.encoder.layers[1].fc1
+    g = torch.Generator().manual_seed(0)
+    lora = {"layers.1.fc1": (torch.randn(2, fc1.in_features, generator=g), torch.randn(fc1.out_features, 2, generator=g))}
+    apply_adapter(adapted, save_adapter(tmp_path / "a.safetensors", adapted.heads[128], lora, lora_scale=1.0))
+    adapted.info["adapter"] = "a.safetensors"
+    config = EvalConfig(dims=(128,), show_progress=False)
+    base = evaluate([beir_root], plain, config, log_fn=None)
+    with_plain = evaluate([beir_root], adapted, config, dense_model=plain, log_fn=None)
+    shared = evaluate([beir_root], adapted, config, dense_model=adapted, log_fn=None)
+    for a, b, c in zip(base["collections"], with_plain["collections"], shared["collections"]):
+        assert a["metrics"]["dense"] == b["metrics"]["dense"]
+        assert b["metrics"]["colbert-128"] == c["metrics"]["colbert-128"]
+    assert with_plain["adapter"] == "a.safetensors"
+    with pytest.raises(ValueError, match="carries an adapter"):
+        evaluate([beir_root], adapted, config, log_fn=None)  # a non-default model: no automatic plain backbone

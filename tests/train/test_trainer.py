@@ -82,3 +82,43 @@ def test_arguments_are_checked(tmp_path):
         TrainingArguments.from_dict({"output_dir": str(tmp_path), "learning_rat": 1e-3})
     with pytest.raises(TrainingError, match="batch_size"):
         TrainingArguments(output_dir=str(tmp_path), batch_size=1)
+
+
+def test_top_layer_forward_equals_the_full_forward(make_tiny):
+    from maxsim.train.forward import EncoderForward, TopLayersForward
+
+    model = make_tiny()
+    head = model.heads[max(model.heads)]
+    texts = ["w1 w2 w3 .", "w4 w5", "w6 w7 w8 w9 w10 f1 f2 ."]
+    with torch.no_grad():
+        for is_query in (True, False):
+            full, full_mask = EncoderForward(model, head)(texts, is_query)
+            top, top_mask = TopLayersForward(model, head, n=1)(texts, is_query)
+            assert torch.equal(full_mask, top_mask)
+            # cached lower-layer states are float16: equal up to that rounding
+            assert torch.allclose(full[full_mask], top[top_mask], atol=2e-2, rtol=1e-2)
+
+
+def test_lora_in_top_layers_trains_and_the_adapter_reproduces_it(make_tiny, pairs, tmp_path):
+    from maxsim.models.adapter import apply_adapter, read_adapter
+
+    pairs = mine_bm25_negatives(pairs, n=1)
+    model = make_tiny()
+    args = TrainingArguments(output_dir=str(tmp_path), trainable="lora", lora_layers=1, lora_r=4, epochs=6, batch_size=8,
+                             learning_rate=1e-2, save_steps=0, eval_steps=0, show_progress=False)
+    trainer = Trainer(model, args, pairs)
+    lower = {n: p.clone() for n, p in model.encoder.named_parameters() if n.startswith("layers.0.")}
+    before = fixed_batch_loss(trainer)
+    trainer.train()
+    assert fixed_batch_loss(trainer) < 0.8 * before
+    for n, p in model.encoder.named_parameters():
+        if n in lower:
+            assert torch.equal(lower[n], p), n  # the bottom layer is untouched and has no adapter
+    head, lora, scale, _ = read_adapter(tmp_path / "head.safetensors")
+    assert lora and all(name.startswith("layers.1.") for name in lora) and scale == 16 / 4
+    # A fresh model with the adapter merged encodes like the trained (peft-wrapped) one.
+    fresh = make_tiny()
+    apply_adapter(fresh, tmp_path / "head.safetensors")
+    texts = ["w1 w2 w3 f1 .", "w9 w8"]
+    for a, b in zip(model.encode_documents(texts), fresh.encode_documents(texts)):
+        assert a.shape == b.shape and abs(a - b).max() < 5e-3
