@@ -1,11 +1,29 @@
 """Load test of `maxsim serve` on loopback: batching on vs off, in one run.
 
-For each mode (batching on, then off) a real server is started as a subprocess on a free loopback
-port; then, for 1, 4 and 16 concurrent clients, each client sends a fixed number of requests
-back to back (embedding: the seed's 3-document request; rerank: the seed's 8 Berlin passages).
-Prints a table and writes bench/results/serve.json: requests/s, p50/p95/p99 latency, errors.
+Two real servers run as subprocesses on free loopback ports, one with batching on and one with
+it off; only the one being measured gets requests. For 1, 4 and 16 concurrent clients, each
+client sends a fixed number of requests back to back. Every cell is measured on-off-off-on (each
+mode sends the same requests: the first half of the cell's list, then the second half), so that
+noisy neighbours on shared cores weigh on both modes alike; ratios are only ever taken within a
+run. Prints a table and writes bench/results/serve.json.
 
-    .venv/bin/python bench/serve.py [--requests 8] [--clients 1 4 16] [--threads N]
+Workloads (texts from ../shared/data, a real multilingual QA collection kit; no request repeats
+another's texts unless the workload says so):
+
+- ``embed``: 3 short texts per request (questions from 12 languages' query sets, each used once
+  per mode), like the API's seed example ``embed_documents``.
+- ``rerank-distinct``: one SQuAD v1.1 question and 8 SQuAD passages per request; every passage
+  is used once per mode, so concurrent requests never share a passage (no overlap at all).
+- ``rerank-corpus``: RAG-style: a fixed corpus (the 1,827 SQuAD v1.1 dev passages), questions
+  drawn at random (without repetition) from its 9,380 dev questions, and as candidates the
+  top 8 passages of a BM25 first stage over that corpus. Concurrent users ask about the same
+  popular articles, so their candidates overlap as they do in the data; the run reports how
+  many candidate texts the model actually encoded.
+
+Per cell the server's /metrics give the model calls, texts requested and encoded (identical
+texts in one call are encoded once), real and padded token positions, and model seconds.
+
+    .venv/bin/python bench/serve.py [--requests-embed 8] [--requests-rerank 4] [--clients 1 4 16]
 """
 
 from __future__ import annotations
@@ -13,20 +31,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
+import random
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = ROOT / "tests" / "api" / "seed_examples.json"
+DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "bench" / "results" / "serve.json"
+MODEL = "jina-colbert-v2"
+CANDIDATES = 8
+#: One-client cells send this many times more requests per client (they are short and noisy).
+ONE_CLIENT_FACTOR = 4
 
 
 def free_port() -> int:
@@ -67,14 +93,89 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def run_load(url: str, path: str, body: dict, clients: int, per_client: int) -> dict:
-    payload = json.dumps(body).encode()
+# ---- workloads ------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class BM25:
+    """Okapi BM25 (k1=0.9, b=0.4) over lower-cased word tokens: the first stage of the RAG workload."""
+
+    def __init__(self, texts: list[str], k1: float = 0.9, b: float = 0.4) -> None:
+        self.k1, self.b = k1, b
+        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.lengths = []
+        for i, t in enumerate(texts):
+            tf = Counter(_WORD.findall(t.lower()))
+            self.lengths.append(sum(tf.values()))
+            for w, c in tf.items():
+                self.postings[w].append((i, c))
+        self.avg = statistics.fmean(self.lengths)
+        n = len(texts)
+        self.idf = {w: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for w, p in self.postings.items()}
+
+    def top(self, query: str, k: int) -> list[int]:
+        scores: dict[int, float] = defaultdict(float)
+        for w in set(_WORD.findall(query.lower())):
+            idf = self.idf.get(w)
+            if idf is None:
+                continue
+            for i, c in self.postings[w]:
+                norm = c + self.k1 * (1 - self.b + self.b * self.lengths[i] / self.avg)
+                scores[i] += idf * c * (self.k1 + 1) / norm
+        return sorted(scores, key=lambda i: (-scores[i], i))[:k]
+
+
+def build_workloads(data: Path, needed: dict[str, int], seed: int = 0) -> dict[str, tuple[str, list[dict]]]:
+    """Request bodies for each workload, in the order they are sent; ``needed`` = requests per workload."""
+    rng = random.Random(seed)
+    squad = data / "squad-v1.1-en"
+    passages = [p["text"] for p in read_jsonl(squad / "corpus.jsonl")]
+    questions = [q["text"] for q in read_jsonl(squad / "queries.jsonl")]
+
+    short = []
+    for sub in sorted(p for p in data.iterdir() if (p / "queries.jsonl").exists()):
+        short += [q["text"] for q in read_jsonl(sub / "queries.jsonl")]
+    rng.shuffle(short)
+    n = needed["embed"]
+    if 3 * n > len(short):
+        raise SystemExit(f"embed needs {3 * n} distinct texts, the data has {len(short)}")
+    embed = [{"model": MODEL, "input": short[3 * i : 3 * i + 3], "input_type": "document", "dimensions": 128}
+             for i in range(n)]
+
+    order = list(range(len(passages)))
+    rng.shuffle(order)
+    qs = questions[:]
+    rng.shuffle(qs)
+    n = needed["rerank-distinct"]
+    if CANDIDATES * n > len(passages):
+        raise SystemExit(f"rerank-distinct needs {CANDIDATES * n} distinct passages, the corpus has {len(passages)}")
+    distinct = [{"model": MODEL, "query": qs[i], "top_n": 3,
+                 "documents": [passages[j] for j in order[CANDIDATES * i : CANDIDATES * (i + 1)]]} for i in range(n)]
+
+    bm25 = BM25(passages)
+    n = needed["rerank-corpus"]
+    asked = rng.sample(questions, n)
+    corpus = [{"model": MODEL, "query": q, "top_n": 3, "documents": [passages[j] for j in bm25.top(q, CANDIDATES)]}
+              for q in asked]
+    return {"embed": ("/v1/multi-vector", embed), "rerank-distinct": ("/v1/rerank", distinct),
+            "rerank-corpus": ("/v1/rerank", corpus)}
+
+
+# ---- load -----------------------------------------------------------------------------------
+async def run_load(url: str, path: str, per_client: list[list[dict]]) -> tuple[list[float], int, float]:
+    """Each client sends its own list of bodies back to back; returns latencies, errors, wall seconds."""
     latencies: list[float] = []
     errors = 0
 
-    async def one_client(c: httpx.AsyncClient) -> None:
+    async def one_client(c: httpx.AsyncClient, bodies: list[dict]) -> None:
         nonlocal errors
-        for _ in range(per_client):
+        for body in bodies:
+            payload = json.dumps(body).encode()
             t0 = time.perf_counter()
             try:
                 r = await c.post(path, content=payload, headers={"content-type": "application/json"})
@@ -85,61 +186,114 @@ async def run_load(url: str, path: str, body: dict, clients: int, per_client: in
             latencies.append(time.perf_counter() - t0)
             errors += not ok
 
+    clients = len(per_client)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as c:
-        await c.post(path, content=payload, headers={"content-type": "application/json"})  # warm-up
         t0 = time.perf_counter()
-        await asyncio.gather(*[one_client(c) for _ in range(clients)])
+        await asyncio.gather(*[one_client(c, bodies) for bodies in per_client])
         wall = time.perf_counter() - t0
-    n = clients * per_client
+    return latencies, errors, wall
+
+
+_COUNTERS = {
+    "model_calls": ("maxsim_batch_jobs_count", ""),
+    "jobs": ("maxsim_batch_jobs_sum", ""),
+    "texts_requested": ("maxsim_model_inputs_total", 'kind="requested"'),
+    "texts_encoded": ("maxsim_model_inputs_total", 'kind="encoded"'),
+    "tokens_encoded": ("maxsim_model_tokens_total", 'kind="encoded"'),
+    "tokens_padded": ("maxsim_model_tokens_total", 'kind="padded"'),
+    "model_seconds": ("maxsim_model_seconds_total", ""),
+}
+
+
+def counters(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    out = dict.fromkeys(_COUNTERS, 0.0)
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for key, (metric, labels) in _COUNTERS.items():
+            if (name == metric or name.startswith(metric + "{")) and labels in name:
+                out[key] += float(value)
+    return out
+
+
+def summary(latencies: list[float], errors: int, wall: float, d: dict) -> dict:
+    n = len(latencies)
     return {
         "requests": n, "seconds": round(wall, 3), "req_per_s": round(n / wall, 2),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1), "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1), "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
-        "errors": errors,
+        "errors": errors, "model_calls": int(d["model_calls"]),
+        "requests_per_call": round(d["jobs"] / max(d["model_calls"], 1), 2),
+        "texts_requested": int(d["texts_requested"]), "texts_encoded": int(d["texts_encoded"]),
+        "tokens_encoded": int(d["tokens_encoded"]), "tokens_padded": int(d["tokens_padded"]),
+        "padding_share": round(1 - d["tokens_encoded"] / max(d["tokens_padded"], 1), 3),
+        "model_seconds": round(d["model_seconds"], 3),
+        "model_ms_per_request": round(d["model_seconds"] / max(n, 1) * 1000, 1),
+        "model_us_per_padded_token": round(d["model_seconds"] / max(d["tokens_padded"], 1) * 1e6, 1),
+        "model_busy_share": round(d["model_seconds"] / wall, 3),
     }
 
 
-def batch_stats(url: str) -> dict:
-    text = httpx.get(url + "/metrics", timeout=10).text
-    vals = {}
-    for line in text.splitlines():
-        for name in ("maxsim_batch_jobs_sum", "maxsim_batch_jobs_count", "maxsim_batch_inputs_sum"):  # noqa: B007
-            if line.startswith(name + " "):
-                vals[name] = float(line.split()[-1])
-    count = vals.get("maxsim_batch_jobs_count", 0) or 1
-    return {"model_calls": int(vals.get("maxsim_batch_jobs_count", 0)),
-            "mean_requests_per_call": round(vals.get("maxsim_batch_jobs_sum", 0) / count, 2),
-            "mean_texts_per_call": round(vals.get("maxsim_batch_inputs_sum", 0) / count, 2)}
+def measure_cell(servers: dict, path: str, bodies: list[dict], clients: int) -> dict[bool, dict]:
+    """On, off, off, on: each mode sends the first half of ``bodies``, then the second half."""
+    per = len(bodies) // clients
+    halves = [[bodies[c * per + lo : c * per + hi] for c in range(clients)] for lo, hi in ((0, per // 2), (per // 2, per))]
+    lat: dict[bool, list[float]] = {True: [], False: []}
+    err = {True: 0, False: 0}
+    wall = {True: 0.0, False: 0.0}
+    delta = {b: dict.fromkeys(_COUNTERS, 0.0) for b in (True, False)}
+    for batching, half in ((True, 0), (False, 0), (False, 1), (True, 1)):
+        url = servers[batching][1]
+        before = counters(url)
+        latencies, errors, seconds = asyncio.run(run_load(url, path, halves[half]))
+        after = counters(url)
+        lat[batching] += latencies
+        err[batching] += errors
+        wall[batching] += seconds
+        for k in _COUNTERS:
+            delta[batching][k] += after[k] - before[k]
+    return {b: summary(lat[b], err[b], wall[b], delta[b]) for b in (True, False)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=8, help="requests per client (default 8)")
+    ap.add_argument("--requests-embed", type=int, default=8, help="requests per client, embed (default 8)")
+    ap.add_argument("--requests-rerank", type=int, default=4, help="requests per client, rerank (default 4)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
-    ap.add_argument("--threads", type=int, default=None, help="torch threads in the server")
+    ap.add_argument("--workloads", nargs="+", default=["embed", "rerank-distinct", "rerank-corpus"])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads in the servers")
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared data kit (default ../shared/data)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    seeds = json.loads(SEEDS.read_text())
-    workloads = {"embed": ("/v1/multi-vector", seeds["embed_documents"]), "rerank": ("/v1/rerank", seeds["rerank"])}
+
+    def per_client(workload: str, clients: int) -> int:
+        r = args.requests_embed if workload == "embed" else args.requests_rerank
+        r = r * ONE_CLIENT_FACTOR if clients == 1 else r
+        return r + r % 2  # two halves
+
+    needed = {w: sum(c * per_client(w, c) for c in args.clients) for w in ("embed", "rerank-distinct", "rerank-corpus")}
+    all_bodies = build_workloads(args.data, needed)
+    workloads = {w: all_bodies[w] for w in args.workloads}
     rows = []
-    # Both servers run for the whole benchmark and each (workload, clients) cell is measured with
-    # batching on and then off back to back, so that noisy neighbours on shared cores affect both
-    # sides of a comparison alike. Only the server being measured uses CPU.
     servers = {b: start(b, args.threads) for b in (True, False)}
     try:
-        for name, (path, body) in workloads.items():
+        for name, (path, bodies) in workloads.items():
+            for url in (s[1] for s in servers.values()):  # warm-up, not measured
+                httpx.post(url + path, json=bodies[-1], timeout=300)
+            pos = 0
             for clients in args.clients:
+                n = clients * per_client(name, clients)
+                cell, pos = bodies[pos : pos + n], pos + n
+                results = measure_cell(servers, path, cell, clients)
                 for batching in (True, False):
-                    url = servers[batching][1]
-                    before = batch_stats(url)
-                    res = asyncio.run(run_load(url, path, body, clients, args.requests))
-                    calls = batch_stats(url)["model_calls"] - before["model_calls"]
-                    row = {"workload": name, "batching": batching, "clients": clients, **res, "model_calls": calls}
-                    rows.append(row)
-                    print(f"  {name:7s} batching={'on ' if batching else 'off'} clients={clients:3d}  "
+                    res = results[batching]
+                    rows.append({"workload": name, "batching": batching, "clients": clients, **res})
+                    print(f"  {name:15s} batching={'on ' if batching else 'off'} clients={clients:3d}  "
                           f"{res['req_per_s']:8.2f} req/s  p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  "
-                          f"errors {res['errors']}  model calls {calls}", flush=True)
+                          f"errors {res['errors']}  calls {res['model_calls']}  texts {res['texts_encoded']}/"
+                          f"{res['texts_requested']}  padding {res['padding_share']:.0%}  "
+                          f"{res['model_us_per_padded_token']} us/slot", flush=True)
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -155,17 +309,26 @@ def main() -> int:
             if on and off:
                 speedups[f"{w}@{c}"] = round(on["req_per_s"] / off["req_per_s"], 2)
 
-    header = f"{'workload':8s} {'batching':8s} {'clients':>7s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'errors':>6s} {'calls':>6s}"
+    header = (f"{'workload':15s} {'batching':8s} {'clients':>7s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
+              f"{'p99 ms':>8s} {'errors':>6s} {'calls':>6s} {'texts enc/req':>13s} {'padding':>7s} {'us/slot':>7s}")
     print("\n" + header + "\n" + "-" * len(header))
-    for r in sorted(rows, key=lambda r: (r["workload"], r["clients"], not r["batching"])):
-        print(f"{r['workload']:8s} {'on' if r['batching'] else 'off':8s} {r['clients']:7d} {r['req_per_s']:8.2f} "
-              f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:6d} {r['model_calls']:6d}")
+    for r in sorted(rows, key=lambda r: (list(workloads).index(r["workload"]), r["clients"], not r["batching"])):
+        print(f"{r['workload']:15s} {'on' if r['batching'] else 'off':8s} {r['clients']:7d} {r['req_per_s']:8.2f} "
+              f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:6d} {r['model_calls']:6d} "
+              f"{r['texts_encoded']:>6d}/{r['texts_requested']:<6d} {r['padding_share']:7.0%} "
+              f"{r['model_us_per_padded_token']:7.1f}")
     print("\nbatching speed-up (req/s on / off): " + ", ".join(f"{k} {v}x" for k, v in speedups.items()))
     total_errors = sum(r["errors"] for r in rows)
     result = {
-        "benchmark": "maxsim serve, loopback, real HTTP",
-        "requests_per_client": args.requests,
+        "benchmark": "maxsim serve, loopback, real HTTP; each cell measured on-off-off-on",
+        "requests_per_client": {"embed": args.requests_embed, "rerank": args.requests_rerank,
+                                "one_client_factor": ONE_CLIENT_FACTOR},
         "clients": args.clients,
+        "workloads": {
+            "embed": "3 distinct short texts per request (questions of 16 collections, 12 languages), no repeats",
+            "rerank-distinct": "1 SQuAD v1.1 question + 8 SQuAD passages, every passage used once per mode (no overlap)",
+            "rerank-corpus": "1 random SQuAD v1.1 dev question + top-8 BM25 candidates from the 1,827 dev passages",
+        },
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_at_end": os.getloadavg()},
         "rows": rows,

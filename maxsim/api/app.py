@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from maxsim.api.batching import Ticket
 from maxsim.api.errors import ApiError, dumps
 from maxsim.api.limits import BodySizeLimit
 from maxsim.api.service import Service
@@ -35,6 +36,8 @@ _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 #: Paths anyone may read without a key: the page, its files, the API description, health.
 _PUBLIC = ("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
 _MAX_ECHO = 200  # characters of a rejected input echoed back in a 422
+#: Requests that will submit texts to the model: announced to the batcher on arrival.
+_ENCODES = re.compile(r"^/v1/(multi-vector|embeddings|rerank|explain|indexes/[^/]+/(search|documents))$")
 
 
 def request_id_of(scope: dict) -> str:
@@ -86,6 +89,8 @@ class Gate:
                     client = client or (scope.get("client") or ("?", 0))[0]
                     state["rate_headers"] = svc.rates.admit(client)
                 state["client"] = client
+                if scope.get("method") == "POST" and _ENCODES.match(path):
+                    state["ticket"] = Ticket(svc.batcher)  # released once its job is queued, or below
         except ApiError as exc:
             svc.metrics.inc("maxsim_rejected_total", {"code": exc.code})
             body = dumps(_error_body(exc.status, exc.code, exc.detail, rid))
@@ -96,6 +101,9 @@ class Gate:
         else:
             await self.app(scope, receive, send_wrapped)
         finally:
+            ticket = state.pop("ticket", None)
+            if ticket is not None:
+                ticket.release()
             seconds = time.perf_counter() - started
             route = scope.get("route")
             label = getattr(route, "path", None) or ("/static" if path.startswith("/static/") else "unmatched")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maxsim.api.settings import BatchSettings, Limits, Settings, SettingsError, parse_index_arg, read_api_keys_file
+from maxsim.api.settings import (
+    BatchSettings,
+    Limits,
+    Settings,
+    SettingsError,
+    parse_index_arg,
+    read_api_keys_file,
+)
 
 _LIMIT_HELP = {
     "max_body_bytes": "largest request body in bytes (413 above)",

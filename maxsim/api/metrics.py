@@ -62,6 +62,13 @@ class Metrics:
         self._declare("maxsim_batch_tokens", "histogram", "tokens encoded together in one model call")
         self._declare("maxsim_batch_seconds", "histogram", "time of one batched model call")
         self._declare("maxsim_queue_wait_seconds", "histogram", "time a job waited for the model")
+        self._declare("maxsim_model_inputs_total", "counter",
+                      "texts sent to the model: kind=requested (by all requests), kind=encoded (after merging identical texts)")
+        self._declare("maxsim_model_tokens_total", "counter",
+                      "token positions in the model's forward passes: kind=encoded (real tokens), kind=padded (real + padding)")
+        self._declare("maxsim_model_seconds_total", "counter", "time spent in model calls")
+        self._declare("maxsim_batch_waits_total", "counter",
+                      "model calls before which the worker waited for more requests (only when more were on their way)")
         self._declare("maxsim_rejected_total", "counter", "requests refused by auth, limits or rate limits, by code")
         self._declare("maxsim_queue_depth", "gauge", "jobs waiting for the model")
 
@@ -90,7 +97,15 @@ class Metrics:
         self.inc("maxsim_requests_total", {"route": route, "method": method, "status": str(status)})
         self.observe("maxsim_request_duration_seconds", seconds, {"route": route})
 
-    def observe_batch(self, jobs: int, inputs: int, tokens: int, seconds: float, waits: list[float]) -> None:
+    def observe_batch(self, jobs: int, inputs: int, tokens: int, seconds: float, waits: list[float],
+                      unique_inputs: int | None = None, encoded_tokens: int | None = None,
+                      padded_tokens: int | None = None, waited: bool = False) -> None:
+        self.inc("maxsim_model_inputs_total", {"kind": "requested"}, inputs)
+        self.inc("maxsim_model_inputs_total", {"kind": "encoded"}, inputs if unique_inputs is None else unique_inputs)
+        self.inc("maxsim_model_tokens_total", {"kind": "encoded"}, tokens if encoded_tokens is None else encoded_tokens)
+        self.inc("maxsim_model_tokens_total", {"kind": "padded"}, tokens if padded_tokens is None else padded_tokens)
+        self.inc("maxsim_model_seconds_total", None, seconds)
+        self.inc("maxsim_batch_waits_total", None, 1.0 if waited else 0.0)
         self.observe("maxsim_batch_jobs", jobs, buckets=SIZE_BUCKETS)
         self.observe("maxsim_batch_inputs", inputs, buckets=SIZE_BUCKETS)
         self.observe("maxsim_batch_tokens", tokens, buckets=TOKEN_BUCKETS)

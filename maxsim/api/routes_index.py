@@ -15,7 +15,13 @@ from starlette.concurrency import run_in_threadpool
 
 from maxsim.api.errors import ApiError
 from maxsim.api.limits import check_inputs
-from maxsim.api.routes_jina import _usage, client_of, json_response, rate_headers, service_of
+from maxsim.api.routes_jina import (
+    _usage,
+    client_of,
+    json_response,
+    rate_headers,
+    service_of,
+)
 from maxsim.api.schemas import (
     AddDocumentsRequest,
     AddDocumentsResponse,
@@ -126,7 +132,7 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
         # an index that has not recorded a model yet: let it encode, so it records ours
         new_ids = await _in_thread(lambda: index.add(clean, ids=ids, metadata=metadata))
     else:
-        vectors = await svc.encode(tok.items, index.dim)
+        vectors = await svc.encode(tok.items, index.dim, request)
         new_ids = await _in_thread(lambda: index.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata))
     svc.metrics.count_tokens("index-add", "document", tokens, len(texts))
     n = await run_in_threadpool(len, index)
@@ -169,7 +175,7 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
     _check_utf8(body.filter, "filter")
     q_tok = await svc.tokenize([body.query], True, "query")
     tokens = svc.check_tokens(q_tok, client=client_of(request), headers=rate_headers(request))
-    q = (await svc.encode(q_tok.items, index.dim))[0]
+    q = (await svc.encode(q_tok.items, index.dim, request))[0]
     hits = await _in_thread(lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
     svc.metrics.count_tokens("index-search", "query", tokens, 1)
     results = []
@@ -182,7 +188,7 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
         explained = [i for i, h in enumerate(hits) if h["text"] is not None]
         if explained:
             d_tok = await svc.tokenize([hits[i]["text"] for i in explained], False, "documents")
-            vectors = await svc.encode(d_tok.items, index.dim)
+            vectors = await svc.encode(d_tok.items, index.dim, request)
 
             def build() -> None:
                 for i, item, v in zip(explained, d_tok.items, vectors, strict=True):

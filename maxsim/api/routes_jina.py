@@ -68,7 +68,7 @@ async def _multi_vector(body: MultiVectorRequest, request: Request) -> Response:
     is_query = body.input_type == "query"
     tok = await svc.tokenize(texts, is_query, "input")
     tokens = svc.check_tokens(tok, client=client_of(request), headers=rate_headers(request))
-    vectors = await svc.encode(tok.items, body.dimensions)
+    vectors = await svc.encode(tok.items, body.dimensions, request)
     svc.metrics.count_tokens("multi-vector", body.input_type, tokens, len(texts))
     kinds = body.embedding_type
 
@@ -106,7 +106,7 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
     q_tok = await svc.tokenize([query], True, "query")
     d_tok = await svc.tokenize(texts, False, "documents")
     tokens = svc.check_tokens(q_tok, d_tok, client=client_of(request), headers=rate_headers(request))
-    vectors = await svc.encode(q_tok.items + d_tok.items, max(svc.model.dims))
+    vectors = await svc.encode(q_tok.items + d_tok.items, max(svc.model.dims), request)
     svc.metrics.count_tokens("rerank", "query", q_tok.tokens, 1)
     svc.metrics.count_tokens("rerank", "document", d_tok.tokens, len(texts))
 
@@ -132,7 +132,7 @@ async def explain(body: ExplainRequest, request: Request) -> Response:
     q_tok = await svc.tokenize([body.query], True, "query")
     d_tok = await svc.tokenize(body.documents, False, "documents")
     tokens = svc.check_tokens(q_tok, d_tok, client=client_of(request), headers=rate_headers(request))
-    vectors = await svc.encode(q_tok.items + d_tok.items, body.dimensions)
+    vectors = await svc.encode(q_tok.items + d_tok.items, body.dimensions, request)
 
     def build() -> dict:
         q_item, q = q_tok.items[0], vectors[0]

@@ -113,7 +113,7 @@ class IndexRegistry:
             for index in self._indexes.values():
                 try:
                     index.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("closing an index failed")
             self._indexes.clear()
 
@@ -166,8 +166,10 @@ class Service:
             headers.update(self.rates.spend_tokens(client, total))
         return total
 
-    async def encode(self, items: list[Any], dim: int) -> list[np.ndarray]:
-        return await self.batcher.encode(items, dim, self.settings.limits.request_timeout_s)
+    async def encode(self, items: list[Any], dim: int, request: Any = None) -> list[np.ndarray]:
+        """Encode through the batcher; ``request`` releases the request's arrival ticket once queued."""
+        ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
+        return await self.batcher.encode(items, dim, self.settings.limits.request_timeout_s, ticket)
 
     def explain(self, q_item: Any, q: np.ndarray, d_item: Any, d: np.ndarray) -> dict:
         """Per query token: the document token giving its maximum (positions in the full token lists)."""
