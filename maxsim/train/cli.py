@@ -35,6 +35,7 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--doc-maxlen", type=int, default=180)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the encoder (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--lora-layers", type=int, default=None,
                    help="LoRA in the top N layers only; the frozen lower layers run once per text (much faster on CPU)")
     p.add_argument("--top-layers", type=int, default=2)

@@ -52,6 +52,11 @@ def pad_items(items: Sequence[TokenizedText], pad_id: int) -> tuple[torch.Tensor
     return torch.from_numpy(ids), torch.from_numpy(att), torch.from_numpy(keep)
 
 
+def autocast(enabled: bool):
+    """bfloat16 autocast on the CPU: about 1.5x faster steps on CPUs with native bf16 (AVX512-BF16/AMX)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
 def add_lora(encoder: nn.Module, r: int = 8, alpha: int = 16, targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
     """Inject LoRA adapters (peft) into the encoder's Linear layers named in ``targets``; only they train."""
     try:
@@ -79,18 +84,20 @@ def unfreeze_top_layers(encoder: nn.Module, n: int) -> None:
 class EncoderForward(nn.Module):
     """Backbone (with whatever of it is trainable) then head, with gradients."""
 
-    def __init__(self, model, head: nn.Linear, doc_maxlen: int = 180) -> None:
+    def __init__(self, model, head: nn.Linear, doc_maxlen: int = 180, bf16: bool = False) -> None:
         super().__init__()
         self.model = model
         self.encoder = model.encoder
         self.head = head
         self.doc_maxlen = doc_maxlen
+        self.bf16 = bf16
 
     def forward(self, texts: Sequence[str], is_query: bool) -> tuple[torch.Tensor, torch.Tensor]:
         items = tokenize(self.model, texts, is_query, self.doc_maxlen)
         ids, att, keep = pad_items(items, self.model.tokenizer.settings.pad_token_id)
-        hidden = self.encoder(ids, att).float()
-        return self.head(hidden), keep & att.bool()
+        with autocast(self.bf16):
+            hidden = self.encoder(ids, att)
+        return self.head(hidden.float()), keep & att.bool()
 
 
 class CachedForward(nn.Module):
@@ -160,11 +167,14 @@ class TopLayersForward(nn.Module):
     backward, which is what makes LoRA training fit a 2-core CPU.
     """
 
-    def __init__(self, model, head: nn.Linear, n: int, doc_maxlen: int = 180, batch_tokens: int = 16384) -> None:
+    def __init__(
+        self, model, head: nn.Linear, n: int, doc_maxlen: int = 180, batch_tokens: int = 16384, bf16: bool = False
+    ) -> None:
         super().__init__()
         self.model = model
         self.encoder = model.encoder
         self.head = head
+        self.bf16 = bf16
         self.start = len(self.encoder.layers) - n
         self.doc_maxlen = doc_maxlen
         self.batch_tokens = batch_tokens
@@ -192,7 +202,8 @@ class TopLayersForward(nn.Module):
                 size = max(1, size // 2)
             chunk = order[s : s + size]
             ids, att, keep = pad_items([items[i] for i in chunk], pad)
-            x = self.encoder.run_layers(self.encoder.embed(ids), att, 0, self.start)
+            with autocast(self.bf16):
+                x = self.encoder.run_layers(self.encoder.embed(ids), att, 0, self.start)
             x = x.to(torch.float16).numpy()
             for row, i in enumerate(chunk):
                 n = len(items[i])
@@ -215,5 +226,6 @@ class TopLayersForward(nn.Module):
             hidden[i, : len(h)] = h
             att[i, : len(h)] = a
             keep[i, : len(h)] = k
-        x = self.encoder.run_layers(torch.from_numpy(hidden), torch.from_numpy(att), self.start)
-        return self.head(x.float()), torch.from_numpy(keep)
+        with autocast(self.bf16):
+            x = self.encoder.run_layers(torch.from_numpy(hidden), torch.from_numpy(att), self.start)
+        return self.head(x.float()), torch.from_numpy(keep)  # head and loss stay float32

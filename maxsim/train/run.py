@@ -95,7 +95,7 @@ def run_from_args(args) -> int:
             max_seconds=args.max_seconds, batch_size=args.batch_size, learning_rate=args.lr,
             temperature=args.temperature, dims=tuple(args.dims),
             dim_weights=tuple(args.dim_weights) if args.dim_weights else None, hard_negatives=args.hard_negatives,
-            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers,
+            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, bf16=args.bf16,
             top_layers=args.top_layers, seed=args.seed, save_steps=args.save_steps, eval_steps=args.eval_steps,
             cache_dir=args.cache_dir,
         )

@@ -62,6 +62,8 @@ class TrainingArguments:
     lora_alpha: int = 16
     lora_layers: int | None = None  # LoRA in the top N layers only (lower layers run once, cached); None = all
     top_layers: int = 2
+    dev_distractors: int | None = 600  # training positives per source added to the dev pool (None = all)
+    bf16: bool = False  # bfloat16 autocast for the encoder layers (head and loss stay float32)
     seed: int = 0
     save_steps: int = 200
     eval_steps: int = 200
@@ -151,9 +153,9 @@ class Trainer:
                 top = args.top_layers
             model.encoder.train()
             if top is not None and splittable:
-                self.forward = TopLayersForward(model, self.head, top, args.doc_maxlen)
+                self.forward = TopLayersForward(model, self.head, top, args.doc_maxlen, bf16=args.bf16)
             else:
-                self.forward = EncoderForward(model, self.head, args.doc_maxlen)
+                self.forward = EncoderForward(model, self.head, args.doc_maxlen, bf16=args.bf16)
         self.trainable = {n: p for n, p in self.forward.named_parameters() if p.requires_grad}
         self.loss = MatryoshkaLoss(
             args.dims,
@@ -297,6 +299,13 @@ class Trainer:
         distractors: dict[str | None, list[str]] = {}
         for p in self.pairs:
             distractors.setdefault(p.source, []).append(p.positive)
+        if self.args.dev_distractors is not None:  # a fixed sample keeps evaluation cheap and comparable across steps
+            rng = np.random.default_rng(self.args.seed)
+            for source, docs in distractors.items():
+                docs = unique_texts(docs)
+                if len(docs) > self.args.dev_distractors:
+                    docs = [docs[i] for i in sorted(rng.choice(len(docs), self.args.dev_distractors, replace=False))]
+                distractors[source] = docs
         for source, pairs in groups.items():
             docs = unique_texts([p.positive for p in pairs] + distractors.get(source, []))
             queries = unique_texts(p.query for p in pairs)
