@@ -2,10 +2,9 @@
 
 Two real servers run as subprocesses on free loopback ports, one with batching on and one with
 it off; only the one being measured gets requests. For 1, 4 and 16 concurrent clients, each
-client sends a fixed number of requests back to back. Every cell is measured on-off-off-on (each
-mode sends the same requests: the first half of the cell's list, then the second half), so that
-noisy neighbours on shared cores weigh on both modes alike; ratios are only ever taken within a
-run. Prints a table and writes bench/results/serve.json.
+client sends a fixed number of requests back to back. Both modes send the same requests, cut
+into chunks measured on-off, off-on, on-off, off-on, so that noisy neighbours on shared cores
+weigh on both modes alike; ratios are only ever taken within a run. Prints a table and writes bench/results/serve.json.
 
 Workloads (texts from ../shared/data, a real multilingual QA collection kit; no request repeats
 another's texts unless the workload says so):
@@ -203,6 +202,7 @@ _COUNTERS = {
     "tokens_encoded": ("maxsim_model_tokens_total", 'kind="encoded"'),
     "tokens_padded": ("maxsim_model_tokens_total", 'kind="padded"'),
     "model_seconds": ("maxsim_model_seconds_total", ""),
+    "waits": ("maxsim_batch_waits_total", ""),
 }
 
 
@@ -217,13 +217,22 @@ def counters(url: str) -> dict[str, float]:
     return out
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def summary(latencies: list[float], errors: int, wall: float, d: dict) -> dict:
     n = len(latencies)
     return {
         "requests": n, "seconds": round(wall, 3), "req_per_s": round(n / wall, 2),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1), "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1), "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
-        "errors": errors, "model_calls": int(d["model_calls"]),
+        "errors": errors, "model_calls": int(d["model_calls"]), "calls_that_waited": int(d["waits"]),
         "requests_per_call": round(d["jobs"] / max(d["model_calls"], 1), 2),
         "texts_requested": int(d["texts_requested"]), "texts_encoded": int(d["texts_encoded"]),
         "tokens_encoded": int(d["tokens_encoded"]), "tokens_padded": int(d["tokens_padded"]),
@@ -232,27 +241,32 @@ def summary(latencies: list[float], errors: int, wall: float, d: dict) -> dict:
         "model_ms_per_request": round(d["model_seconds"] / max(n, 1) * 1000, 1),
         "model_us_per_padded_token": round(d["model_seconds"] / max(d["tokens_padded"], 1) * 1e6, 1),
         "model_busy_share": round(d["model_seconds"] / wall, 3),
+        "server_cpu_ms_per_request": round(d["cpu_seconds"] / max(n, 1) * 1000, 1),
     }
 
 
 def measure_cell(servers: dict, path: str, bodies: list[dict], clients: int) -> dict[bool, dict]:
-    """On, off, off, on: each mode sends the first half of ``bodies``, then the second half."""
+    """Both modes send the same requests, in chunks measured on-off, off-on, on-off, ... (ABBA), so
+    that the neighbours' load, which comes and goes in bursts, weighs on both modes alike."""
     per = len(bodies) // clients
-    halves = [[bodies[c * per + lo : c * per + hi] for c in range(clients)] for lo, hi in ((0, per // 2), (per // 2, per))]
+    k = 4 if per % 4 == 0 else 2
+    size = per // k
+    chunks = [[bodies[c * per + i * size : c * per + (i + 1) * size] for c in range(clients)] for i in range(k)]
     lat: dict[bool, list[float]] = {True: [], False: []}
     err = {True: 0, False: 0}
     wall = {True: 0.0, False: 0.0}
-    delta = {b: dict.fromkeys(_COUNTERS, 0.0) for b in (True, False)}
-    for batching, half in ((True, 0), (False, 0), (False, 1), (True, 1)):
-        url = servers[batching][1]
-        before = counters(url)
-        latencies, errors, seconds = asyncio.run(run_load(url, path, halves[half]))
-        after = counters(url)
-        lat[batching] += latencies
-        err[batching] += errors
-        wall[batching] += seconds
-        for k in _COUNTERS:
-            delta[batching][k] += after[k] - before[k]
+    delta = {b: dict.fromkeys([*_COUNTERS, "cpu_seconds"], 0.0) for b in (True, False)}
+    for i, chunk in enumerate(chunks):
+        for batching in ((True, False) if i % 2 == 0 else (False, True)):
+            proc, url = servers[batching]
+            before = {**counters(url), "cpu_seconds": cpu_seconds(proc.pid)}
+            latencies, errors, seconds = asyncio.run(run_load(url, path, chunk))
+            after = {**counters(url), "cpu_seconds": cpu_seconds(proc.pid)}
+            lat[batching] += latencies
+            err[batching] += errors
+            wall[batching] += seconds
+            for key in delta[batching]:
+                delta[batching][key] += after[key] - before[key]
     return {b: summary(lat[b], err[b], wall[b], delta[b]) for b in (True, False)}
 
 
@@ -270,7 +284,7 @@ def main() -> int:
     def per_client(workload: str, clients: int) -> int:
         r = args.requests_embed if workload == "embed" else args.requests_rerank
         r = r * ONE_CLIENT_FACTOR if clients == 1 else r
-        return r + r % 2  # two halves
+        return r + r % 2  # an even number: chunks for on-off-off-on
 
     needed = {w: sum(c * per_client(w, c) for c in args.clients) for w in ("embed", "rerank-distinct", "rerank-corpus")}
     all_bodies = build_workloads(args.data, needed)
@@ -291,9 +305,9 @@ def main() -> int:
                     rows.append({"workload": name, "batching": batching, "clients": clients, **res})
                     print(f"  {name:15s} batching={'on ' if batching else 'off'} clients={clients:3d}  "
                           f"{res['req_per_s']:8.2f} req/s  p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  "
-                          f"errors {res['errors']}  calls {res['model_calls']}  texts {res['texts_encoded']}/"
+                          f"errors {res['errors']}  calls {res['model_calls']} (waited {res['calls_that_waited']})  texts {res['texts_encoded']}/"
                           f"{res['texts_requested']}  padding {res['padding_share']:.0%}  "
-                          f"{res['model_us_per_padded_token']} us/slot", flush=True)
+                          f"{res['model_us_per_padded_token']} us/slot  cpu {res['server_cpu_ms_per_request']} ms/req", flush=True)
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -302,25 +316,27 @@ def main() -> int:
     def find(w: str, b: bool, c: int) -> dict | None:
         return next((r for r in rows if r["workload"] == w and r["batching"] == b and r["clients"] == c), None)
 
-    speedups = {}
+    speedups, cpu_ratios = {}, {}
     for w in workloads:
         for c in args.clients:
             on, off = find(w, True, c), find(w, False, c)
             if on and off:
                 speedups[f"{w}@{c}"] = round(on["req_per_s"] / off["req_per_s"], 2)
+                cpu_ratios[f"{w}@{c}"] = round(off["server_cpu_ms_per_request"] / max(on["server_cpu_ms_per_request"], 1e-9), 2)
 
     header = (f"{'workload':15s} {'batching':8s} {'clients':>7s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
-              f"{'p99 ms':>8s} {'errors':>6s} {'calls':>6s} {'texts enc/req':>13s} {'padding':>7s} {'us/slot':>7s}")
+              f"{'p99 ms':>8s} {'errors':>6s} {'calls':>6s} {'texts enc/req':>13s} {'padding':>7s} {'us/slot':>7s} {'cpu ms/req':>10s}")
     print("\n" + header + "\n" + "-" * len(header))
     for r in sorted(rows, key=lambda r: (list(workloads).index(r["workload"]), r["clients"], not r["batching"])):
         print(f"{r['workload']:15s} {'on' if r['batching'] else 'off':8s} {r['clients']:7d} {r['req_per_s']:8.2f} "
               f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:6d} {r['model_calls']:6d} "
               f"{r['texts_encoded']:>6d}/{r['texts_requested']:<6d} {r['padding_share']:7.0%} "
-              f"{r['model_us_per_padded_token']:7.1f}")
+              f"{r['model_us_per_padded_token']:7.1f} {r['server_cpu_ms_per_request']:10.1f}")
     print("\nbatching speed-up (req/s on / off): " + ", ".join(f"{k} {v}x" for k, v in speedups.items()))
+    print("server CPU per request, off / on:    " + ", ".join(f"{k} {v}x" for k, v in cpu_ratios.items()))
     total_errors = sum(r["errors"] for r in rows)
     result = {
-        "benchmark": "maxsim serve, loopback, real HTTP; each cell measured on-off-off-on",
+        "benchmark": "maxsim serve, loopback, real HTTP; each cell measured in chunks on-off, off-on, ...",
         "requests_per_client": {"embed": args.requests_embed, "rerank": args.requests_rerank,
                                 "one_client_factor": ONE_CLIENT_FACTOR},
         "clients": args.clients,
@@ -333,6 +349,7 @@ def main() -> int:
                     "load_average_at_end": os.getloadavg()},
         "rows": rows,
         "speedup_batching": speedups,
+        "cpu_per_request_ratio_off_over_on": cpu_ratios,
         "errors": total_errors,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

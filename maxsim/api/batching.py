@@ -19,10 +19,13 @@ texts in the call:
   requests' rerank candidates) are encoded once and each request gets its own copy of the rows.
   This is not a cache: nothing outlives the call.
 
-When to wait: a request announces itself on arrival (``expecting()``) and stops counting once
-its job is queued. The worker waits for more jobs only while announced requests have not queued
-yet, or while the batch holds fewer jobs than the previous one (concurrency seen a moment ago);
-a lone request is encoded at once.
+When to wait: a request that will encode holds a ``Ticket`` from its arrival (taken by the app's
+outer middleware, before the body is read) to the end of its response. The worker waits for
+more jobs (at most ``max_wait_ms``) only while some are on their way: requests that arrived and
+have not queued their job yet, requests whose answer is being sent (their clients usually come
+straight back), or fewer jobs than the previous call had. A lone client's request is encoded at
+once. Waiting for the clients whose answers are on their way keeps closed-loop clients from
+splitting into two groups that take turns, each with half-size calls.
 """
 
 from __future__ import annotations
@@ -33,9 +36,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,22 +55,42 @@ class _Job:
     items: list[Any]  # TokenizedText
     dim: int
     n_tokens: int
+    ticket: Ticket | None = None
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 class Ticket:
-    """A request on its way to the queue; released when its job is queued or the request ends."""
+    """One request that encodes, from its arrival to the end of its response.
+
+    It counts as *announced* until its job is queued, and as *finishing* from the moment its
+    result is ready until its response is sent: a client whose answer is on its way back usually
+    sends its next request right after, so the worker may wait a moment for it.
+    """
 
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
-        self._live = True
-        batcher._announce(+1)
+        self._announced = True
+        self._finishing = False
+        batcher._count(announced=+1)
+
+    def queued(self) -> None:
+        if self._announced:
+            self._announced = False
+            self._batcher._count(announced=-1)
+
+    def answered(self) -> None:
+        """The request's job is done (called by the worker)."""
+        if not self._finishing:
+            self._finishing = True
+            self._batcher._count(finishing=+1)
 
     def release(self) -> None:
-        if self._live:
-            self._live = False
-            self._batcher._announce(-1)
+        """The request ended (its response is sent, or it failed)."""
+        self.queued()
+        if self._finishing:
+            self._finishing = False
+            self._batcher._count(finishing=-1)
 
 
 @dataclass
@@ -98,6 +119,7 @@ class Batcher:
         self._pending: _Job | None = None  # a job taken from the queue that did not fit the last batch
         self._lock = threading.Lock()
         self._announced = 0  # requests that arrived and have not queued their job yet
+        self._finishing = 0  # requests whose job is done and whose response is not sent yet
         self._last_jobs = 0  # jobs in the previous model call
         self._waited = False  # whether the worker waited for more jobs before this call
 
@@ -124,18 +146,10 @@ class Batcher:
     def announced(self) -> int:
         return self._announced
 
-    def _announce(self, delta: int) -> None:
+    def _count(self, announced: int = 0, finishing: int = 0) -> None:
         with self._lock:
-            self._announced += delta
-
-    @contextmanager
-    def expecting(self) -> Iterator[Ticket]:
-        """Around a request that will submit a job: while it has not, the worker may wait for it."""
-        ticket = Ticket(self)
-        try:
-            yield ticket
-        finally:
-            ticket.release()
+            self._announced += announced
+            self._finishing += finishing
 
     # ---- submit -----------------------------------------------------------------------------
     async def encode(self, items: list[Any], dim: int, timeout: float, ticket: Ticket | None = None) -> list[np.ndarray]:
@@ -145,14 +159,14 @@ class Batcher:
                 return []
             if self._thread is None:
                 raise ApiError(503, "SERVICE_UNAVAILABLE", "the model worker is not running")
-            job = _Job(items, int(dim), sum(len(it) for it in items))
+            job = _Job(items, int(dim), sum(len(it) for it in items), ticket)
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
                 raise ApiError(503, "SERVICE_UNAVAILABLE", "the model queue is full; retry shortly") from None
         finally:
             if ticket is not None:
-                ticket.release()
+                ticket.queued()
         try:
             return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout)
         except TimeoutError:
@@ -161,7 +175,7 @@ class Batcher:
 
     # ---- worker -----------------------------------------------------------------------------
     def _more_expected(self, n_jobs: int) -> bool:
-        return self._announced > 0 or n_jobs < self._last_jobs
+        return self._announced > 0 or self._finishing > 0 or n_jobs < self._last_jobs
 
     def _take(self) -> list[_Job] | None:
         """Block for one job, then gather more while the batch has room and more are expected."""
@@ -219,6 +233,8 @@ class Batcher:
                     for j in group:
                         out = vectors[pos : pos + len(j.items)]
                         pos += len(j.items)
+                        if j.ticket is not None:
+                            j.ticket.answered()
                         j.future.set_result([_cut(v, j.dim) for v in out] if j.dim != head_dim else out)
                 except BaseException as exc:  # handed to the waiting requests
                     log.exception("model worker failed on a batch of %d jobs", len(group))

@@ -55,14 +55,14 @@ class Limits:
 class BatchSettings:
     """The micro-batching queue in front of the model.
 
-    With ``enabled``, the worker takes every job waiting in the queue, then waits at most
-    ``max_wait_ms`` for more, up to ``max_batch_inputs`` texts or ``max_batch_tokens`` tokens, and
-    encodes them in one call. Disabled, each request's texts are encoded on their own (still off
+    With ``enabled``, the worker takes every job waiting in the queue and, only while more requests
+    are on their way, waits at most ``max_wait_ms`` for them, up to ``max_batch_inputs`` texts or
+    ``max_batch_tokens`` tokens; then it encodes them in one call. A lone request never waits. Disabled, each request's texts are encoded on their own (still off
     the event loop, one job at a time).
     """
 
     enabled: bool = True
-    max_wait_ms: float = 3.0
+    max_wait_ms: float = 10.0
     max_batch_inputs: int = 256
     max_batch_tokens: int = 65_536
 
