@@ -178,11 +178,56 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+BUILD_JSON = "bench-build.json"
+
+
+def save_build(work: Path, build_s: float, index_bytes: int) -> dict:
+    """Record a peer's build next to its index, so a later run can re-time searches only."""
+    build = {"build_s": build_s, "index_bytes": index_bytes}
+    (Path(work) / BUILD_JSON).write_text(json.dumps(build))
+    return build
+
+
+def load_build(work: Path) -> dict | None:
+    """The build recorded by save_build when MAXSIM_BENCH_REUSE=1 and the index is still there."""
+    f = Path(work) / BUILD_JSON
+    if os.environ.get("MAXSIM_BENCH_REUSE") != "1" or not f.exists():
+        return None
+    return {**json.loads(f.read_text()), "reused": True}
+
+
 # ------------------------------------------------------------------------------------------
 # maxsim runner
 
 
-def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
+def maxsim_bytes(path: Path) -> dict:
+    """Bytes of a closed maxsim index directory, by part (SQLite's WAL is merged on close)."""
+    parts = {"residuals": 0, "centroid_ids": 0, "inverted_lists": 0, "doc_offsets": 0, "centroid_table": 0,
+             "codec_other": 0, "catalog_sqlite": 0, "other": 0}
+    for f in Path(path).rglob("*"):
+        if not f.is_file():
+            continue
+        size = f.stat().st_size
+        if f.parent.name.startswith("seg-"):
+            key = {"residuals.npy": "residuals", "codes.npy": "centroid_ids", "ivf_docs.npy": "inverted_lists",
+                   "ivf_offsets.npy": "inverted_lists", "offsets.npy": "doc_offsets",
+                   "docnos.npy": "doc_offsets"}.get(f.name, "other")
+        elif f.parent.name.startswith("codec-"):
+            key = "centroid_table" if f.name == "centroids.npy" else "codec_other"
+        elif f.name.startswith("catalog.sqlite"):
+            key = "catalog_sqlite"
+        else:
+            key = "other"
+        parts[key] += size
+    return parts
+
+
+#: maxsim search settings measured (SearchConfig fields); "default" is SearchConfig().
+MAXSIM_SETTINGS = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30},
+                   "recall": {"nprobe": 8, "n_candidates": 1000, "n_exact": 150}}
+
+
+def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int = 2) -> None:
     from maxsim.index import Index
     from maxsim.search import SearchConfig
 
@@ -192,7 +237,7 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
     if work.exists():
         shutil.rmtree(work)
     t0 = time.perf_counter()
-    index = Index.create(work, dim=DIM, nbits=2, auto_optimize=False)  # codec trained on the first add
+    index = Index.create(work, dim=DIM, nbits=nbits, auto_optimize=False)  # codec trained on the first add
     step = 25_000  # documents per durable add
     n_docs = len(offsets) - 1
     for s in tqdm(range(0, n_docs, step), desc="maxsim build", leave=False):
@@ -202,13 +247,19 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
         index.add_embeddings(docs, ids=[str(i) for i in range(s, e)])
     build_s = time.perf_counter() - t0
     info = index.info()
-    result = {"system": "maxsim", "build_s": round(build_s, 2), "index_bytes": dir_bytes(work),
-              "array_bytes_per_token": round(info["array_bytes_per_token"], 3),
-              "n_tokens": int(offsets[-1]), "params": {"nbits": 2, "centroids": info["centroids"],
-                                                       "segments": info["segments"]}, "runs": []}
-    configs = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30},
-               "recall": {"nprobe": 8, "n_candidates": 2000, "n_exact": 400}}
-    for name, kw in configs.items():
+    index.close()
+    parts = maxsim_bytes(work)
+    n_tokens = int(offsets[-1])
+    payload = sum(parts[k] for k in ("residuals", "centroid_ids", "inverted_lists", "doc_offsets"))
+    index = Index.open(work, readonly=True)
+    result = {"system": "maxsim" if nbits == 2 else f"maxsim-{nbits}bit", "build_s": round(build_s, 2),
+              "index_bytes": dir_bytes(work), "bytes_by_part": parts,
+              "payload_bytes_per_token": round(payload / n_tokens, 3),
+              "arrays_bytes_per_token": round((payload + parts["centroid_table"] + parts["codec_other"]) / n_tokens, 3),
+              "n_tokens": n_tokens, "params": {"nbits": nbits, "centroids": info["centroids"],
+                                               "segments": info["segments"],
+                                               "format_version": info["format_version"]}, "runs": []}
+    for name, kw in MAXSIM_SETTINGS.items():
         for t in threads:
             cfg = SearchConfig(exact=False, threads=t, **kw)
 
@@ -217,6 +268,11 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path) -> None:
 
             found, times = time_queries(one, queries, f"maxsim {name} t={t}")
             result["runs"].append({"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)})
+    # the ceiling: exact MaxSim over every stored (decompressed) document
+    found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(q, k=10, config=SearchConfig(exact=True))],
+                            queries[:50], "maxsim exact", warmup=0)
+    result["recall@10_exact_over_stored"] = recall_at_10(found, truth[:50])
+    result["recall@10_exact_queries"] = 50
     out.write_text(json.dumps(result, indent=2))
 
 
@@ -232,8 +288,9 @@ def run_system(system: str, data: Path, work_root: Path, threads: list[int], arg
         return json.loads(out.read_text())
     work = work_root / f"{data.name}-{system}"
     thr = ",".join(map(str, threads))
-    if system == "maxsim":
-        cmd = [sys.executable, str(Path(__file__)), "run-maxsim", str(data), str(work), thr, str(out)]
+    if system.startswith("maxsim"):
+        nbits = "2" if system == "maxsim" else system.removeprefix("maxsim-").removesuffix("bit")
+        cmd = [sys.executable, str(Path(__file__)), "run-maxsim", str(data), str(work), thr, str(out), nbits]
     else:
         python = Path(args.fastplaid_python if system == "fast-plaid" else args.colbert_python)
         if not python.exists():
@@ -244,52 +301,71 @@ def run_system(system: str, data: Path, work_root: Path, threads: list[int], arg
     proc = subprocess.run(cmd, env=env, timeout=args.timeout)
     if proc.returncode != 0 or not out.exists():
         return {"system": system, "skipped": f"runner failed with exit code {proc.returncode}"}
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
     return json.loads(out.read_text())
 
 
 def table(all_results: dict) -> str:
-    lines = [f"{'dataset':<16}{'system':<12}{'setting':<10}{'thr':>4}{'build s':>9}{'B/token':>9}"
-             f"{'p50 ms':>9}{'p95 ms':>9}{'R@10':>7}"]
+    head = (f"{'dataset':<16}{'system':<13}{'setting':<9}{'thr':>4}{'build s':>9}{'B/tok':>7}{'pay B/t':>8}"
+            f"{'p50 ms':>9}{'p95 ms':>9}{'R@10':>7}")
+    lines = [head]
     for dataset, results in all_results.items():
         for r in results:
             if "skipped" in r:
-                lines.append(f"{dataset:<16}{r['system']:<12}skipped: {r['skipped']}")
+                lines.append(f"{dataset:<16}{r['system']:<13}skipped: {r['skipped']}")
                 continue
             bpt = r["index_bytes"] / r["n_tokens"]
+            pay = f"{r['payload_bytes_per_token']:>8.2f}" if "payload_bytes_per_token" in r else f"{'-':>8}"
             for run in r["runs"]:
-                lines.append(f"{dataset:<16}{r['system']:<12}{run['setting']:<10}{run['threads']:>4}{r['build_s']:>9.1f}"
-                             f"{bpt:>9.2f}{run['p50_ms']:>9.2f}{run['p95_ms']:>9.2f}{run['recall@10']:>7.3f}")
+                lines.append(f"{dataset:<16}{r['system']:<13}{run['setting']:<9}{run['threads']:>4}{r['build_s']:>9.1f}"
+                             f"{bpt:>7.2f}{pay}{run['p50_ms']:>9.2f}{run['p95_ms']:>9.2f}{run['recall@10']:>7.3f}")
+            if "recall@10_exact_over_stored" in r:
+                lines.append(f"{dataset:<16}{r['system']:<13}exact over stored vectors (ceiling), "
+                             f"{r['recall@10_exact_queries']} queries: R@10 {r['recall@10_exact_over_stored']:.3f}")
+    lines.append("B/tok: the whole index directory (maxsim: arrays + centroid table + SQLite catalog with ids; "
+                 "no texts here) per token. pay B/t: maxsim's per-token arrays only (residuals, centroid ids, "
+                 "inverted lists, document offsets), without the centroid table and the catalog.")
     return "\n".join(lines)
 
 
 def ratios(results: list[dict]) -> dict:
-    """maxsim default vs the fastest peer (1 thread): latency, size and recall ratios."""
+    """For each peer setting (1 thread): the fastest maxsim (2-bit) setting with equal or better
+    recall@10, and the latency, size and build-time ratios against it."""
     mine = next((r for r in results if r.get("system") == "maxsim" and "runs" in r), None)
-    peers = [r for r in results if r.get("system") != "maxsim" and "runs" in r]
+    peers = [r for r in results if not r.get("system", "").startswith("maxsim") and "runs" in r]
     if mine is None or not peers:
         return {}
-    m = next(x for x in mine["runs"] if x["setting"] == "default" and x["threads"] == 1)
+    own = [x for x in mine["runs"] if x["threads"] == 1]
     out = {}
     for p in peers:
-        best = min((x for x in p["runs"] if x["threads"] == 1), key=lambda x: x["p50_ms"])
-        out[p["system"]] = {
-            "p50_ratio_maxsim_over_peer": round(m["p50_ms"] / best["p50_ms"], 3),
-            "bytes_per_token_ratio": round((mine["index_bytes"] / mine["n_tokens"]) / (p["index_bytes"] / p["n_tokens"]), 3),
-            "recall_maxsim": m["recall@10"], "recall_peer": best["recall@10"],
-            "build_ratio": round(mine["build_s"] / p["build_s"], 3),
-        }
+        for run in (x for x in p["runs"] if x["threads"] == 1):
+            match = [x for x in own if x["recall@10"] >= run["recall@10"] - 1e-9]
+            key = f"{p['system']}/{run['setting']}"
+            if not match:
+                out[key] = {"peer_p50_ms": run["p50_ms"], "peer_recall": run["recall@10"],
+                            "maxsim": "no setting reaches this recall"}
+                continue
+            m = min(match, key=lambda x: x["p50_ms"])
+            out[key] = {
+                "peer_p50_ms": run["p50_ms"], "peer_recall": run["recall@10"],
+                "maxsim_setting": m["setting"], "maxsim_p50_ms": m["p50_ms"], "maxsim_recall": m["recall@10"],
+                "p50_ratio_maxsim_over_peer": round(m["p50_ms"] / run["p50_ms"], 3),
+                "bytes_per_token_ratio": round((mine["index_bytes"] / mine["n_tokens"]) / (p["index_bytes"] / p["n_tokens"]), 3),
+                "build_ratio": round(mine["build_s"] / p["build_s"], 3),
+            }
     return out
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "run-maxsim":
-        _, _, data, work, thr, out = sys.argv
-        run_maxsim(Path(data), Path(work), [int(t) for t in thr.split(",")], Path(out))
+        _, _, data, work, thr, out, nbits = sys.argv
+        run_maxsim(Path(data), Path(work), [int(t) for t in thr.split(",")], Path(out), int(nbits))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="synthetic-10k,shared")
-    ap.add_argument("--systems", default="maxsim,fast-plaid,colbert")
+    ap.add_argument("--systems", default="maxsim,maxsim-4bit,fast-plaid,colbert",
+                    help="maxsim (2 bits), maxsim-1bit, maxsim-4bit, fast-plaid, colbert")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cache", default=os.environ.get("MAXSIM_BENCH_CACHE", "/tmp/maxsim-bench-cache"))
@@ -297,6 +373,9 @@ def main() -> None:
     ap.add_argument("--colbert-python", default=str(ROOT / ".benchenv-colbert" / "bin" / "python"))
     ap.add_argument("--timeout", type=int, default=6 * 3600, help="seconds per system run")
     ap.add_argument("--force", action="store_true", help="ignore cached results")
+    ap.add_argument("--keep-work", action="store_true",
+                    help="keep the indexes built; with MAXSIM_BENCH_REUSE=1 a later run re-times the peers' "
+                         "searches on them without rebuilding (their recorded build time is reported)")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache)

@@ -112,7 +112,9 @@ def train_codec(
     which lowers the reconstruction error of the tails.
     """
     check_nbits(nbits, sample.shape[1])
-    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed)
+    # rounded to float16, the dtype of the stored table; residuals are taken against the rounded
+    # centroids, so storing them in half precision loses nothing
+    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed).astype(np.float16).astype(np.float32)
     rng = np.random.default_rng(seed)
     fit = sample if len(sample) <= 100_000 else sample[rng.choice(len(sample), 100_000, replace=False)]
     resid = fit - centroids[assign_centroids(fit, centroids)]  # [n, dim]

@@ -45,6 +45,9 @@ class Catalog:
             self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            # after a checkpoint, shrink the write-ahead log back to 1 MB instead of keeping it
+            # at the size of the largest transaction ever written
+            self._conn.execute("PRAGMA journal_size_limit=1048576")
             if create:
                 self._conn.executescript(SCHEMA)
                 with self.transaction() as c:

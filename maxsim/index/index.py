@@ -157,9 +157,10 @@ class Index:
         if manifest.get("format") != storage.FORMAT_NAME:
             raise IndexCorruptedError(f"{root / storage.MANIFEST} is not a maxsim index manifest")
         version = manifest.get("format_version")
-        if not isinstance(version, int) or version > storage.FORMAT_VERSION:
+        if not isinstance(version, int) or version not in storage.READABLE_VERSIONS:
             raise IndexCorruptedError(
-                f"index format version {version!r} is not supported by this maxsim (reads up to {storage.FORMAT_VERSION})"
+                f"index format version {version!r} is not supported by this maxsim "
+                f"(it reads versions {', '.join(map(str, storage.READABLE_VERSIONS))})"
             )
         for key in ("dim", "nbits"):
             if not isinstance(manifest.get(key), int):
@@ -462,7 +463,7 @@ class Index:
             if codec is None:
                 sample = np.concatenate(vectors)
                 codec = train_codec(sample, choose_n_centroids(len(sample)), self.nbits)
-                codec_name = storage.write_codec(self.path, codec, len(sample))
+                codec_name = storage.write_codec(self.path, codec, len(sample), self._manifest["format_version"])
                 new_dirs.append(codec_name)
                 trained_tokens = len(sample)
             lengths = np.array([len(v) for v in vectors], dtype=np.int64)
@@ -655,7 +656,7 @@ class Index:
             codec_name, codec = snap.codec_name, snap.codec
             if new_codec is not None:
                 codec = new_codec
-                codec_name = storage.write_codec(self.path, codec, trained_tokens or 0)
+                codec_name = storage.write_codec(self.path, codec, trained_tokens or 0, self._manifest["format_version"])
                 new_dirs.append(codec_name)
             if new_codec is not None:
                 segs = list(snap.segments)  # a new codec re-encodes everything

@@ -32,7 +32,11 @@ from maxsim.compression.residual import ResidualCodec
 from maxsim.index.errors import IndexCorruptedError
 
 FORMAT_NAME = "maxsim-index"
-FORMAT_VERSION = 1
+#: 1: float32 centroid table. 2: float16 centroid table (the codec encodes against the
+#: float16-rounded centroids, so nothing is lost). This version reads both; a version-1 index
+#: keeps writing float32 tables, so older readers can still open it.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 LOCK = "write.lock"
@@ -158,20 +162,30 @@ def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = Fal
 # codecs
 
 
-def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int) -> str:
+def centroid_dtype(format_version: int) -> np.dtype:
+    """dtype of the stored centroid table for an index of ``format_version``."""
+    return np.dtype(np.float32) if format_version < 2 else np.dtype(np.float16)
+
+
+def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_version: int = FORMAT_VERSION) -> str:
+    table = codec.centroids.astype(centroid_dtype(format_version))
+    if not np.array_equal(table.astype(np.float32), codec.centroids):
+        raise ValueError("the codec's centroids are not representable in the stored dtype (train with train_codec)")
     return write_array_dir(
         root,
         "codec",
-        {"centroids": codec.centroids, "cutoffs": codec.cutoffs, "weights": codec.weights},
+        {"centroids": table, "cutoffs": codec.cutoffs, "weights": codec.weights},
         {"nbits": codec.nbits, "n_tokens_trained": int(n_tokens_trained)},
     )
 
 
 def load_codec(root: Path, name: str, *, verify_all: bool = False) -> ResidualCodec:
     arrays, info = load_array_dir(root / name, ("centroids", "cutoffs", "weights"), verify_all=verify_all)
+    if arrays["centroids"].dtype not in (np.float16, np.float32):
+        raise IndexCorruptedError(f"codec {root / name} has centroids of dtype {arrays['centroids'].dtype}")
     try:
         return ResidualCodec(
-            np.ascontiguousarray(arrays["centroids"]),
+            np.ascontiguousarray(arrays["centroids"], dtype=np.float32),  # float16 on disk: widened once, in memory
             np.ascontiguousarray(arrays["cutoffs"]),
             np.ascontiguousarray(arrays["weights"]),
             int(info["nbits"]),

@@ -146,3 +146,34 @@ def test_cli_reports_corruption_in_one_line(built):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.startswith("maxsim index info: error: index file is truncated") and "Traceback" not in out.stderr
+
+
+def test_format_version_1_index_still_opens_and_keeps_its_format(tmp_path, gen, monkeypatch):
+    """Version 1 stored a float32 centroid table; version 2 stores float16. A version-1 index
+    opens, searches, takes writes and stays version 1 (float32), so older readers can open it."""
+    path = tmp_path / "v1"
+    ids = [f"d{i}" for i in range(80)]
+    with monkeypatch.context() as m:
+        m.setattr(storage, "FORMAT_VERSION", 1)
+        with Index.create(path, dim=DIM) as index:
+            index.add_embeddings([gen.doc(x) for x in ids[:60]], ids=ids[:60])
+    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == 1
+    assert np.load(_codec(path) / "centroids.npy").dtype == np.float32
+    with Index.open(path) as index:
+        q = gen.query_for(gen.doc("d7"), seed=7)
+        assert index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        index.add_embeddings([gen.doc(x) for x in ids[60:]], ids=ids[60:])
+        assert index.optimize(force=True)
+        assert len(index) == 80 and index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        index.verify()
+    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == 1
+    assert np.load(_codec(path) / "centroids.npy").dtype == np.float32
+
+
+def test_new_indexes_store_float16_centroids(built):
+    assert json.loads((built / storage.MANIFEST).read_text())["format_version"] == storage.FORMAT_VERSION == 2
+    table = np.load(_codec(built) / "centroids.npy")
+    assert table.dtype == np.float16
+    with Index.open(built) as index:
+        codec = index._refresh().codec
+        np.testing.assert_array_equal(codec.centroids, table.astype(np.float32))
