@@ -226,6 +226,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def gauge(url: str, name: str) -> float | None:
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def summary(latencies: list[float], errors: int, wall: float, d: dict) -> dict:
     n = len(latencies)
     return {
@@ -302,12 +309,14 @@ def main() -> int:
                 results = measure_cell(servers, path, cell, clients)
                 for batching in (True, False):
                     res = results[batching]
+                    res["pass_overhead_positions"] = gauge(servers[batching][1], "maxsim_pass_overhead_positions")
                     rows.append({"workload": name, "batching": batching, "clients": clients, **res})
                     print(f"  {name:15s} batching={'on ' if batching else 'off'} clients={clients:3d}  "
                           f"{res['req_per_s']:8.2f} req/s  p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  "
                           f"errors {res['errors']}  calls {res['model_calls']} (waited {res['calls_that_waited']})  texts {res['texts_encoded']}/"
                           f"{res['texts_requested']}  padding {res['padding_share']:.0%}  "
-                          f"{res['model_us_per_padded_token']} us/slot  cpu {res['server_cpu_ms_per_request']} ms/req", flush=True)
+                          f"{res['model_us_per_padded_token']} us/slot  cpu {res['server_cpu_ms_per_request']} ms/req  "
+                          f"pass cost {res['pass_overhead_positions']} positions", flush=True)
     finally:
         for proc, _ in servers.values():
             proc.terminate()

@@ -11,10 +11,11 @@ work ever runs on it.
 Two things make every model call cheaper, batching on or off, and both gain from having more
 texts in the call:
 
-- **Forward passes planned for little padding.** The call's texts are sorted by length and cut
-  into forward passes by ``plan_passes`` (least padded positions plus a fixed cost per pass);
-  each pass pads only to its own longest text. Many requests' texts fill the length range
-  densely, so their passes waste less than a lone request's.
+- **Forward passes planned for little padding and few passes.** The call's texts are sorted by
+  length and cut into forward passes by ``plan_passes`` (least padded positions plus a cost per
+  pass, which ``PassCost`` learns from the passes themselves); each pass pads only to its own
+  longest text. Many requests' texts fill the length range densely and share passes, so they
+  waste less padding and pay the per-pass cost fewer times than a lone request.
 - **Identical texts are encoded once.** Texts with the same tokens (e.g. the same passage in two
   requests' rerank candidates) are encoded once and each request gets its own copy of the rows.
   This is not a cache: nothing outlives the call.
@@ -122,6 +123,7 @@ class Batcher:
         self._finishing = 0  # requests whose job is done and whose response is not sent yet
         self._last_jobs = 0  # jobs in the previous model call
         self._waited = False  # whether the worker waited for more jobs before this call
+        self.pass_cost = PassCost()
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -266,11 +268,14 @@ class Batcher:
         order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
         lengths = [min(len(unique[i]), self._max_positions) for i in order]
         padded = 0
-        for a, b in plan_passes(lengths, *self._pass_limits()):
+        for a, b in plan_passes(lengths, *self._pass_limits(), overhead=self.pass_cost.overhead()):
             idx = order[a:b]
+            started = time.perf_counter()
             for i, v in zip(idx, self.model._encode([unique[i] for i in idx], dim, show_progress=False), strict=True):
                 vectors[i] = v
-            padded += (b - a) * lengths[b - 1]
+            positions = (b - a) * lengths[b - 1]
+            self.pass_cost.add(positions, time.perf_counter() - started)
+            padded += positions
         if stats is not None:
             stats.inputs += len(items)
             stats.unique_inputs += len(unique)
@@ -302,10 +307,50 @@ class Batcher:
         return min(larger) if larger else dim
 
 
-#: What one extra forward pass costs, in padded token positions (measured on the default model:
-#: a pass costs about this many tokens' time besides its tokens). Splitting a pass to save less
-#: padding than this is not worth it.
+#: What one extra forward pass costs, in token positions, until measured (see ``PassCost``).
 PASS_OVERHEAD_TOKENS = 32
+
+
+class PassCost:
+    """What a forward pass costs besides its token positions, learnt from the passes themselves.
+
+    A running least-squares fit, weighted towards recent passes, of
+    ``seconds = per_pass + per_position * positions``; ``overhead()`` is ``per_pass /
+    per_position`` in positions. On an idle machine a pass costs a few dozen positions' time;
+    when the cores are oversubscribed (other processes, or torch's threads waiting for each other
+    at every operation) a pass can cost hundreds, and then fewer, larger passes are faster even
+    with more padding. Until enough passes were seen, ``PASS_OVERHEAD_TOKENS``.
+    """
+
+    def __init__(self, decay: float = 0.97, prior: float = PASS_OVERHEAD_TOKENS,
+                 lo: float = 8.0, hi: float = 4096.0) -> None:
+        self.decay, self.prior, self.lo, self.hi = decay, prior, lo, hi
+        self._lock = threading.Lock()
+        self._w = self._x = self._y = self._xx = self._xy = 0.0
+        self._seen = 0
+
+    def add(self, positions: float, seconds: float) -> None:
+        d = self.decay
+        with self._lock:
+            self._w = self._w * d + 1.0
+            self._x = self._x * d + positions
+            self._y = self._y * d + seconds
+            self._xx = self._xx * d + positions * positions
+            self._xy = self._xy * d + positions * seconds
+            self._seen += 1
+
+    def overhead(self) -> float:
+        with self._lock:
+            if self._seen < 8:
+                return self.prior
+            mx, my = self._x / self._w, self._y / self._w
+            var = self._xx / self._w - mx * mx
+            if var <= 1e-9 * max(mx * mx, 1.0):
+                return self.prior
+            slope = (self._xy / self._w - mx * my) / var
+            if slope <= 0:
+                return self.hi
+            return min(max((my - slope * mx) / slope, self.lo), self.hi)
 
 
 def plan_passes(lengths: list[int], max_texts: int = 64, max_tokens: int = 16384,

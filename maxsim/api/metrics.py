@@ -69,6 +69,8 @@ class Metrics:
         self._declare("maxsim_model_seconds_total", "counter", "time spent in model calls")
         self._declare("maxsim_batch_waits_total", "counter",
                       "model calls before which the worker waited for more requests (only when more were on their way)")
+        self._declare("maxsim_pass_overhead_positions", "gauge",
+                      "what one forward pass costs besides its tokens, in token positions (learnt; plans the passes)")
         self._declare("maxsim_rejected_total", "counter", "requests refused by auth, limits or rate limits, by code")
         self._declare("maxsim_queue_depth", "gauge", "jobs waiting for the model")
 

@@ -127,6 +127,7 @@ class Service:
         self.metrics = Metrics()
         self.batcher = Batcher(model, settings.batching, settings.limits.max_queue, self.metrics)
         self.metrics.set_gauge("maxsim_queue_depth", lambda: self.batcher.queue_depth)
+        self.metrics.set_gauge("maxsim_pass_overhead_positions", lambda: round(self.batcher.pass_cost.overhead(), 1))
         self.keys = KeyChecker(settings.api_keys)
         self.rates = RateLimiter(settings.limits.requests_per_minute, settings.limits.tokens_per_minute)
         self.indexes = IndexRegistry(settings, model)

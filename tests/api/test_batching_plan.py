@@ -146,3 +146,19 @@ def test_plan_passes_is_optimal_and_keeps_limits():
         assert cost(lengths, passes, overhead) == best
     assert plan_passes([]) == []
     assert plan_passes([30, 32, 500]) == [(0, 2), (2, 3)]
+
+
+def test_pass_cost_learns_the_cost_of_a_pass():
+    from maxsim.api.batching import PASS_OVERHEAD_TOKENS, PassCost
+
+    cost = PassCost()
+    assert cost.overhead() == PASS_OVERHEAD_TOKENS  # nothing seen yet
+    for positions in [100, 400, 2000, 50, 900, 3000, 700, 1200, 64, 5000] * 3:
+        cost.add(positions, 0.05 + 0.0002 * positions)  # a pass costs 250 positions' time
+    assert abs(cost.overhead() - 250) < 1
+    busy = PassCost()
+    for positions in [100, 400, 2000, 50, 900, 3000, 700, 1200, 64, 5000] * 3:
+        busy.add(positions, 5.0 + 0.0002 * positions)  # far beyond the upper bound
+    assert busy.overhead() == busy.hi
+    assert plan_passes([30, 32, 200, 210, 500], overhead=0) != plan_passes([30, 32, 200, 210, 500], overhead=busy.hi)
+    assert plan_passes([30, 32, 200, 210, 500], overhead=busy.hi) == [(0, 5)]
