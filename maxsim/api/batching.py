@@ -73,25 +73,38 @@ class Ticket:
         self._batcher = batcher
         self._announced = True
         self._finishing = False
-        batcher._count(announced=+1)
+        self._closed = False
+        with batcher._lock:
+            batcher._announced += 1
 
     def queued(self) -> None:
-        if self._announced:
-            self._announced = False
-            self._batcher._count(announced=-1)
+        b = self._batcher
+        with b._lock:
+            if self._announced:
+                self._announced = False
+                b._announced -= 1
 
     def answered(self) -> None:
-        """The request's job is done (called by the worker)."""
-        if not self._finishing:
-            self._finishing = True
-            self._batcher._count(finishing=+1)
+        """The request's job is done (called by the worker thread)."""
+        b = self._batcher
+        with b._lock:
+            if not (self._closed or self._finishing):
+                self._finishing = True
+                b._finishing += 1
 
     def release(self) -> None:
-        """The request ended (its response is sent, or it failed)."""
-        self.queued()
-        if self._finishing:
-            self._finishing = False
-            self._batcher._count(finishing=-1)
+        """The request ended (its response is sent, or it failed or timed out); idempotent."""
+        b = self._batcher
+        with b._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._announced:
+                self._announced = False
+                b._announced -= 1
+            if self._finishing:
+                self._finishing = False
+                b._finishing -= 1
 
 
 @dataclass
@@ -147,11 +160,6 @@ class Batcher:
     @property
     def announced(self) -> int:
         return self._announced
-
-    def _count(self, announced: int = 0, finishing: int = 0) -> None:
-        with self._lock:
-            self._announced += announced
-            self._finishing += finishing
 
     # ---- submit -----------------------------------------------------------------------------
     async def encode(self, items: list[Any], dim: int, timeout: float, ticket: Ticket | None = None) -> list[np.ndarray]:

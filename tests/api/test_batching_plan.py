@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 
 import httpx
 import numpy as np
@@ -162,3 +163,22 @@ def test_pass_cost_learns_the_cost_of_a_pass():
     assert busy.overhead() == busy.hi
     assert plan_passes([30, 32, 200, 210, 500], overhead=0) != plan_passes([30, 32, 200, 210, 500], overhead=busy.hi)
     assert plan_passes([30, 32, 200, 210, 500], overhead=busy.hi) == [(0, 5)]
+
+
+def test_request_counts_return_to_zero_after_timeouts_and_errors(serve):
+    """A request that timed out while its job ran, or failed before encoding, leaves no count
+    behind (a leaked count would make the worker wait before every later call)."""
+    from maxsim.api import Limits
+
+    srv = serve(Settings(limits=Limits(request_timeout_s=0.05)))
+    long_docs = [" ".join(f"w{i}x{j}" for j in range(400)) for i in range(4)]
+    bodies = [{"model": "jina-colbert-v2", "input": long_docs}, {"model": "nope", "input": ["x"]},
+              {"model": "jina-colbert-v2", "input": []}, {"model": "jina-colbert-v2", "input": ["short"]}]
+    responses = _post_all(srv.url, "/v1/multi-vector", bodies)
+    assert responses[0].status_code == 504 and responses[1].status_code == 400 and responses[2].status_code == 422
+    batcher = srv.app.state.service.batcher
+    deadline = time.monotonic() + 60
+    while batcher.queue_depth or batcher._finishing or batcher.announced:
+        assert time.monotonic() < deadline, (batcher.announced, batcher._finishing)
+        time.sleep(0.05)
+    assert batcher.announced == 0 and batcher._finishing == 0
