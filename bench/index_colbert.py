@@ -20,7 +20,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from index import dir_bytes, load_build, load_docs, recall_at_10, save_build, summarize, time_queries  # noqa: E402
+from index import (
+    dir_bytes,
+    load_build,
+    load_docs,
+    recall_at_10,
+    save_build,
+    summarize,
+    time_queries,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the stand-in checkpoint needs no hub look-ups
 TOKENS = OFFSETS = None
@@ -35,7 +43,7 @@ class VectorCheckpoint:
     def cuda(self):
         return self
 
-    def docFromText(self, docs, bsize=None, keep_dims=True, showprogress=False, **kw):  # noqa: N802 - colbert's API
+    def docFromText(self, docs, bsize=None, keep_dims=True, showprogress=False, **kw):
         ids = [int(d) for d in docs]
         embs = [torch.from_numpy(np.asarray(TOKENS[OFFSETS[i] : OFFSETS[i + 1]], dtype=np.float32)) for i in ids]
         doclens = [len(e) for e in embs]

@@ -16,8 +16,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from index import dir_bytes, load_build, load_docs, recall_at_10, save_build, summarize, time_queries  # noqa: E402
-
+from index import (
+    dir_bytes,
+    load_build,
+    load_docs,
+    recall_at_10,
+    save_build,
+    summarize,
+    time_queries,
+)
 
 KMEANS_DOCS = int(__import__("os").environ.get("FASTPLAID_KMEANS_DOCS", "2000"))
 
