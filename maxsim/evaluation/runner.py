@@ -281,6 +281,7 @@ def evaluate(
         "split": split,
         "sample": {"max_queries": max_queries, "max_docs": max_docs, "seed": seed} if (max_queries or max_docs) else None,
         "seconds": time.perf_counter() - t0,
+        "dtype": str(getattr(model, "dtype", None)).replace("torch.", "") if model is not None else None,
     }
     data = results_to_json(results, config, extra)
     if out is not None:
@@ -304,7 +305,7 @@ def plain_backbone_model(model):
 
     if model.name != DEFAULT_MODEL_NAME:
         raise ValueError(f"{model.name} carries an adapter; pass dense_model= (its plain backbone) for the dense baseline")
-    return load_default_model(adapter=False)
+    return load_default_model(adapter=False, dtype=model.dtype)
 
 
 def load_head_file(path: str | Path) -> torch.nn.Linear:
@@ -342,7 +343,7 @@ def run_from_args(args) -> int:
     if config.colbert or "dense" in config.baselines:
         from maxsim.models.loading import load
 
-        model = load(args.model, num_threads=args.threads)
+        model = load(args.model, num_threads=args.threads, dtype=args.dtype)
     dense_model = None
     if args.head and model is not None:
         from maxsim.models.adapter import AdapterError, apply_adapter, read_adapter
@@ -352,7 +353,8 @@ def run_from_args(args) -> int:
             # the file replaces the model's own adapter: start from the plain backbone
             plain = plain_backbone_model(model) if model.info.get("adapter") else model
             if lora and "dense" in config.baselines:
-                dense_model = plain_backbone_model(model) if model.info.get("adapter") else load(args.model, num_threads=args.threads)
+                dense_model = (plain_backbone_model(model) if model.info.get("adapter")
+                               else load(args.model, num_threads=args.threads, dtype=args.dtype))
             apply_adapter(plain, args.head)
         except (OSError, AdapterError, ValueError) as exc:
             raise MaxsimError(f"--head {args.head}: {exc}") from None

@@ -1,4 +1,4 @@
-"""The committed trained head loads, and the default backbone with it gives the stored vectors."""
+"""The shipped trained adapter loads, and the default model with it gives the stored vectors."""
 
 from __future__ import annotations
 
@@ -6,43 +6,45 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTEFACT = ROOT / "bench" / "results" / "trained-head" / "head-trained.safetensors"
-FINGERPRINT = Path(__file__).with_name("trained_head_fingerprint.json")
+from maxsim.models.default_model import ADAPTER_RESOURCE
+
+FINGERPRINT = Path(__file__).with_name("trained_adapter_fingerprint.json")
 TEXTS = {"query": "Where is the Eiffel Tower?", "document": "La tour Eiffel est à Paris. 埃菲尔铁塔位于巴黎。"}
 
 
-def encode_with_head(default_model, head_path: Path) -> dict[str, np.ndarray]:
-    from maxsim.evaluation.runner import load_head_file
-    from maxsim.models.colbert import Model
-
-    head = load_head_file(head_path)
-    m = default_model
-    model = Model(m.encoder, {128: head}, m.tokenizer, name="trained", max_positions=m.max_positions)
-    return {
+def fingerprint(model) -> dict:
+    vectors = {
         "query": model.encode_queries([TEXTS["query"]], dim=64)[0],
         "document": model.encode_documents([TEXTS["document"]], dim=128)[0],
     }
-
-
-def fingerprint(vectors: dict[str, np.ndarray]) -> dict:
     return {k: {"shape": list(v.shape), "row0": [round(float(x), 4) for x in v[0, :8]], "sum": round(float(v.sum()), 3)}
             for k, v in vectors.items()}
 
 
-@pytest.mark.skipif(not ARTEFACT.is_file(), reason="no trained head committed")
-def test_trained_head_matches_fingerprint(default_model):
-    from safetensors import safe_open
+def test_shipped_adapter_is_small_and_says_what_it_is():
+    from maxsim.models.adapter import read_adapter
 
-    with safe_open(str(ARTEFACT), framework="pt") as fh:
-        assert set(fh.keys()) == {"weight", "bias"}
-        assert list(fh.get_tensor("weight").shape) == [128, 384]
-        assert "trained_on" in (fh.metadata() or {})
-    got = fingerprint(encode_with_head(default_model, ARTEFACT))
+    assert ADAPTER_RESOURCE.is_file(), "the trained adapter must ship inside the package"
+    assert ADAPTER_RESOURCE.stat().st_size < 5_000_000
+    head, lora, scale, meta = read_adapter(ADAPTER_RESOURCE)
+    assert tuple(head.weight.shape) == (128, 384) and lora and scale > 0
+    assert {"trained_on", "licence_of_training_data", "recipe"} <= set(meta)
+
+
+def test_default_model_uses_the_adapter_and_matches_the_fingerprint(default_model):
+    assert default_model.info.get("adapter") == ADAPTER_RESOURCE.name
+    got = fingerprint(default_model)
     want = json.loads(FINGERPRINT.read_text())
     for kind in ("query", "document"):
         assert got[kind]["shape"] == want[kind]["shape"]
-        assert np.allclose(got[kind]["row0"], want[kind]["row0"], atol=2e-3)
+        assert np.allclose(got[kind]["row0"], want[kind]["row0"], atol=2e-3), (got[kind], want[kind])
         assert abs(got[kind]["sum"] - want[kind]["sum"]) < 0.05
+
+
+def test_plain_backbone_is_still_available():
+    from maxsim.models.default_model import load_default_model
+
+    plain = load_default_model(adapter=False)
+    assert "adapter" not in plain.info
+    assert fingerprint(plain)["document"]["sum"] != json.loads(FINGERPRINT.read_text())["document"]["sum"]
