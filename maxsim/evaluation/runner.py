@@ -58,22 +58,32 @@ def colbert_system(dim: int) -> str:
 
 
 def late_interaction_topk(
-    queries: Sequence[np.ndarray], documents: Sequence[np.ndarray], k: int, doc_chunk_tokens: int = 1 << 16
+    queries: Sequence[np.ndarray],
+    documents: Sequence[np.ndarray],
+    k: int,
+    doc_chunk_tokens: int = 1 << 14,
+    max_block_floats: int = 1 << 25,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact MaxSim of every query against every document; the top ``k`` (indices, scores) per query.
 
     queries: each [n_q, dim]; documents: each [n_d, dim] (rows L2-normalised). Documents are padded
-    in blocks (padding rows never win a max) and scored against all queries at once.
+    in length-sorted blocks and scored against as many queries at a time as keep the similarity
+    block under ``max_block_floats``, so memory does not grow with the number of queries. Padding
+    rows get an extra coordinate that scores -1e4 against every query row, so a plain max skips
+    them without a mask pass (the mask pass cost more than the matrix product). ``dtype=bfloat16``
+    runs the products in bfloat16 (fast on AMX / AVX512-BF16 CPUs; sums stay float32).
     """
     nq, nd = len(queries), len(documents)
     dim = queries[0].shape[1]
     qlen = max(len(q) for q in queries)
-    Q = torch.zeros(nq, qlen, dim)
+    Q = torch.zeros(nq, qlen, dim + 1)
     qmask = torch.zeros(nq, qlen, dtype=torch.bool)
     for i, q in enumerate(queries):
-        Q[i, : len(q)] = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+        Q[i, : len(q), :dim] = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
         qmask[i, : len(q)] = True
-    Qflat = Q.reshape(nq * qlen, dim)
+    Q[:, :, dim] = 1.0
+    Qflat = Q.reshape(nq * qlen, dim + 1).to(dtype)
     scores = torch.zeros(nq, nd)
     lengths = np.array([len(d) for d in documents])
     order = np.argsort(lengths, kind="stable")
@@ -85,16 +95,22 @@ def late_interaction_topk(
                 longest = max(longest, int(lengths[order[stop]]))
                 stop += 1
             idx = order[start:stop]
-            D = torch.zeros(len(idx), max(longest, 1), dim)
-            dmask = torch.zeros(len(idx), max(longest, 1), dtype=torch.bool)
+            width = max(longest, 1)
+            D = torch.zeros(len(idx), width, dim + 1)
+            D[:, :, dim] = -1e4  # padding: never the max
             for r, j in enumerate(idx):
-                D[r, : lengths[j]] = torch.from_numpy(np.ascontiguousarray(documents[j], dtype=np.float32))
-                dmask[r, : lengths[j]] = True
-            sims = (Qflat @ D.reshape(-1, dim).T).reshape(nq, qlen, len(idx), -1)
-            sims = sims.masked_fill(~dmask[None, None], float("-inf")).amax(dim=3)  # [nq, qlen, nb]
-            sims = torch.where(torch.isinf(sims), torch.zeros_like(sims), sims)  # empty documents score 0
-            sims = (sims * qmask[:, :, None]).sum(dim=1)
-            scores[:, torch.from_numpy(idx)] = sims
+                D[r, : lengths[j], :dim] = torch.from_numpy(np.ascontiguousarray(documents[j], dtype=np.float32))
+                D[r, : lengths[j], dim] = 0.0
+            Dflat = D.reshape(-1, dim + 1).T.contiguous().to(dtype)
+            empty = torch.from_numpy(lengths[idx] == 0)
+            step = max(1, max_block_floats // max(1, qlen * Dflat.shape[1]))
+            cols = torch.from_numpy(idx)
+            for q0 in range(0, nq, step):
+                q1 = min(nq, q0 + step)
+                sims = (Qflat[q0 * qlen : q1 * qlen] @ Dflat).reshape(q1 - q0, qlen, len(idx), width)
+                best = sims.amax(dim=3).float()  # [nq, qlen, nb]
+                best[:, :, empty] = 0.0  # empty documents score 0
+                scores[q0:q1, cols] = (best * qmask[q0:q1, :, None]).sum(dim=1)
             start = stop
     top = torch.topk(scores, min(k, nd), dim=1)
     return top.indices.numpy(), top.values.numpy()
@@ -155,11 +171,13 @@ def evaluate_collection(
             res.seconds["encode_queries"] = time.perf_counter() - t
             t = time.perf_counter()
             h = head if head is not None else model.heads[max(model.heads)]
+            # a bfloat16 model is scored in bfloat16 too (products on AMX); float32 stays exact
+            score_dtype = torch.bfloat16 if getattr(model, "dtype", None) == torch.bfloat16 else torch.float32
             q_vecs = project(q_states, h, list(config.dims))
             d_vecs = project(doc_states, h, list(config.dims))
             for dim in config.dims:
                 say(f"colbert {dim}")
-                idx, vals = late_interaction_topk(q_vecs[dim], d_vecs[dim], config.k)
+                idx, vals = late_interaction_topk(q_vecs[dim], d_vecs[dim], config.k, dtype=score_dtype)
                 runs[colbert_system(dim)] = _to_run(qids, doc_ids, idx, vals)
             res.seconds["colbert_scoring"] = time.perf_counter() - t
 
