@@ -35,7 +35,9 @@ DOCUMENT_PREFIX = "passage: "
 DEFAULT_DOCUMENT_LENGTH = 8192
 _RESOURCES = Path(__file__).resolve().parent.parent / "resources" / DEFAULT_MODEL_NAME
 _HEAD_RESOURCE = _RESOURCES / "head.safetensors"  # the untrained whitened-PCA head
-#: The trained adapter (head + LoRA factors of the top layers); see docs/default-model.md.
+#: A trained adapter (head + LoRA factors of the top layers), used when the package ships one.
+#: None ships today: the one trained so far lost to the PCA head on untrained languages
+#: (docs/default-model.md, bench/results/trained-adapter/).
 ADAPTER_RESOURCE = _RESOURCES / "adapter.safetensors"
 
 
