@@ -52,6 +52,20 @@ def pad_items(items: Sequence[TokenizedText], pad_id: int) -> tuple[torch.Tensor
     return torch.from_numpy(ids), torch.from_numpy(att), torch.from_numpy(keep)
 
 
+def pad_rows(rows: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    """Per-text tuples of per-position arrays -> one zero-padded [B, L, ...] array per tuple slot
+    (float16 states come back as float32)."""
+    longest = max(len(r[0]) for r in rows)
+    out = []
+    for part in zip(*rows):
+        dtype = np.float32 if part[0].dtype == np.float16 else part[0].dtype
+        arr = np.zeros((len(rows), longest, *part[0].shape[1:]), dtype=dtype)
+        for i, p in enumerate(part):
+            arr[i, : len(p)] = p
+        out.append(arr)
+    return out
+
+
 def autocast(enabled: bool):
     """bfloat16 autocast on the CPU: about 1.5x faster steps on CPUs with native bf16 (AVX512-BF16/AMX)."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
@@ -130,13 +144,7 @@ class CachedForward(nn.Module):
         missing = [t for t in texts if (is_query, t) not in self._states]
         if missing:
             self.add_texts(missing, is_query, show_progress=False)
-        rows = [self._states[(is_query, t)] for t in texts]
-        longest = max(len(r[0]) for r in rows)
-        hidden = np.zeros((len(rows), longest, rows[0][0].shape[1]), dtype=np.float32)
-        mask = np.zeros((len(rows), longest), dtype=bool)
-        for i, (h, keep) in enumerate(rows):
-            hidden[i, : len(h)] = h
-            mask[i, : len(h)] = keep
+        hidden, mask = pad_rows([self._states[(is_query, t)] for t in texts])
         return self.head(torch.from_numpy(hidden)), torch.from_numpy(mask)
 
 
@@ -217,15 +225,7 @@ class TopLayersForward(nn.Module):
         missing = [t for t in texts if (is_query, t) not in self._states]
         if missing:
             self.add_texts(missing, is_query, show_progress=False)
-        rows = [self._states[(is_query, t)] for t in texts]
-        longest = max(len(r[0]) for r in rows)
-        hidden = np.zeros((len(rows), longest, rows[0][0].shape[1]), dtype=np.float32)
-        att = np.zeros((len(rows), longest), dtype=np.int64)
-        keep = np.zeros((len(rows), longest), dtype=bool)
-        for i, (h, k, a) in enumerate(rows):
-            hidden[i, : len(h)] = h
-            att[i, : len(h)] = a
-            keep[i, : len(h)] = k
+        hidden, keep, att = pad_rows([self._states[(is_query, t)] for t in texts])
         with autocast(self.bf16):
             x = self.encoder.run_layers(torch.from_numpy(hidden), torch.from_numpy(att), self.start)
         return self.head(x.float()), torch.from_numpy(keep)  # head and loss stay float32
