@@ -326,27 +326,6 @@ def plain_backbone_model(model):
     return load_default_model(adapter=False, dtype=model.dtype)
 
 
-def load_head_file(path: str | Path) -> torch.nn.Linear:
-    """A projection head from safetensors (``weight`` [out, hidden], optional ``bias``)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"head file {path} does not exist")
-    with safe_open(str(path), framework="pt") as fh:
-        if "weight" not in fh.keys():
-            raise ValueError(f"{path} has no 'weight' tensor (found {list(fh.keys())})")
-        weight = fh.get_tensor("weight").float()
-        bias = fh.get_tensor("bias").float() if "bias" in fh.keys() else None
-    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        if bias is not None:
-            head.bias.copy_(bias)
-    head._maxsim_source = str(path)  # recorded in the results
-    return head.requires_grad_(False)
-
-
 def run_from_args(args) -> int:
     from maxsim.errors import MaxsimError
 

@@ -157,17 +157,9 @@ def marker_settings(tokenizer: Tokenizer, source: dict, document_length: int = D
 
 def load_head(path: Path = _HEAD_RESOURCE) -> tuple[nn.Linear, dict]:
     """The shipped projection head (weight [128, 384], optional bias) and its metadata."""
-    from safetensors import safe_open
+    from maxsim.models.adapter import read_adapter
 
-    with safe_open(str(path), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
-        weight = fh.get_tensor("weight")
-        bias = fh.get_tensor("bias") if "bias" in fh.keys() else None
-    head = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        if bias is not None:
-            head.bias.copy_(bias)
+    head, _, _, meta = read_adapter(path)  # a plain head file is an adapter without LoRA factors
     return head, meta
 
 
