@@ -16,10 +16,13 @@ import numpy as np
 EMBEDDING_TYPES = ("float", "base64", "binary", "ubinary")
 
 
-def encode_vectors(v: np.ndarray, kind: str) -> list:
-    """[n, dim] float32 -> the JSON value of one item's ``embeddings`` in the given type."""
+def encode_vectors(v: np.ndarray, kind: str) -> list | np.ndarray:
+    """[n, dim] float32 -> the JSON value of one item's ``embeddings`` in the given type.
+
+    ``float`` stays a float32 array: the response writer (orjson) prints each value's shortest
+    float32 form, which reads back to the identical float32."""
     if kind == "float":
-        return v.astype(np.float32, copy=False).tolist()
+        return np.ascontiguousarray(v, dtype=np.float32)
     if kind == "base64":
         le = v.astype("<f4", copy=False)
         return [base64.b64encode(row.tobytes()).decode("ascii") for row in le]

@@ -23,10 +23,21 @@ def limit_exceeded(limit: str, value: int, got: int, what: str) -> ApiError:
 
 
 def dumps(payload: object) -> bytes:
-    """JSON bytes; strings holding lone surrogates (valid JSON escapes, not valid UTF-8) are escaped."""
-    import json
+    """JSON bytes. orjson writes float32 arrays directly (an embedding response is mostly floats,
+    and the standard library's float formatting cost more than the model on short texts); strings
+    holding lone surrogates (valid JSON escapes, not valid UTF-8) fall back to escaped ASCII."""
+    import orjson
 
     try:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        import json
+
+        return json.dumps(payload, ensure_ascii=True, separators=(",", ":"), default=_plain).encode("ascii")
+
+
+def _plain(value: object) -> object:
+    """numpy arrays and scalars as plain Python values, for the standard-library fallback."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

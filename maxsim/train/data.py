@@ -107,8 +107,6 @@ def carve_by_article(
     sitting right after a training block is dropped from both sides, so a paragraph's
     neighbours never land on the other side. Returns (train pairs, dev Collection).
     """
-    from maxsim.evaluation.datasets import Collection
-
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
     ids = list(collection.corpus)
@@ -130,6 +128,38 @@ def carve_by_article(
     dropped |= {u - 1 for u in train_units if u - 1 >= 0 and u - 1 not in train_units} if guard_after else set()
     train_docs = {d for u in train_units for d in units[u]}
     dev_docs = {d for u, docs in enumerate(units) if u not in train_units and u not in dropped for d in docs}
+    carve = {"train_fraction": train_fraction, "block": None if article_of else block, "seed": seed}
+    return split_by_documents(collection, train_docs, dev_docs, carve)
+
+
+def carve_like(collection, reference_train_queries: set[str], reference_dev_queries: set[str], reference: str):
+    """Carve a translation of an already carved collection so both sides match across languages.
+
+    Translated QA sets (SQuAD-es, SQuAD-it) keep the original's question ids: a paragraph goes to
+    training only if every one of its questions went to training in the reference carve, to dev
+    only if every one stayed dev there; anything else (mixed, or unknown to the reference) is
+    dropped. So no paragraph trained on in one language is evaluated in another.
+    """
+    questions_of: dict[str, set[str]] = {}
+    for qid, rels in collection.qrels.items():
+        for d, r in rels.items():
+            if r > 0:
+                questions_of.setdefault(d, set()).add(qid)
+    train_docs = {d for d, qs in questions_of.items() if qs <= reference_train_queries}
+    dev_docs = {d for d, qs in questions_of.items() if qs <= reference_dev_queries}
+    return split_by_documents(collection, train_docs, dev_docs, {"like": reference})
+
+
+def split_by_documents(collection, train_docs: set[str], dev_docs: set[str], carve: dict):
+    """(training pairs, dev Collection) for disjoint document sets; other documents are dropped.
+
+    A query whose relevant documents all sit in ``train_docs`` becomes training pairs, one whose
+    relevant documents all sit in ``dev_docs`` stays dev; a query across both is dropped.
+    """
+    from maxsim.evaluation.datasets import Collection
+
+    if train_docs & dev_docs:
+        raise ValueError(f"{collection.name}: {len(train_docs & dev_docs)} documents on both sides of the carve")
     lang = collection.languages[0] if len(collection.languages) == 1 else None
     pairs, dev_qrels = [], {}
     for qid, rels in collection.qrels.items():
@@ -144,7 +174,7 @@ def carve_by_article(
         {q: collection.queries[q] for q in dev_qrels},
         dev_qrels,
         collection.languages,
-        {**collection.meta, "carved": {"train_fraction": train_fraction, "block": block, "seed": seed}},
+        {**collection.meta, "carved": carve},
     )
     return pairs, dev
 
