@@ -224,7 +224,7 @@ def maxsim_bytes(path: Path) -> dict:
                    "ivf_offsets.npy": "inverted_lists", "offsets.npy": "doc_offsets",
                    "docnos.npy": "doc_offsets"}.get(f.name, "other")
         elif f.parent.name.startswith("codec-"):
-            key = "centroid_table" if f.name == "centroids.npy" else "codec_other"
+            key = "centroid_table" if f.name in ("centroids.npy", "centroid_levels.npy", "centroid_grid.npy") else "codec_other"
         elif f.name.startswith("catalog.sqlite"):
             key = "catalog_sqlite"
         else:
@@ -327,7 +327,7 @@ def run_system(system: str, data: Path, work_root: Path, threads: list[int], arg
 
 
 def table(all_results: dict) -> str:
-    head = (f"{'dataset':<16}{'system':<13}{'setting':<9}{'thr':>4}{'build s':>9}{'B/tok':>7}{'pay B/t':>8}"
+    head = (f"{'dataset':<16}{'system':<13}{'setting':<9}{'thr':>4}{'build s':>9}{'B/tok':>7}{'arr B/t':>8}{'pay B/t':>8}"
             f"{'p50 ms':>9}{'p95 ms':>9}{'R@10':>7}")
     lines = [head]
     for dataset, results in all_results.items():
@@ -337,15 +337,17 @@ def table(all_results: dict) -> str:
                 continue
             bpt = r["index_bytes"] / r["n_tokens"]
             pay = f"{r['payload_bytes_per_token']:>8.2f}" if "payload_bytes_per_token" in r else f"{'-':>8}"
+            arr = f"{r['arrays_bytes_per_token']:>8.2f}" if "arrays_bytes_per_token" in r else f"{'-':>8}"
             for run in r["runs"]:
                 lines.append(f"{dataset:<16}{r['system']:<13}{run['setting']:<9}{run['threads']:>4}{r['build_s']:>9.1f}"
-                             f"{bpt:>7.2f}{pay}{run['p50_ms']:>9.2f}{run['p95_ms']:>9.2f}{run['recall@10']:>7.3f}")
+                             f"{bpt:>7.2f}{arr}{pay}{run['p50_ms']:>9.2f}{run['p95_ms']:>9.2f}{run['recall@10']:>7.3f}")
             if "recall@10_exact_over_stored" in r:
                 lines.append(f"{dataset:<16}{r['system']:<13}exact over stored vectors (ceiling), "
                              f"{r['recall@10_exact_queries']} queries: R@10 {r['recall@10_exact_over_stored']:.3f}")
     lines.append("B/tok: the whole index directory (maxsim: arrays + centroid table + SQLite catalog with ids; "
-                 "no texts here) per token. pay B/t: maxsim's per-token arrays only (residuals, centroid ids, "
-                 "inverted lists, document offsets), without the centroid table and the catalog.")
+                 "no texts here) per token. arr B/t: maxsim's vector index alone (every array, centroid table "
+                 "included; without the SQLite catalog of ids, texts and metadata). pay B/t: maxsim's per-token "
+                 "arrays only (residuals, centroid ids, stored inverted lists, document offsets).")
     return "\n".join(lines)
 
 

@@ -10,6 +10,11 @@ documents decoded as normalize(centroid + decoded residual):
   sqN   per-dimension buckets, quantile start + Lloyd-Max steps (what maxsim's codec does), N bits
   pqN   product quantisation (faiss), 8-bit codes over 8/N-dimensional sub-vectors: N bits/dim
   rpqN  a fixed random orthogonal rotation of the residuals, then pqN
+
+A suffix stores the centroid table another way before the residuals are taken (tokens are
+re-assigned to the stored table, as the index does): ``sq2@grid4`` maxsim's format-3 table (4-bit
+per-dimension Lloyd-Max grid), ``sq2@uniform4`` a uniform 4-bit grid over each dimension's range.
+Without a suffix the table is float16 (format 2).
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from maxsim.compression.kmeans import assign_centroids, train_centroids
+from maxsim.compression.residual import grid_values, to_grid
+
+
+def stored_table(c: np.ndarray, how: str) -> np.ndarray:
+    if how == "grid4":
+        return grid_values(*to_grid(c, 4))
+    if how == "uniform4":
+        lo, hi = c.min(0), c.max(0)
+        step = np.where(hi > lo, (hi - lo) / 15, 1.0)
+        return (lo + np.rint((c - lo) / step) * step).astype(np.float32)
+    raise SystemExit(f"unknown table variant {how!r}")
 
 
 def scalar_codec(fit: np.ndarray, x: np.ndarray, nbits: int, iters: int = 8) -> np.ndarray:
@@ -73,13 +89,25 @@ def main() -> None:
     rng = np.random.default_rng(0)
     sample = x if len(x) <= 64 * k else x[rng.choice(len(x), 64 * k, replace=False)]
     t0 = time.time()
-    c = train_centroids(sample, k).astype(np.float16).astype(np.float32)  # as stored (format 2)
+    raw = train_centroids(sample, k)
+    c = raw.astype(np.float16).astype(np.float32)  # as stored (format 2)
     cid = assign_centroids(x, c)
     r = x - c[cid]
     print(f"k-means {time.time() - t0:.0f} s; residual RMS norm {np.sqrt((r ** 2).sum(1).mean()):.3f}", flush=True)
-    fit = r[rng.choice(len(r), min(len(r), 200_000), replace=False)]
+    pick = rng.choice(len(r), min(len(r), 200_000), replace=False)
+    fit = r[pick]
+    base = (c, cid, r, fit)
     for v in variants:
-        nbits = int(v.lstrip("rpsq"))
+        v, _, table = v.partition("@")
+        if table:
+            c = stored_table(raw, table)
+            cid = assign_centroids(x, c)
+            r = x - c[cid]
+            fit = r[pick]
+            v = f"{v}@{table}"
+        else:
+            c, cid, r, fit = base
+        nbits = int(v.split("@")[0].lstrip("rpsq"))
         rh = scalar_codec(fit, r, nbits) if v.startswith("sq") else product_codec(fit, r, nbits, v.startswith("r"))
         y = c[cid] + rh
         y /= np.linalg.norm(y, axis=1, keepdims=True)

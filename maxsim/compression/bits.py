@@ -49,3 +49,47 @@ def unpack_codes(packed: np.ndarray, nbits: int) -> np.ndarray:
     """
     n, n_bytes = packed.shape
     return unpack_table(nbits)[packed].reshape(n, n_bytes * (8 // nbits))
+
+
+# ---- centroid ids: ``id_bits`` bits each, one little-endian bit stream (format version 3)
+
+
+def id_bits(n_centroids: int) -> int:
+    """Bits needed for a centroid id below ``n_centroids`` (at least 1, at most 16).
+
+    >>> id_bits(4096), id_bits(4097), id_bits(1)
+    (12, 13, 1)
+    """
+    if not 1 <= n_centroids <= 1 << 16:
+        raise ValueError(f"centroid ids are packed for 1..65536 centroids, got {n_centroids}")
+    return max(1, (n_centroids - 1).bit_length())
+
+
+def packed_ids_nbytes(n: int, bits: int) -> int:
+    """Bytes of ``n`` ids packed at ``bits`` bits each."""
+    return (n * bits + 7) // 8
+
+
+def pack_ids(ids: np.ndarray, bits: int, chunk: int = 1 << 20) -> np.ndarray:
+    """Pack integer ids [n] (each < 2**bits) into a bit stream: id t occupies bits
+    ``[t * bits, (t + 1) * bits)``, least significant bit first; uint8 [ceil(n * bits / 8)].
+
+    >>> pack_ids(np.array([1, 2, 3]), 4).tolist()  # 0x21, 0x03
+    [33, 3]
+    """
+    ids = np.asarray(ids).reshape(-1)
+    out = np.zeros(packed_ids_nbytes(len(ids), bits), dtype=np.uint8)
+    shifts = np.arange(bits, dtype=np.uint32)
+    for start in range(0, len(ids), chunk):  # chunk is a multiple of 8: each chunk fills whole bytes
+        block = ids[start : start + chunk].astype(np.uint32)
+        stream = ((block[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)
+        packed = np.packbits(stream, bitorder="little")
+        first = start * bits // 8
+        out[first : first + len(packed)] = packed
+    return out
+
+
+def unpack_ids(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
+    """Inverse of :func:`pack_ids`: int64 [n] (pure numpy reference; kernels read ids in place)."""
+    stream = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")[: n * bits].reshape(n, bits)
+    return (stream.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(axis=1)

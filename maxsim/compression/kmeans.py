@@ -10,23 +10,34 @@ import numpy as np
 MAX_CENTROIDS = 1 << 16
 #: Centroids per square root of the token count (PLAID uses 16).
 CENTROIDS_PER_SQRT_TOKEN = 16.0
+#: Bytes of centroid table allowed per token when the caller gives the table's bytes per
+#: centroid: a small collection then gets fewer centroids, so that the table (a fixed cost)
+#: stays a small share of the index (the per-token data is about 34 bytes at 2 bits, dim 128).
+TABLE_BYTES_PER_TOKEN = 2.0
 
 
-def choose_n_centroids(n_tokens: int) -> int:
+def choose_n_centroids(n_tokens: int, centroid_bytes: float = 0.0) -> int:
     """Number of centroids for a collection of ``n_tokens`` token vectors.
 
     A power of two near ``16 * sqrt(n_tokens)`` (PLAID's rule: on real embeddings 4 * sqrt lost
     7 points of recall@10 to coarser centroid interaction), never more than n_tokens / 8, at
-    most MAX_CENTROIDS, at least 1.
+    most MAX_CENTROIDS, at least 1. With ``centroid_bytes`` (the stored size of one centroid),
+    also at most the largest power of two whose table fits in TABLE_BYTES_PER_TOKEN bytes per
+    token (64-byte centroids: 2048 for 100k tokens, where PLAID's rule gives 4096; from about
+    260k tokens on, PLAID's rule is the smaller one).
 
     >>> choose_n_centroids(1_000_000), choose_n_centroids(100), choose_n_centroids(1)
     (16384, 8, 1)
+    >>> choose_n_centroids(100_000), choose_n_centroids(100_000, 64), choose_n_centroids(302_845, 64)
+    (4096, 2048, 8192)
     """
     if n_tokens <= 0:
         raise ValueError("cannot choose centroids for an empty collection")
     target = CENTROIDS_PER_SQRT_TOKEN * math.sqrt(n_tokens)
     k = 1 << max(0, round(math.log2(target)))
     k = min(k, max(1, n_tokens // 8), MAX_CENTROIDS)
+    if centroid_bytes > 0:
+        k = min(k, max(1, int(TABLE_BYTES_PER_TOKEN * n_tokens / centroid_bytes)))
     return 1 << int(math.floor(math.log2(k)))
 
 

@@ -4,6 +4,11 @@ For a token x with nearest centroid c, the residual r = x - c is quantised per d
 one of B = 2**nbits buckets using learned cutoffs (quantiles of the training residuals of that
 dimension); bucket b decodes to weights[d, b] (the mid-quantile of the bucket). Decoding gives
 x_hat = normalize(c + weights[d, code_d]).
+
+The centroid table itself can be stored on a per-dimension grid of ``2**table_bits`` values
+(format version 3: 4 bits, 64 bytes per centroid at dim 128 instead of 256 in float16).
+The codec is trained against the gridded centroids, so storing them that way loses nothing:
+residuals and decoding use exactly the stored values.
 """
 
 from __future__ import annotations
@@ -26,12 +31,17 @@ class ResidualCodec:
     cutoffs : float32 [dim, B - 1], increasing bucket boundaries per dimension.
     weights : float32 [dim, B], decoded residual value of each bucket per dimension.
     nbits : bits per dimension (1, 2 or 4).
+    table_grid : float32 [2**table_bits, dim], the values each dimension of a centroid takes,
+        when the centroids lie on such a grid, else None (stored as float16/float32).
+    table_bits : bits per dimension of that grid (0 without one).
     """
 
     centroids: np.ndarray
     cutoffs: np.ndarray
     weights: np.ndarray
     nbits: int
+    table_grid: np.ndarray | None = None
+    table_bits: int = 0
 
     def __post_init__(self) -> None:
         k, dim = self.centroids.shape
@@ -42,6 +52,17 @@ class ResidualCodec:
                 f"codec arrays disagree: centroids {self.centroids.shape}, cutoffs {self.cutoffs.shape}, "
                 f"weights {self.weights.shape}, nbits {self.nbits}"
             )
+        if self.table_grid is not None and (self.table_bits not in (4,) or self.table_grid.shape != (1 << self.table_bits, dim)):
+            raise ValueError(f"codec grid {self.table_grid.shape} / {self.table_bits} bits does not fit dim {dim}")
+
+    def table_codes(self) -> np.ndarray:
+        """Grid levels of the centroids, uint8 [k, dim]; ValueError if they are not on the grid."""
+        if self.table_grid is None:
+            raise ValueError("this codec's centroids are not on a grid")
+        q = _grid_levels(self.centroids, self.table_grid)
+        if not np.array_equal(grid_values(q, self.table_grid), self.centroids):
+            raise ValueError("the codec's centroids are not on its grid (train with train_codec(table_bits=...))")
+        return q
 
     @property
     def dim(self) -> int:
@@ -102,19 +123,65 @@ class ResidualCodec:
         return x.astype(np.float32, copy=False)
 
 
+def grid_values(levels: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Centroids from grid levels uint8 [k, dim] and the per-dimension level values float32
+    [2**bits, dim]: centroids[c, d] = grid[levels[c, d], d]."""
+    return np.ascontiguousarray(grid[levels.astype(np.int64), np.arange(grid.shape[1])[None, :]], dtype=np.float32)
+
+
+def _grid_levels(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Nearest grid value of each entry of x [k, dim] (grid [L, dim] increasing): uint8 [k, dim]."""
+    cuts = (grid[1:].astype(np.float64) + grid[:-1]) / 2  # [L-1, dim]
+    out = np.empty(x.shape, dtype=np.uint8)
+    for d in range(x.shape[1]):  # per dimension, vectorised over centroids
+        out[:, d] = np.searchsorted(cuts[:, d], x[:, d], side="left")
+    return out
+
+
+def to_grid(centroids: np.ndarray, bits: int, iters: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Snap each dimension of centroids float32 [k, dim] to 2**bits values (Lloyd-Max: start at
+    quantiles, then value = mean of its members, boundary = midpoint): (levels uint8 [k, dim],
+    grid float32 [2**bits, dim], increasing per dimension)."""
+    n_levels = 1 << bits
+    x = centroids.astype(np.float64)
+    values = np.quantile(x, (np.arange(n_levels) + 0.5) / n_levels, axis=0)  # [L, dim]
+    for _ in range(iters):
+        lv = _grid_levels(x, values).astype(np.int64)
+        for d in range(x.shape[1]):
+            count = np.bincount(lv[:, d], minlength=n_levels)
+            total = np.bincount(lv[:, d], weights=x[:, d], minlength=n_levels)
+            values[:, d] = np.where(count > 0, total / np.maximum(count, 1), values[:, d])
+        values.sort(axis=0)
+    grid = values.astype(np.float32)
+    return _grid_levels(x, grid), grid
+
+
 def train_codec(
-    sample: np.ndarray, n_centroids: int, nbits: int, *, seed: int = 0, niter: int = 10, lloyd_iters: int = 8
+    sample: np.ndarray, n_centroids: int, nbits: int, *, seed: int = 0, niter: int = 10, lloyd_iters: int = 8,
+    table_bits: int = 0,
 ) -> ResidualCodec:
     """Train centroids and per-dimension bucket cutoffs on a sample float32 [n, dim] of token vectors.
 
     Cutoffs start at the residual quantiles of each dimension (equal-mass buckets) and are refined
     by ``lloyd_iters`` Lloyd-Max steps (bucket value = mean of its residuals, cutoff = midpoint),
     which lowers the reconstruction error of the tails.
+
+    ``table_bits`` (4) snaps the centroids to a per-dimension grid of that many bits (format
+    version 3); 0 rounds them to float16 (versions 1 and 2). Either way the residuals are taken
+    against the stored values.
     """
     check_nbits(nbits, sample.shape[1])
-    # rounded to float16, the dtype of the stored table; residuals are taken against the rounded
-    # centroids, so storing them in half precision loses nothing
-    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed).astype(np.float16).astype(np.float32)
+    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed)
+    grid = None
+    if table_bits:
+        if table_bits != 4:
+            raise ValueError(f"table_bits must be 0 or 4, got {table_bits!r}")
+        levels, grid = to_grid(centroids, table_bits)
+        centroids = grid_values(levels, grid)
+    else:
+        # rounded to float16, the dtype of the stored table; residuals are taken against the
+        # rounded centroids, so storing them in half precision loses nothing
+        centroids = centroids.astype(np.float16).astype(np.float32)
     rng = np.random.default_rng(seed)
     fit = sample if len(sample) <= 100_000 else sample[rng.choice(len(sample), 100_000, replace=False)]
     resid = fit - centroids[assign_centroids(fit, centroids)]  # [n, dim]
@@ -136,4 +203,5 @@ def train_codec(
         cutoffs = (weights[:, 1:] + weights[:, :-1]) / 2
     cutoffs = cutoffs.astype(np.float32)
     weights = weights.astype(np.float32)
-    return ResidualCodec(np.ascontiguousarray(centroids), np.ascontiguousarray(cutoffs), np.ascontiguousarray(weights), nbits)
+    return ResidualCodec(np.ascontiguousarray(centroids), np.ascontiguousarray(cutoffs), np.ascontiguousarray(weights), nbits,
+                         table_grid=grid, table_bits=table_bits if grid is not None else 0)

@@ -280,6 +280,26 @@ class Index:
             del self._segment_cache[stale]
         return _Snapshot(int(state["version"]), codec_name, codec, lut, tuple(segments), tuple(live), int(n_live))
 
+    # ---- format-dependent choices ----
+
+    @property
+    def _format_version(self) -> int:
+        return int(self._manifest["format_version"])
+
+    @property
+    def _table_bits(self) -> int:
+        return storage.table_bits(self._format_version)
+
+    @property
+    def _pack_ids(self) -> bool:
+        return storage.packs_ids(self._format_version)
+
+    def _n_centroids(self, n_tokens: int) -> int:
+        """Centroids for n_tokens: PLAID's rule, capped by a table budget from format version 3 on
+        (versions 1-2 keep their rule, so an old index re-clusters as it always did)."""
+        cb = storage.centroid_bytes(self._format_version, self.dim) if self._table_bits else 0
+        return choose_n_centroids(n_tokens, cb)
+
     # ---- writer lock -----------------------------------------------------------------------
 
     def _acquire_writer(self) -> None:
@@ -462,7 +482,7 @@ class Index:
             trained_tokens = None
             if codec is None:
                 sample = np.concatenate(vectors)
-                codec = train_codec(sample, choose_n_centroids(len(sample)), self.nbits)
+                codec = train_codec(sample, self._n_centroids(len(sample)), self.nbits, table_bits=self._table_bits)
                 codec_name = storage.write_codec(self.path, codec, len(sample), self._manifest["format_version"])
                 new_dirs.append(codec_name)
                 trained_tokens = len(sample)
@@ -478,7 +498,7 @@ class Index:
                 e = min(s + storage.MAX_SEGMENT_DOCS, len(vectors))
                 t0, t1 = offsets_all[s], offsets_all[e]
                 name = storage.write_segment(self.path, codec_name, codec.n_centroids, codes[t0:t1], packed[t0:t1],
-                                             offsets_all[s : e + 1] - t0, docnos[s:e])
+                                             offsets_all[s : e + 1] - t0, docnos[s:e], pack=self._pack_ids)
                 new_dirs.append(name)
                 seg_rows.append((name, codec_name, e - s, int(t1 - t0)))
             with self._catalog.transaction() as conn:
@@ -624,7 +644,7 @@ class Index:
             if n_tokens == 0 or (fits and not force):
                 self._rewrite(snap, list(snap.segments), new_codec=None)
                 return False
-            k = choose_n_centroids(n_tokens)
+            k = self._n_centroids(n_tokens)
             budget = TRAIN_TOKENS_PER_CENTROID * k
             rng = np.random.default_rng(snap.version)
             sample = []
@@ -634,7 +654,7 @@ class Index:
                 share = max(1, math.ceil(len(docs) * min(1.0, budget / n_tokens)))
                 pick = np.sort(rng.choice(docs, size=min(share, len(docs)), replace=False))
                 sample.append(self._decode(snap, seg, pick))
-            codec = train_codec(np.concatenate(sample), k, self.nbits, seed=int(snap.version))
+            codec = train_codec(np.concatenate(sample), k, self.nbits, seed=int(snap.version), table_bits=self._table_bits)
             self._rewrite(snap, list(snap.segments), new_codec=codec, trained_tokens=n_tokens)
             return True
 
@@ -644,7 +664,8 @@ class Index:
         out_offsets = np.zeros(len(docs) + 1, dtype=np.int64)
         np.cumsum(lens, out=out_offsets[1:])
         out = np.empty((int(out_offsets[-1]), self.dim), dtype=np.float32)
-        kernels.decompress(docs, seg.offsets, seg.codes, seg.residuals, snap.codec.centroids, snap.lut, out_offsets, out)
+        kernels.decompress(docs, seg.offsets, seg.codes, seg.residuals, snap.codec.centroids, snap.lut, out_offsets, out,
+                           seg.code_bits)
         return out
 
     def _rewrite(self, snap: _Snapshot, segs: list[storage.Segment], *, new_codec: ResidualCodec | None,
@@ -681,7 +702,8 @@ class Index:
                         c, r = codec.encode(self._decode(snap, seg, chunk))
                     else:
                         take = np.concatenate([np.arange(seg.offsets[d], seg.offsets[d + 1]) for d in chunk])
-                        c, r = np.asarray(seg.codes[take]), np.asarray(seg.residuals[take])
+                        c = kernels.gather_codes(seg.codes, seg.code_bits, take.astype(np.int64))
+                        r = np.asarray(seg.residuals[take])
                     pieces.append((c, r, lens, seg.docnos[chunk]))
             seg_rows = []
             buf: list = []
@@ -697,7 +719,7 @@ class Index:
                 codes = np.concatenate([p[0] for p in buf]).astype(codec.code_dtype)
                 name = storage.write_segment(self.path, codec_name, codec.n_centroids, codes,
                                              np.concatenate([p[1] for p in buf]), offsets,
-                                             np.concatenate([p[3] for p in buf]))
+                                             np.concatenate([p[3] for p in buf]), pack=self._pack_ids)
                 new_dirs.append(name)
                 seg_rows.append((name, codec_name, len(lens), int(offsets[-1])))
                 buf, n_buf = [], 0
@@ -773,7 +795,7 @@ class Index:
     def _search_one(self, snap: _Snapshot, q: np.ndarray, allowed: list[np.ndarray], k: int, exact: bool,
                     nprobe: int, n_cand: int, n_exact: int, threads: int) -> list[tuple[int, float]]:
         docnos, scores = [], []
-        pq = None if exact else prepare_query(q, snap.codec, nprobe)
+        pq = None if exact else prepare_query(q, snap.codec, nprobe, threads)
         for seg, mask in zip(snap.segments, allowed, strict=True):
             if exact:
                 local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads)

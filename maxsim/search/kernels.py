@@ -1,7 +1,9 @@
 """Numba kernels of the search pipeline (and the small-block BLAS helper). Loops run over documents and tokens inside compiled code.
 
 Shapes used below: nq query tokens, dim dimensions, k centroids, B packed bytes per token,
-P = 8 // nbits codes per byte. ``codes`` [n_tokens] centroid ids, ``packed`` uint8 [n_tokens, B],
+P = 8 // nbits codes per byte. ``codes`` the centroid ids: int [n_tokens] when ``code_bits`` is
+0, else a uint8 bit stream of ``code_bits`` bits per id (format version 3, see
+:func:`maxsim.compression.bits.pack_ids`); ``packed`` uint8 [n_tokens, B],
 ``offsets`` int64 [n_docs + 1] (token range of each local document), ``lut`` float32 [B, 256, P].
 """
 
@@ -11,6 +13,70 @@ import numba
 import numpy as np
 
 _JIT = {"nogil": True, "cache": True, "fastmath": True}
+
+
+@numba.njit(inline="always", **_JIT)
+def code_at(codes, t, code_bits):  # pragma: no cover - jit
+    """Centroid id of token t: codes[t], or bits [t * code_bits, (t + 1) * code_bits) of the stream."""
+    if code_bits == 0:
+        return np.int64(codes[t])
+    bit = np.int64(t) * code_bits
+    pos = bit >> 3
+    off = bit & 7
+    v = np.int64(codes[pos])
+    if off + code_bits > 8:
+        v |= np.int64(codes[pos + 1]) << 8
+        if off + code_bits > 16:
+            v |= np.int64(codes[pos + 2]) << 16
+    return (v >> off) & ((np.int64(1) << code_bits) - 1)
+
+
+@numba.njit(**_JIT)
+def gather_codes(codes, code_bits, tokens):  # pragma: no cover - jit
+    """Centroid ids of the given tokens int64 [m] -> int64 [m]."""
+    out = np.empty(tokens.shape[0], dtype=np.int64)
+    for x in range(tokens.shape[0]):
+        out[x] = code_at(codes, tokens[x], code_bits)
+    return out
+
+
+@numba.njit(**_JIT)
+def max_code(codes, code_bits, n_tokens):  # pragma: no cover - jit
+    """Largest centroid id of the first n_tokens tokens (-1 if none): the bounds check on open."""
+    best = np.int64(-1)
+    for t in range(n_tokens):
+        c = code_at(codes, t, code_bits)
+        if c > best:
+            best = c
+    return best
+
+
+@numba.njit(**_JIT)
+def build_ivf(codes, code_bits, offsets, n_centroids):  # pragma: no cover - jit
+    """Inverted lists centroid -> local documents having a token there, each list ascending:
+    (ivf_offsets int64 [k + 1], ivf_docs uint16 [n_pairs]). Two passes over the tokens."""
+    n_docs = offsets.shape[0] - 1
+    last = np.full(n_centroids, -1, dtype=np.int64)
+    ivf_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
+    for d in range(n_docs):
+        for t in range(offsets[d], offsets[d + 1]):
+            c = code_at(codes, t, code_bits)
+            if last[c] != d:
+                last[c] = d
+                ivf_offsets[c + 1] += 1
+    for c in range(n_centroids):
+        ivf_offsets[c + 1] += ivf_offsets[c]
+    pos = ivf_offsets[:-1].copy()
+    docs = np.empty(ivf_offsets[n_centroids], dtype=np.uint16)
+    last[:] = -1
+    for d in range(n_docs):
+        for t in range(offsets[d], offsets[d + 1]):
+            c = code_at(codes, t, code_bits)
+            if last[c] != d:
+                last[c] = d
+                docs[pos[c]] = d
+                pos[c] += 1
+    return ivf_offsets, docs
 
 
 @numba.njit(**_JIT)
@@ -55,7 +121,32 @@ def ivf_candidates(ivf_offsets, ivf_docs, probe_c, probe_s, impute, allowed):  #
 
 
 @numba.njit(**_JIT)
-def centroid_interaction(docs, offsets, codes, st):  # pragma: no cover - jit
+def top_centroids(st, lo, hi, take):  # pragma: no cover - jit
+    """The ``take`` best centroids in rows [lo, hi) of st float32 [k, nq], per query token.
+
+    Returns (ids int64 [nq, take], scores float32 [nq, take]) sorted by descending score, ties
+    by centroid id; slots beyond hi - lo hold id -1 and score -inf. One pass over the rows with a
+    sorted insertion buffer per query token (most scores fail the first comparison).
+    """
+    nq = st.shape[1]
+    ids = np.full((nq, take), -1, dtype=np.int64)
+    sc = np.full((nq, take), -np.inf, dtype=np.float32)
+    for c in range(lo, hi):
+        for i in range(nq):
+            v = st[c, i]
+            if v > sc[i, take - 1]:
+                j = take - 1
+                while j > 0 and sc[i, j - 1] < v:
+                    sc[i, j] = sc[i, j - 1]
+                    ids[i, j] = ids[i, j - 1]
+                    j -= 1
+                sc[i, j] = v
+                ids[i, j] = c
+    return ids, sc
+
+
+@numba.njit(**_JIT)
+def centroid_interaction(docs, offsets, codes, st, code_bits=0):  # pragma: no cover - jit
     """Stage 2: MaxSim with each token replaced by its centroid. st float32 [k, nq] = (Q C^T)^T."""
     n = docs.shape[0]
     nq = st.shape[1]
@@ -64,7 +155,7 @@ def centroid_interaction(docs, offsets, codes, st):  # pragma: no cover - jit
         d = docs[x]
         best = np.full(nq, -np.inf, dtype=np.float32)
         for t in range(offsets[d], offsets[d + 1]):
-            row = st[np.int64(codes[t])]
+            row = st[code_at(codes, t, code_bits)]
             for i in range(nq):
                 if row[i] > best[i]:
                     best[i] = row[i]
@@ -77,7 +168,7 @@ def centroid_interaction(docs, offsets, codes, st):  # pragma: no cover - jit
 
 
 @numba.njit(**_JIT)
-def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out):  # pragma: no cover - jit
+def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out, code_bits=0):  # pragma: no cover - jit
     """Decompress the tokens of ``docs`` into out float32 [total, dim] at ``out_offsets`` [n + 1]."""
     n = docs.shape[0]
     nbytes, _, per = lut.shape
@@ -86,7 +177,7 @@ def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out): 
         d = docs[x]
         row = out_offsets[x]
         for t in range(offsets[d], offsets[d + 1]):
-            c = np.int64(codes[t])
+            c = code_at(codes, t, code_bits)
             norm = np.float32(0.0)
             for p in range(nbytes):
                 b = np.int64(packed[t, p])
@@ -128,9 +219,11 @@ def segment_maxsum(sims, out_offsets):  # pragma: no cover - jit
 BLAS_ROWS = 64
 
 
-def rows_times(x, yt):
-    """x float32 [n, d] @ yt float32 [d, m] -> [n, m], in blocks that BLAS keeps single-threaded."""
-    out = np.empty((x.shape[0], yt.shape[1]), dtype=np.float32)
+def rows_times(x, yt, out=None):
+    """x float32 [n, d] @ yt float32 [d, m] -> [n, m] (into ``out`` if given), in blocks that
+    BLAS keeps single-threaded."""
+    if out is None:
+        out = np.empty((x.shape[0], yt.shape[1]), dtype=np.float32)
     for s in range(0, x.shape[0], BLAS_ROWS):
         np.matmul(x[s : s + BLAS_ROWS], yt, out=out[s : s + BLAS_ROWS])
     return out

@@ -25,6 +25,18 @@ def built(tmp_path, gen):
     return path
 
 
+@pytest.fixture()
+def built_ivf(tmp_path, gen, monkeypatch):
+    """Like ``built``, with the inverted lists stored (version 3 stores them for large segments)."""
+    monkeypatch.setattr(storage, "IVF_STORED_MIN_TOKENS", 0)
+    path = tmp_path / "idx-ivf"
+    ids = [f"d{i}" for i in range(120)]
+    with Index.create(path, dim=DIM) as index:
+        index.add_embeddings([gen.doc(x) for x in ids], ids=ids)
+    assert (_seg(path) / "ivf_docs.npy").exists()
+    return path
+
+
 def _seg(path):
     return next(p for p in path.iterdir() if p.name.startswith("seg-"))
 
@@ -40,22 +52,41 @@ def _open_and_search(path):
 
 
 @pytest.mark.parametrize("name", ["codes", "residuals", "offsets", "docnos", "ivf_offsets", "ivf_docs"])
-def test_truncated_segment_file(built, name):
-    f = _seg(built) / f"{name}.npy"
+def test_truncated_segment_file(built, built_ivf, name):
+    path = built_ivf if name.startswith("ivf_") else built
+    f = _seg(path) / f"{name}.npy"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2])
     with pytest.raises(IndexCorruptedError, match="truncated"):
-        _open_and_search(built)
+        _open_and_search(path)
 
 
 @pytest.mark.parametrize("name", ["offsets", "docnos", "ivf_docs", "codes"])
-def test_flipped_bytes_in_small_files_are_caught_on_open(built, name):
-    f = _seg(built) / f"{name}.npy"
+def test_flipped_bytes_in_small_files_are_caught_on_open(built, built_ivf, name):
+    path = built_ivf if name.startswith("ivf_") else built
+    f = _seg(path) / f"{name}.npy"
     data = bytearray(f.read_bytes())
     data[-5] ^= 0xFF
     f.write_bytes(bytes(data))
     with pytest.raises(IndexCorruptedError, match="checksum"):
-        Index.open(built)
+        Index.open(path)
+
+
+def test_stored_and_rebuilt_inverted_lists_agree(built, built_ivf):
+    with Index.open(built) as a, Index.open(built_ivf) as b:
+        sa, sb = a._refresh().segments[0], b._refresh().segments[0]
+        assert not (_seg(built) / "ivf_docs.npy").exists()
+        if a._refresh().codec.n_centroids == b._refresh().codec.n_centroids:
+            np.testing.assert_array_equal(sa.ivf_offsets, sb.ivf_offsets)
+            np.testing.assert_array_equal(sa.ivf_docs, sb.ivf_docs)
+        # and both equal the definition: sorted unique (centroid, document) pairs
+        from maxsim.compression.bits import unpack_ids
+
+        codes = unpack_ids(sa.codes, sa.code_bits, sa.n_tokens)
+        doc = np.repeat(np.arange(sa.n_docs), np.diff(sa.offsets))
+        pairs = np.unique(codes * sa.n_docs + doc)
+        np.testing.assert_array_equal(sa.ivf_docs, pairs % sa.n_docs)
+        np.testing.assert_array_equal(np.diff(sa.ivf_offsets), np.bincount(pairs // sa.n_docs, minlength=len(sa.ivf_offsets) - 1))
 
 
 def test_flipped_bytes_in_large_files_are_caught_by_verify(built, monkeypatch):
@@ -70,18 +101,49 @@ def test_flipped_bytes_in_large_files_are_caught_by_verify(built, monkeypatch):
         index.verify()
 
 
-def test_out_of_range_centroid_ids_are_refused_even_unchecksummed(built, monkeypatch):
+def test_out_of_range_centroid_ids_are_refused_even_unchecksummed(tmp_path, gen, monkeypatch):
+    # a version-2 index stores ids as uint16, so a corrupted id can exceed the centroid count
+    path = tmp_path / "v2"
+    ids = [f"d{i}" for i in range(120)]
+    with monkeypatch.context() as m:
+        m.setattr(storage, "FORMAT_VERSION", 2)
+        with Index.create(path, dim=DIM) as index:
+            index.add_embeddings([gen.doc(x) for x in ids], ids=ids)
     monkeypatch.setattr(storage, "CRC_ON_OPEN_BYTES", 0)
-    f = _seg(built) / "codes.npy"
+    f = _seg(path) / "codes.npy"
     arr = np.load(f)
+    assert arr.dtype == np.uint16
     arr[3] = np.iinfo(arr.dtype).max
     np.save(f, arr)  # same size, valid header: only the bounds check can catch it
     with pytest.raises(IndexCorruptedError, match="out of range"):
-        Index.open(built)
+        Index.open(path)
+
+
+def test_packed_centroid_ids_are_bounds_checked(built, monkeypatch):
+    """Version 3 packs ids at ceil(log2(k)) bits: all-ones ids are out of range unless k is a
+    power of two (then every pattern is a valid id and only verify() sees the damage)."""
+    monkeypatch.setattr(storage, "CRC_ON_OPEN_BYTES", 0)
+    info = json.loads((_seg(built) / "files.json").read_text())
+    with Index.open(built) as index:
+        k = index.info()["centroids"]
+    assert info["code_bits"] == max(1, (k - 1).bit_length())
+    f = _seg(built) / "codes.npy"
+    arr = np.load(f)
+    assert arr.dtype == np.uint8 and len(arr) == (info["n_tokens"] * info["code_bits"] + 7) // 8
+    arr[:] = 0xFF
+    np.save(f, arr)
+    if k & (k - 1):
+        with pytest.raises(IndexCorruptedError, match="out of range"):
+            Index.open(built)
+    else:
+        with Index.open(built) as index:
+            assert len(index.search_embeddings(np.eye(4, DIM, dtype=np.float32), k=3)) == 3
+            with pytest.raises(IndexCorruptedError, match="checksum"):
+                index.verify()
 
 
 def test_codec_corruption(built):
-    f = _codec(built) / "centroids.npy"
+    f = _codec(built) / "centroid_levels.npy"
     data = bytearray(f.read_bytes())
     data[200] ^= 0x01
     f.write_bytes(bytes(data))
@@ -91,7 +153,7 @@ def test_codec_corruption(built):
 
 def test_missing_segment_file_and_directory(built):
     seg = _seg(built)
-    (seg / "ivf_docs.npy").unlink()
+    (seg / "docnos.npy").unlink()
     with pytest.raises(IndexCorruptedError, match="missing"):
         Index.open(built)
     storage.remove_dir(seg)
@@ -170,10 +232,38 @@ def test_format_version_1_index_still_opens_and_keeps_its_format(tmp_path, gen, 
     assert np.load(_codec(path) / "centroids.npy").dtype == np.float32
 
 
-def test_new_indexes_store_float16_centroids(built):
-    assert json.loads((built / storage.MANIFEST).read_text())["format_version"] == storage.FORMAT_VERSION == 2
-    table = np.load(_codec(built) / "centroids.npy")
-    assert table.dtype == np.float16
+def test_new_indexes_store_a_4bit_centroid_grid_and_packed_ids(built):
+    assert json.loads((built / storage.MANIFEST).read_text())["format_version"] == storage.FORMAT_VERSION == 3
+    levels = np.load(_codec(built) / "centroid_levels.npy")
+    grid = np.load(_codec(built) / "centroid_grid.npy")
+    assert not (_codec(built) / "centroids.npy").exists()
+    assert levels.dtype == np.uint8 and levels.shape[1] == DIM // 2 and grid.shape == (16, DIM)
     with Index.open(built) as index:
         codec = index._refresh().codec
-        np.testing.assert_array_equal(codec.centroids, table.astype(np.float32))
+        assert levels.shape[0] == codec.n_centroids
+        # the in-memory table is exactly the stored grid values (the codec was trained on them)
+        from maxsim.compression import unpack_codes
+
+        np.testing.assert_array_equal(codec.centroids, grid[unpack_codes(levels, 4), np.arange(DIM)])
+
+
+def test_format_version_2_index_still_opens_and_keeps_its_format(tmp_path, gen, monkeypatch):
+    """Version 2 (float16 table, uint16 ids) opens, searches, takes writes, re-clusters and stays
+    version 2, so older readers can still open it."""
+    path = tmp_path / "v2"
+    ids = [f"d{i}" for i in range(80)]
+    with monkeypatch.context() as m:
+        m.setattr(storage, "FORMAT_VERSION", 2)
+        with Index.create(path, dim=DIM) as index:
+            index.add_embeddings([gen.doc(x) for x in ids[:60]], ids=ids[:60])
+    with Index.open(path) as index:
+        q = gen.query_for(gen.doc("d7"), seed=7)
+        assert index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        index.add_embeddings([gen.doc(x) for x in ids[60:]], ids=ids[60:])
+        index.delete(["d3"])
+        assert index.optimize(force=True)
+        assert len(index) == 79 and index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        index.verify()
+    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == 2
+    assert np.load(_codec(path) / "centroids.npy").dtype == np.float16
+    assert all(np.load(p / "codes.npy").dtype == np.uint16 for p in path.iterdir() if p.name.startswith("seg-"))

@@ -279,14 +279,19 @@ def test_bytes_per_token_at_two_bits(tmp_path, gen):
     index.close()
     seg = next(p for p in (tmp_path / "idx").iterdir() if p.name.startswith("seg-"))
     payload = sum(f.stat().st_size for f in seg.glob("*.npy"))
-    # per token: 32 residual bytes + 2 bytes of centroid id + inverted lists + document offsets
-    assert payload / tokens <= 36
-    # the whole directory adds the float16 centroid table (256 bytes per centroid at dim 128),
-    # and the SQLite catalog and small files, a fixed cost that matters only for small collections
-    table = next(p for p in (tmp_path / "idx").iterdir() if p.name.startswith("codec-")) / "centroids.npy"
-    assert table.stat().st_size == 128 + 2 * 128 * k
+    bits = max(1, (k - 1).bit_length())
+    # per token: 32 residual bytes + the centroid id packed at ceil(log2(k)) bits + document
+    # offsets (the inverted lists of a segment this small are rebuilt on open, not stored)
+    assert not (seg / "ivf_docs.npy").exists()
+    assert (seg / "codes.npy").stat().st_size == 128 + (tokens * bits + 7) // 8
+    assert payload / tokens <= 32 + bits / 8 + 0.5
+    # the whole directory adds the centroid table on a 4-bit grid (64 bytes per centroid at dim
+    # 128, at most 2 bytes per token by the choice of k) and the SQLite catalog and small files
+    codec = next(p for p in (tmp_path / "idx").iterdir() if p.name.startswith("codec-"))
+    assert (codec / "centroid_levels.npy").stat().st_size == 128 + 64 * k
+    assert 64 * k <= 2 * tokens
     whole = sum(f.stat().st_size for f in (tmp_path / "idx").rglob("*") if f.is_file())
-    assert whole / tokens <= 36 + (2 * 128 * k + 200_000) / tokens
+    assert whole / tokens <= 36 + 200_000 / tokens
 
 
 def test_four_bits_store_twice_the_residual_and_reconstruct_better(tmp_path, gen):
