@@ -35,9 +35,9 @@ DOCUMENT_PREFIX = "passage: "
 DEFAULT_DOCUMENT_LENGTH = 8192
 _RESOURCES = Path(__file__).resolve().parent.parent / "resources" / DEFAULT_MODEL_NAME
 _HEAD_RESOURCE = _RESOURCES / "head.safetensors"  # the untrained whitened-PCA head
-#: A trained adapter (head + LoRA factors of the top layers), used when the package ships one.
-#: None ships today: the one trained so far lost to the PCA head on untrained languages
-#: (docs/default-model.md, bench/results/trained-adapter/).
+#: The trained adapter (head + LoRA factors of the top two layers; CC BY-SA 4.0, see
+#: docs/default-model.md), used by default; ``load_default_model(adapter=False)`` gives the
+#: plain backbone with the untrained PCA head.
 ADAPTER_RESOURCE = _RESOURCES / "adapter.safetensors"
 
 

@@ -1,4 +1,4 @@
-"""The trained adapter artefact loads onto the default backbone and gives the stored vectors."""
+"""The shipped trained adapter: small, says what it is, loads by default, and gives the stored vectors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTEFACT = ROOT / "bench" / "results" / "trained-adapter" / "adapter.safetensors"
+from maxsim.models.default_model import ADAPTER_RESOURCE
+
 FINGERPRINT = Path(__file__).with_name("trained_adapter_fingerprint.json")
 TEXTS = {"query": "Where is the Eiffel Tower?", "document": "La tour Eiffel est à Paris. 埃菲尔铁塔位于巴黎。"}
 
@@ -22,26 +22,32 @@ def fingerprint(model) -> dict:
             for k, v in vectors.items()}
 
 
-def test_adapter_is_small_and_says_what_it_is():
+def test_shipped_adapter_is_small_and_says_what_it_is():
     from maxsim.models.adapter import read_adapter
 
-    assert ARTEFACT.stat().st_size < 5_000_000
-    head, lora, scale, meta = read_adapter(ARTEFACT)
+    assert ADAPTER_RESOURCE.is_file(), "the trained adapter must ship inside the package"
+    assert ADAPTER_RESOURCE.stat().st_size < 5_000_000
+    head, lora, scale, meta = read_adapter(ADAPTER_RESOURCE)
     assert tuple(head.weight.shape) == (128, 384) and lora and scale > 0
-    assert {"trained_on", "licence_of_training_data", "recipe"} <= set(meta)
+    assert {"trained_on", "licence_of_training_data", "recipe", "licence"} <= set(meta)
+    # trained on CC BY-SA text, so the weights carry CC BY-SA 4.0 (the model card says so too)
+    assert meta["licence"] == "CC BY-SA 4.0"
+    assert "persianqa-fa" not in json.loads(meta["trained_on"])  # GPL-3.0: evaluation only
 
 
-def test_adapter_on_the_default_backbone_matches_the_fingerprint(default_model):
-    from maxsim.models.adapter import apply_adapter
-    from maxsim.models.default_model import load_default_model
-
-    model = load_default_model(adapter=False)
-    apply_adapter(model, ARTEFACT)
-    got = fingerprint(model)
+def test_default_model_uses_the_adapter_and_matches_the_fingerprint(default_model):
+    assert default_model.info.get("adapter") == ADAPTER_RESOURCE.name
+    got = fingerprint(default_model)
     want = json.loads(FINGERPRINT.read_text())
     for kind in ("query", "document"):
         assert got[kind]["shape"] == want[kind]["shape"]
         assert np.allclose(got[kind]["row0"], want[kind]["row0"], atol=2e-3), (got[kind], want[kind])
         assert abs(got[kind]["sum"] - want[kind]["sum"]) < 0.05
-    # the package default (no adapter shipped) gives other vectors
-    assert fingerprint(default_model)["document"]["sum"] != want["document"]["sum"]
+
+
+def test_plain_backbone_with_the_pca_head_is_still_available():
+    from maxsim.models.default_model import load_default_model
+
+    plain = load_default_model(adapter=False)
+    assert "adapter" not in plain.info
+    assert fingerprint(plain)["document"]["sum"] != json.loads(FINGERPRINT.read_text())["document"]["sum"]
