@@ -266,13 +266,14 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int
     info = index.info()
     index.close()
     parts = maxsim_bytes(work)
+    closed_bytes = dir_bytes(work)  # before a reader reopens it (SQLite adds a 32 KB -shm file per open index)
     n_tokens = int(offsets[-1])
     payload = sum(parts[k] for k in ("residuals", "centroid_ids", "inverted_lists", "doc_offsets"))
     if build is None:
         save_build(work, build_s, dir_bytes(work))
     index = Index.open(work, readonly=True)
     result = {"system": "maxsim" if nbits == 2 else f"maxsim-{nbits}bit", "build_s": round(build_s, 2),
-              "index_bytes": dir_bytes(work), "bytes_by_part": parts,
+              "index_bytes": closed_bytes, "bytes_by_part": parts,
               "payload_bytes_per_token": round(payload / n_tokens, 3),
               "arrays_bytes_per_token": round((payload + parts["centroid_table"] + parts["codec_other"]) / n_tokens, 3),
               "n_tokens": n_tokens, "params": {"nbits": nbits, "centroids": info["centroids"],

@@ -15,6 +15,7 @@ Exact mode skips 1-2 and scores every allowed document with stage 3.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,22 +87,60 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _POOLS[threads]
 
 
-def run_parts(fn, parts: list) -> list:
-    """[fn(p) for p in parts], the first on the calling thread and the others on the pool."""
-    if len(parts) <= 1:
+#: A parallel stage is cut into up to this many parts per thread, handed out one at a time.
+PARTS_PER_THREAD = 4
+
+
+def run_parts(fn, parts: list, threads: int) -> list:
+    """[fn(p) for p in parts], on the calling thread and ``threads - 1`` pool threads.
+
+    Parts are handed out one at a time to whichever thread asks next, the calling thread
+    included. On a busy machine, where a pool thread may not be scheduled for milliseconds, the
+    calling thread simply takes more parts: a query degrades to one thread instead of waiting
+    for work nobody is doing.
+    """
+    n = len(parts)
+    if n <= 1 or threads <= 1:
         return [fn(p) for p in parts]
-    futures = [_pool(len(parts)).submit(fn, p) for p in parts[1:]]
-    first = fn(parts[0])
-    return [first, *(f.result() for f in futures)]
+    results: list = [None] * n
+    errors: list = [None] * n
+    counter = itertools.count()  # next() is atomic under the GIL
+    left = [n]
+    left_lock = threading.Lock()
+    finished = threading.Event()
+
+    def loop() -> None:
+        while (i := next(counter)) < n:
+            try:
+                results[i] = fn(parts[i])
+            except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+                errors[i] = e
+            finally:
+                with left_lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        finished.set()
+
+    pool = _pool(threads - 1)
+    for _ in range(min(threads - 1, n - 1)):
+        pool.submit(loop)
+    loop()
+    finished.wait()
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
 
 
 def split_map(fn, docs: np.ndarray, threads: int, min_docs: int = MIN_PARALLEL_DOCS) -> np.ndarray:
-    """fn(docs) -> float32 [len(docs)], computed on up to ``threads`` slices of at least
-    ``min_docs`` documents in parallel."""
-    n_parts = min(threads, len(docs) // max(1, min_docs))
+    """fn(docs) -> float32 [len(docs)], computed on slices of at least ``min_docs`` documents
+    by up to ``threads`` threads."""
+    if threads <= 1:
+        return fn(docs)
+    n_parts = min(threads * PARTS_PER_THREAD, len(docs) // max(1, min_docs))
     if n_parts <= 1:
         return fn(docs)
-    return np.concatenate(run_parts(fn, np.array_split(docs, n_parts)))
+    return np.concatenate(run_parts(fn, np.array_split(docs, n_parts), threads))
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,12 +169,12 @@ def prepare_query(q: np.ndarray, codec: ResidualCodec, nprobe: int, threads: int
         kernels.rows_times(cents[lo:hi], qt, out=st[lo:hi])
         return kernels.top_centroids(st, lo, hi, take)
 
-    n_parts = min(threads, k // MIN_PARALLEL_CENTROIDS)
+    n_parts = 1 if threads <= 1 else min(threads * PARTS_PER_THREAD, k // MIN_PARALLEL_CENTROIDS)
     if n_parts <= 1:
         ids, sc = part((0, k))
     else:  # ranges aligned to the BLAS blocks; per-range winners merged by score, then id
         cuts = [(k * j // n_parts) // kernels.BLAS_ROWS * kernels.BLAS_ROWS for j in range(n_parts)] + [k]
-        found = run_parts(part, list(zip(cuts[:-1], cuts[1:], strict=True)))
+        found = run_parts(part, list(zip(cuts[:-1], cuts[1:], strict=True)), threads)
         ids = np.concatenate([f[0] for f in found], axis=1)
         sc = np.concatenate([f[1] for f in found], axis=1)
         order = np.argsort(-sc, axis=1, kind="stable")[:, :take]
