@@ -44,6 +44,9 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, help="cache frozen-backbone states here (trainable=head)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
+                   help="where to train: auto (cuda, else mps, else cpu; the default), cpu, cuda, cuda:N or mps; "
+                   "an unavailable device is an error")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
     p.set_defaults(func=cmd_train)
 

@@ -66,9 +66,16 @@ def pad_rows(rows: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     return out
 
 
-def autocast(enabled: bool):
-    """bfloat16 autocast on the CPU: about 1.5x faster steps on CPUs with native bf16 (AVX512-BF16/AMX)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def autocast(enabled: bool, device: torch.device | str = "cpu"):
+    """bfloat16 autocast on ``device``'s type ("cpu", "cuda", "mps"): on the CPU about 1.5x faster
+    steps on CPUs with native bf16 (AVX512-BF16/AMX)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def head_device(head: nn.Linear) -> torch.device:
+    """Where training runs: the device of the trained head (the trainer puts every trained module
+    there); batch tensors are moved to it (``Tensor.to`` is a no-op, no copy, on the same device)."""
+    return head.weight.device
 
 
 def add_lora(encoder: nn.Module, r: int = 8, alpha: int = 16, targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
@@ -109,7 +116,9 @@ class EncoderForward(nn.Module):
     def forward(self, texts: Sequence[str], is_query: bool) -> tuple[torch.Tensor, torch.Tensor]:
         items = tokenize(self.model, texts, is_query, self.doc_maxlen)
         ids, att, keep = pad_items(items, self.model.tokenizer.settings.pad_token_id)
-        with autocast(self.bf16):
+        device = head_device(self.head)
+        ids, att, keep = ids.to(device), att.to(device), keep.to(device)
+        with autocast(self.bf16, device):
             hidden = self.encoder(ids, att)
         return self.head(hidden.float()), keep & att.bool()
 
@@ -145,7 +154,8 @@ class CachedForward(nn.Module):
         if missing:
             self.add_texts(missing, is_query, show_progress=False)
         hidden, mask = pad_rows([self._states[(is_query, t)] for t in texts])
-        return self.head(torch.from_numpy(hidden)), torch.from_numpy(mask)
+        device = head_device(self.head)  # the states stay in CPU memory; each batch moves
+        return self.head(torch.from_numpy(hidden).to(device)), torch.from_numpy(mask).to(device)
 
 
 def add_lora_to_top_layers(encoder: nn.Module, n: int, r: int = 8, alpha: int = 16, targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
@@ -210,9 +220,10 @@ class TopLayersForward(nn.Module):
                 size = max(1, size // 2)
             chunk = order[s : s + size]
             ids, att, keep = pad_items([items[i] for i in chunk], pad)
-            with autocast(self.bf16):
-                x = self.encoder.run_layers(self.encoder.embed(ids), att, 0, self.start)
-            x = x.to(torch.float16).numpy()
+            device = head_device(self.head)  # the encoder is there too
+            with autocast(self.bf16, device):
+                x = self.encoder.run_layers(self.encoder.embed(ids.to(device)), att.to(device), 0, self.start)
+            x = x.to(torch.float16).cpu().numpy()  # kept in CPU memory
             for row, i in enumerate(chunk):
                 n = len(items[i])
                 a = att[row, :n]
@@ -226,6 +237,7 @@ class TopLayersForward(nn.Module):
         if missing:
             self.add_texts(missing, is_query, show_progress=False)
         hidden, keep, att = pad_rows([self._states[(is_query, t)] for t in texts])
-        with autocast(self.bf16):
-            x = self.encoder.run_layers(torch.from_numpy(hidden), torch.from_numpy(att), self.start)
-        return self.head(x.float()), torch.from_numpy(keep)  # head and loss stay float32
+        device = head_device(self.head)  # the states stay in CPU memory; each batch moves
+        with autocast(self.bf16, device):
+            x = self.encoder.run_layers(torch.from_numpy(hidden).to(device), torch.from_numpy(att).to(device), self.start)
+        return self.head(x.float()), torch.from_numpy(keep).to(device)  # head and loss stay float32

@@ -68,6 +68,16 @@ def run_from_args(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        # settings first: a bad or unavailable --device fails before data, model or negatives
+        targs = TrainingArguments(
+            output_dir=args.out, trainable=args.trainable, epochs=args.epochs, max_steps=args.max_steps,
+            max_seconds=args.max_seconds, batch_size=args.batch_size, learning_rate=args.lr,
+            temperature=args.temperature, dims=tuple(args.dims),
+            dim_weights=tuple(args.dim_weights) if args.dim_weights else None, hard_negatives=args.hard_negatives,
+            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, bf16=args.bf16,
+            top_layers=args.top_layers, seed=args.seed, save_steps=args.save_steps, eval_steps=args.eval_steps,
+            cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
+        )
         pairs = gather_pairs(args.data)
         for folder in args.carve:
             from maxsim.evaluation.datasets import load_collection
@@ -90,15 +100,6 @@ def run_from_args(args) -> int:
             train = mine_bm25_negatives(train, n=max(1, args.hard_negatives), seed=args.seed)
         elif args.mine == "model":
             train = mine_model_negatives(model, train, n=max(1, args.hard_negatives), seed=args.seed)
-        targs = TrainingArguments(
-            output_dir=args.out, trainable=args.trainable, epochs=args.epochs, max_steps=args.max_steps,
-            max_seconds=args.max_seconds, batch_size=args.batch_size, learning_rate=args.lr,
-            temperature=args.temperature, dims=tuple(args.dims),
-            dim_weights=tuple(args.dim_weights) if args.dim_weights else None, hard_negatives=args.hard_negatives,
-            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, bf16=args.bf16,
-            top_layers=args.top_layers, seed=args.seed, save_steps=args.save_steps, eval_steps=args.eval_steps,
-            cache_dir=args.cache_dir,
-        )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         sources: dict[str, int] = {}
@@ -109,6 +110,7 @@ def run_from_args(args) -> int:
              "train_pairs_by_source": sources, "dev_pairs": len(dev_pairs)}, indent=1))
         print(f"{len(train)} training pairs from {len(sources)} sources, {len(dev_pairs)} dev pairs")
         trainer = Trainer(model, targs, train, dev_pairs)
+        print(f"training on {trainer.device}")
         state = trainer.train(resume=not args.no_resume)
     except (TrainDataError, TrainingError, ValueError) as exc:
         raise MaxsimError(str(exc)) from None

@@ -38,6 +38,41 @@ class TrainingError(MaxsimError, ValueError):
     """Bad training settings or an unusable checkpoint."""
 
 
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> ``cuda`` if available, else ``mps`` if available, else ``cpu``; ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"`` and ``"mps"`` are checked to exist here (a :class:`TrainingError`
+    naming the device otherwise)."""
+    text = str(spec).strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise TrainingError(f"device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device {spec!r} is not available: torch.cuda.is_available() is False "
+                                f"(torch {torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(f"device {spec!r} is not available: {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not mps_ok:
+        raise TrainingError(f"device {spec!r} is not available: torch.backends.mps.is_available() is False; use --device cpu or auto")
+    elif device.type == "cpu" and device.index not in (None, 0):
+        raise TrainingError(f"device {spec!r} is not available: use cpu")
+    # with its index, as parameters report it ("cuda" -> "cuda:0"), so devices compare equal
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type == "mps":
+        device = torch.device("mps", 0)
+    elif device.type == "cpu":
+        device = torch.device("cpu")
+    return device
+
+
 @dataclass
 class TrainingArguments:
     """Every training setting. Unknown keys are an error (``from_dict``)."""
@@ -64,6 +99,7 @@ class TrainingArguments:
     top_layers: int = 2
     dev_distractors: int | None = 600  # training positives per source added to the dev pool (None = all)
     bf16: bool = False  # bfloat16 autocast for the encoder layers (head and loss stay float32)
+    device: str = "auto"  # auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps
     seed: int = 0
     save_steps: int = 200
     eval_steps: int = 200
@@ -83,6 +119,8 @@ class TrainingArguments:
             raise TrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.dims or any(d < 1 for d in self.dims):
             raise TrainingError(f"dims must be positive, got {self.dims}")
+        self.device = str(self.device)
+        resolve_device(self.device)  # an unknown or unavailable device fails here, before any work
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainingArguments:
@@ -113,6 +151,7 @@ class Trainer:
     def __init__(self, model, args: TrainingArguments, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair] = ()) -> None:
         if not train_pairs:
             raise TrainingError("no training pairs")
+        self.device = resolve_device(args.device)
         self.model = model
         self.args = args
         self.pairs = list(train_pairs)
@@ -129,6 +168,9 @@ class Trainer:
         if args.trainable == "head":
             from maxsim.train.forward import CachedForward
 
+            # the frozen backbone's states are computed once by the model's own (CPU) encoding path;
+            # only the head moves to the device
+            self.head.to(self.device)
             self.forward = CachedForward(model, self.head, args.doc_maxlen, args.cache_dir)
         else:
             from maxsim.train.forward import (
@@ -152,6 +194,10 @@ class Trainer:
                 unfreeze_top_layers(model.encoder, args.top_layers)
                 top = args.top_layers
             model.encoder.train()
+            # the whole encoder goes to the device (the lower layers run there once per text too);
+            # on the CPU both calls are no-ops
+            model.encoder.to(self.device)
+            self.head.to(self.device)
             if top is not None and splittable:
                 self.forward = TopLayersForward(model, self.head, top, args.doc_maxlen, bf16=args.bf16)
             else:
@@ -191,12 +237,13 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        save_file({n: p.detach().contiguous() for n, p in self.trainable.items()}, str(tmp / "trainable.safetensors"))
+        # CPU copies (``.cpu()`` is a no-op on the CPU): a checkpoint resumes on any device
+        save_file({n: p.detach().cpu().contiguous() for n, p in self.trainable.items()}, str(tmp / "trainable.safetensors"))
         opt: dict[str, torch.Tensor] = {}
         names = list(self.trainable)
         for i, p in enumerate(self.trainable.values()):
             for k, v in self.optimizer.state.get(p, {}).items():
-                opt[f"{names[i]}::{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+                opt[f"{names[i]}::{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
         save_file(opt, str(tmp / "optimizer.safetensors"))
         (tmp / "state.json").write_text(json.dumps({"state": asdict(self.state), "args": asdict(self.args)}, indent=1))
         if self.checkpoint_dir.exists():
@@ -222,7 +269,9 @@ class Trainer:
                 p.copy_(tensors[n])
         opt = load_file(str(path / "optimizer.safetensors"))
         for n, p in self.trainable.items():
-            st = {k.split("::", 1)[1]: v for k, v in opt.items() if k.split("::", 1)[0] == n}
+            # moments go to the parameter's device; AdamW keeps its "step" counter on the CPU
+            st = {key: v if key == "step" else v.to(p.device)
+                  for key, v in ((k.split("::", 1)[1], v) for k, v in opt.items() if k.split("::", 1)[0] == n)}
             if st:
                 self.optimizer.state[p] = st
         self.state = TrainerState(**saved["state"])
@@ -237,10 +286,20 @@ class Trainer:
         from maxsim.models.adapter import lora_factors, save_adapter
 
         lora, scale = lora_factors(self.model.encoder) if self.args.trainable == "lora" else ({}, None)
-        return save_adapter(path, self.head, lora, scale, metadata)
+        head = self.head
+        if head.weight.device.type != "cpu":  # written from CPU copies
+            head = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
+            head.load_state_dict({k: v.detach().cpu() for k, v in self.head.state_dict().items()})
+            lora = {k: (a.cpu(), b.cpu()) for k, (a, b) in lora.items()}
+        return save_adapter(path, head, lora, scale, metadata)
 
     # ------------------------------------------------------------------ one step
     def batch_loss(self, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss.compute_loss_from_embeddings(*self.batch_tensors(idx, step))
+
+    def batch_tensors(self, idx: Sequence[int], step: int) -> tuple[torch.Tensor | None, ...]:
+        """What the loss gets for one batch, all on the training device: q_raw, q_mask, d_raw,
+        d_mask, labels, ignore, candidates, teacher (the last two None without distillation)."""
         rng = np.random.default_rng([self.args.seed, step])
         pairs = [self.pairs[i] for i in idx]
         docs: list[str] = []
@@ -276,9 +335,10 @@ class Trainer:
                 teacher[r, : len(o)] = torch.tensor(p.scores[: len(o)])
         q_raw, q_mask = self.forward([p.query for p in pairs], True)
         d_raw, d_mask = self.forward(docs, False)
-        return self.loss.compute_loss_from_embeddings(
-            q_raw, q_mask, d_raw, d_mask, torch.tensor(labels), ignore, candidates, teacher
-        )
+        device = q_raw.device  # built on the CPU, moved once (no-ops on the CPU)
+        if candidates is not None:
+            candidates, teacher = candidates.to(device), teacher.to(device)
+        return q_raw, q_mask, d_raw, d_mask, torch.tensor(labels, device=device), ignore.to(device), candidates, teacher
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -330,8 +390,8 @@ class Trainer:
         self.forward.eval()
         for s in range(0, len(texts), batch):
             r, m = self.forward(texts[s : s + batch], is_query)
-            raws.extend(r.float())
-            masks.extend(m)
+            raws.extend(r.float().cpu())  # scored with numpy; no-ops on the CPU
+            masks.extend(m.cpu())
         self.forward.train(was_training)
         return raws, masks
 
@@ -399,7 +459,7 @@ class Trainer:
             if not (self.out / "head.safetensors").is_file():  # no dev set: the last head is the result
                 self.save_head(self.out / "head.safetensors", {"step": self.state.step})
             if self.args.trainable != "head":
-                encoder_part = {n: p.detach().contiguous() for n, p in self.trainable.items() if not n.startswith("head.")}
+                encoder_part = {n: p.detach().cpu().contiguous() for n, p in self.trainable.items() if not n.startswith("head.")}
                 save_file(encoder_part, str(self.out / "encoder-trainable.safetensors"))
             self._install_head()
         return self.state
@@ -432,5 +492,6 @@ class Trainer:
                 for name, (a, b) in lora.items():
                     modules[name].lora_A["default"].weight.copy_(a)
                     modules[name].lora_B["default"].weight.copy_(b)
-        self.model.encoder.eval()
-        self.model.heads = {self.head.out_features: self.head.eval().requires_grad_(False)}
+        # the model serves on the CPU (maxsim.Model's encoding path): trained modules come back
+        self.model.encoder.to("cpu").eval()
+        self.model.heads = {self.head.out_features: self.head.to("cpu").eval().requires_grad_(False)}
