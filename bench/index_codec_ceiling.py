@@ -13,7 +13,8 @@ documents decoded as normalize(centroid + decoded residual):
 
 A suffix stores the centroid table another way before the residuals are taken (tokens are
 re-assigned to the stored table, as the index does): ``sq2@grid4`` maxsim's format-3 table (4-bit
-per-dimension Lloyd-Max grid), ``sq2@uniform4`` a uniform 4-bit grid over each dimension's range.
+grid, evenly spaced over each dimension's range), ``sq2@uniform4`` the same computed here,
+``sq2@lloyd4`` a per-dimension Lloyd-Max 4-bit grid (what format 3 first used).
 Without a suffix the table is float16 (format 2).
 """
 
@@ -32,8 +33,20 @@ from maxsim.compression.residual import grid_values, to_grid
 
 
 def stored_table(c: np.ndarray, how: str) -> np.ndarray:
-    if how == "grid4":
+    if how == "grid4":  # maxsim's format-3 table (evenly spaced since the comparison below)
         return grid_values(*to_grid(c, 4))
+    if how == "lloyd4":
+        levels = np.quantile(c, (np.arange(16) + 0.5) / 16, axis=0)
+        for _ in range(12):
+            cuts = (levels[1:] + levels[:-1]) / 2
+            lv = (c[:, None, :] > cuts[None]).sum(1)
+            for b in range(16):
+                hit = lv == b
+                n = hit.sum(0)
+                levels[b] = np.where(n > 0, np.where(hit, c, 0).sum(0) / np.maximum(n, 1), levels[b])
+            levels.sort(0)
+        cuts = (levels[1:] + levels[:-1]) / 2
+        return levels[(c[:, None, :] > cuts[None]).sum(1), np.arange(c.shape[1])[None]].astype(np.float32)
     if how == "uniform4":
         lo, hi = c.min(0), c.max(0)
         step = np.where(hi > lo, (hi - lo) / 15, 1.0)
