@@ -210,26 +210,29 @@ def test_cli_reports_corruption_in_one_line(built):
     assert out.stderr.startswith("maxsim index info: error: index file is truncated") and "Traceback" not in out.stderr
 
 
-def test_format_version_1_index_still_opens_and_keeps_its_format(tmp_path, gen, monkeypatch):
-    """Version 1 stored a float32 centroid table; version 2 stores float16. A version-1 index
-    opens, searches, takes writes and stays version 1 (float32), so older readers can open it."""
-    path = tmp_path / "v1"
+@pytest.mark.parametrize("version, table_dtype", [(1, np.float32), (2, np.float16)])
+def test_older_format_index_still_opens_and_keeps_its_format(tmp_path, gen, monkeypatch, version, table_dtype):
+    """Version 1 stored a float32 centroid table, version 2 a float16 one (both with uint16 ids).
+    Such an index opens, searches, takes writes and deletes, re-clusters and keeps its version,
+    so older readers can still open it."""
+    path = tmp_path / f"v{version}"
     ids = [f"d{i}" for i in range(80)]
     with monkeypatch.context() as m:
-        m.setattr(storage, "FORMAT_VERSION", 1)
+        m.setattr(storage, "FORMAT_VERSION", version)
         with Index.create(path, dim=DIM) as index:
             index.add_embeddings([gen.doc(x) for x in ids[:60]], ids=ids[:60])
-    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == 1
-    assert np.load(_codec(path) / "centroids.npy").dtype == np.float32
+    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == version
     with Index.open(path) as index:
         q = gen.query_for(gen.doc("d7"), seed=7)
         assert index.search_embeddings(q, k=1)[0]["id"] == "d7"
         index.add_embeddings([gen.doc(x) for x in ids[60:]], ids=ids[60:])
+        index.delete(["d3"])
         assert index.optimize(force=True)
-        assert len(index) == 80 and index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        assert len(index) == 79 and index.search_embeddings(q, k=1)[0]["id"] == "d7"
         index.verify()
-    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == 1
-    assert np.load(_codec(path) / "centroids.npy").dtype == np.float32
+    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == version
+    assert np.load(_codec(path) / "centroids.npy").dtype == table_dtype
+    assert all(np.load(p / "codes.npy").dtype == np.uint16 for p in path.iterdir() if p.name.startswith("seg-"))
 
 
 def test_new_indexes_store_a_4bit_centroid_grid_and_packed_ids(built):
@@ -245,25 +248,3 @@ def test_new_indexes_store_a_4bit_centroid_grid_and_packed_ids(built):
         from maxsim.compression import unpack_codes
 
         np.testing.assert_array_equal(codec.centroids, grid[unpack_codes(levels, 4), np.arange(DIM)])
-
-
-def test_format_version_2_index_still_opens_and_keeps_its_format(tmp_path, gen, monkeypatch):
-    """Version 2 (float16 table, uint16 ids) opens, searches, takes writes, re-clusters and stays
-    version 2, so older readers can still open it."""
-    path = tmp_path / "v2"
-    ids = [f"d{i}" for i in range(80)]
-    with monkeypatch.context() as m:
-        m.setattr(storage, "FORMAT_VERSION", 2)
-        with Index.create(path, dim=DIM) as index:
-            index.add_embeddings([gen.doc(x) for x in ids[:60]], ids=ids[:60])
-    with Index.open(path) as index:
-        q = gen.query_for(gen.doc("d7"), seed=7)
-        assert index.search_embeddings(q, k=1)[0]["id"] == "d7"
-        index.add_embeddings([gen.doc(x) for x in ids[60:]], ids=ids[60:])
-        index.delete(["d3"])
-        assert index.optimize(force=True)
-        assert len(index) == 79 and index.search_embeddings(q, k=1)[0]["id"] == "d7"
-        index.verify()
-    assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == 2
-    assert np.load(_codec(path) / "centroids.npy").dtype == np.float16
-    assert all(np.load(p / "codes.npy").dtype == np.uint16 for p in path.iterdir() if p.name.startswith("seg-"))
