@@ -24,7 +24,7 @@ def limit_exceeded(limit: str, value: int, got: int, what: str) -> ApiError:
 
 def dumps(payload: object) -> bytes:
     """JSON bytes. orjson writes float32 arrays directly (an embedding response is mostly floats,
-    and the standard library's float formatting cost more than the model on short texts); strings
+    and formatting them one by one as Python floats was a sizeable share of a request's CPU); strings
     holding lone surrogates (valid JSON escapes, not valid UTF-8) fall back to escaped ASCII."""
     import orjson
 
