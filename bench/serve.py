@@ -60,7 +60,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(batching: bool, threads: int | None, dtype: str | None = None) -> tuple[subprocess.Popen, str]:
+def start(batching: bool, threads: int | None, dtype: str | None = None,
+          extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "maxsim.cli", "serve", "--port", str(port), "--log-level", "warning",
            "--max-queue", "4096"]
@@ -70,6 +71,7 @@ def start(batching: bool, threads: int | None, dtype: str | None = None) -> tupl
         cmd += ["--threads", str(threads)]
     if dtype:
         cmd += ["--dtype", dtype]
+    cmd += extra or []
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -286,6 +288,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--workloads", nargs="+", default=["embed", "rerank-distinct", "rerank-corpus"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads in the servers")
+    ap.add_argument("--batch-wait-ms", type=float, default=None, help="the batching server's --batch-wait-ms (default: its default)")
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "auto"], help="servers' compute dtype (default: the server's default, auto)")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data kit (default ../shared/data)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -300,7 +303,8 @@ def main() -> int:
     all_bodies = build_workloads(args.data, needed)
     workloads = {w: all_bodies[w] for w in args.workloads}
     rows = []
-    servers = {b: start(b, args.threads, args.dtype) for b in (True, False)}
+    wait = ["--batch-wait-ms", str(args.batch_wait_ms)] if args.batch_wait_ms is not None else []
+    servers = {b: start(b, args.threads, args.dtype, wait if b else None) for b in (True, False)}
     try:
         for name, (path, bodies) in workloads.items():
             for url in (s[1] for s in servers.values()):  # warm-up, not measured
@@ -353,6 +357,7 @@ def main() -> int:
                                 "one_client_factor": ONE_CLIENT_FACTOR},
         "clients": args.clients,
         "dtype": args.dtype or "server default (auto)",
+        "batch_wait_ms": args.batch_wait_ms if args.batch_wait_ms is not None else "server default",
         "workloads": {
             "embed": "3 distinct short texts per request (questions of 16 collections, 12 languages), no repeats",
             "rerank-distinct": "1 SQuAD v1.1 question + 8 SQuAD passages, every passage used once per mode (no overlap)",
