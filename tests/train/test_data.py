@@ -63,22 +63,23 @@ def test_carve_like_follows_the_reference_across_languages():
     # an English collection and its translation share question ids; paragraph ids differ
     en = Collection("en", {f"p{i:03d}": f"doc {i}" for i in range(100)}, {f"q{i}": f"question {i}" for i in range(200)},
                     {f"q{i}": {f"p{i // 2:03d}": 1} for i in range(200)}, ("en",))
-    es_docs = {f"x{i:03d}": f"doc-es {i}" for i in range(100)}
-    es_qrels = {f"q{i}": {f"x{(99 - i // 2):03d}": 1} for i in range(200) if i != 7}  # order shuffled, one question missing
-    es_qrels["q7"] = {"x099": 1, "x050": 1}  # a question now judged on two paragraphs
-    es = Collection("es", es_docs, {q: f"pregunta {q}" for q in es_qrels}, es_qrels, ("es",))
     train, dev = carve_by_article(en, 0.3, block=10, seed=0)
     trained_q = {q for q, rels in en.qrels.items() if en.corpus[next(iter(rels))] in {p.positive for p in train}}
+    one_trained, one_dev = sorted(trained_q)[0], sorted(dev.qrels)[0]
+    es_docs = {f"x{i:03d}": f"doc-es {i}" for i in range(100)} | {"xmix": "doc-es mixed"}
+    es_qrels = {f"q{i}": {f"x{(99 - i // 2):03d}": 1} for i in range(200) if i != 7}  # order shuffled, one question missing
+    # a paragraph whose questions sit on both sides of the English carve
+    es_qrels[one_trained] = {"xmix": 1}
+    es_qrels[one_dev] = {"xmix": 1}
+    es = Collection("es", es_docs, {q: f"pregunta {q}" for q in es_qrels}, es_qrels, ("es",))
     es_train, es_dev = carve_like(es, trained_q, set(dev.qrels), "en")
     assert es_train and es_dev.queries
     assert set(es_dev.qrels) <= set(dev.qrels)  # nothing evaluated in Spanish was trained on in English
-    es_trained_texts = {p.query for p in es_train}
-    assert {es.queries[q] for q in set(dev.qrels) & set(es.queries)}.isdisjoint(es_trained_texts)
+    assert {es.queries[q] for q in set(dev.qrels) & set(es.queries)}.isdisjoint({p.query for p in es_train})
     assert not {p.positive for p in es_train} & set(es_dev.corpus.values())
-    # a paragraph with questions on both sides of the reference carve goes nowhere
-    mixed = {d for d in es_docs if {q for q, r in es_qrels.items() if d in r} & trained_q
-             and {q for q, r in es_qrels.items() if d in r} & set(dev.qrels)}
-    assert not mixed & set(es_dev.corpus) and not {es_docs[d] for d in mixed} & {p.positive for p in es_train}
+    # the mixed paragraph goes nowhere, and neither do its questions
+    assert "xmix" not in es_dev.corpus and "doc-es mixed" not in {p.positive for p in es_train}
+    assert one_dev not in es_dev.qrels and es.queries[one_trained] not in {p.query for p in es_train}
 
 
 def test_bm25_negatives_are_hard_and_never_the_positive():
