@@ -270,6 +270,8 @@ class Model:
         if show_progress is None:
             show_progress = total > _PROGRESS_TOKENS
         pad = self.tokenizer.settings.pad_token_id
+        # Our own encoder computes real positions only (see TransformerEncoder.forward_packed).
+        packed = hasattr(self.encoder, "forward_packed")
         bar = tqdm(total=total, unit="tok", desc="encoding", disable=not show_progress, leave=False)
         try:
             for batch in batches:
@@ -281,11 +283,19 @@ class Model:
                     ids[row, : len(s.ids)] = s.ids
                     mask[row, : len(s.ids)] = s.attention
                 with self._lock:
-                    hidden = self.encoder(torch.from_numpy(ids), torch.from_numpy(mask))
+                    if packed:
+                        lengths = torch.tensor([len(s.ids) for s in segs])
+                        hidden = self.encoder.forward_packed(torch.from_numpy(ids), torch.from_numpy(mask), lengths)
+                    else:
+                        hidden = self.encoder(torch.from_numpy(ids), torch.from_numpy(mask))
                     result = head(hidden.float()) if head is not None else hidden.float()
                 result_np = result.numpy()
+                start = 0
                 for row, s in enumerate(segs):
-                    outputs[s.item][s.dst] = result_np[row, s.src]
+                    # packed: row after row, each its own length; else [B, L, width]
+                    rows = result_np[start : start + len(s.ids)] if packed else result_np[row]
+                    start += len(s.ids)
+                    outputs[s.item][s.dst] = rows[s.src]
                 bar.update(sum(len(s.ids) for s in segs))
         finally:
             bar.close()

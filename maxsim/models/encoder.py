@@ -101,6 +101,29 @@ class EncoderLayer(nn.Module):
             k = RotaryEmbedding.apply(k, cos, sin)
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
         ctx = ctx.transpose(1, 2).reshape(b, length, h)
+        return self._mix(x, ctx)
+
+    def forward_packed(
+        self, x: torch.Tensor, rows: torch.Tensor, shape: tuple[int, int],
+        key_bias: torch.Tensor | None, rotary: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """The same layer on packed hidden states ``x`` [N, H], the real positions of a [B, L]
+        batch (``rows``: their flat indices in B * L). The linear layers and the feed-forward,
+        nearly all the work, run on real positions only; attention alone sees the padded layout."""
+        b, length = shape
+        qkv = x.new_zeros(b * length, 3 * x.shape[1]).index_copy_(0, rows, self.Wqkv(x))
+        qkv = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if rotary is not None:
+            cos, sin = rotary
+            q = RotaryEmbedding.apply(q, cos, sin)
+            k = RotaryEmbedding.apply(k, cos, sin)
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+        ctx = ctx.transpose(1, 2).reshape(b * length, x.shape[1]).index_select(0, rows)
+        return self._mix(x, ctx)
+
+    def _mix(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """Output projection, residual, LayerNorm, then the feed-forward block (post-norm)."""
         x = self.norm1(x + self.out_proj(ctx))
         return self.norm2(x + self.fc2(F.gelu(self.fc1(x), approximate=self.approximate)))
 
@@ -141,14 +164,40 @@ class TransformerEncoder(nn.Module):
     ) -> torch.Tensor:
         """Layers ``start:stop`` on hidden states ``x`` [B, L, H]. Training caches the frozen
         lower layers' output once and runs only the top ones each step."""
-        key_bias = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            # [B, 1, 1, L]: padded keys get a large negative score, broadcast over heads and queries.
-            key_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * self.config.padding_score
+        key_bias = self._key_bias(attention_mask, x.dtype)
         rotary = self.rotary.cos_sin(x.shape[1], x.device, x.dtype) if self.rotary is not None else None
         for layer in self.layers[start:stop]:
             x = layer(x, key_bias, rotary)
         return x
+
+    def forward_packed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Last hidden state of the first ``lengths[i]`` positions of each row, packed row after
+        row: [sum(lengths), H]. Positions past a row's length are padding: they are never computed
+        and, through ``attention_mask``, never attended to. Positions inside a row keep their mask
+        (a checkpoint whose query mask tokens are not attended to still gets their vectors).
+
+        Equal to ``forward`` on those positions up to float rounding, and faster when lengths
+        differ: a batch of short and long texts costs its real tokens in the linear layers,
+        not rows x longest."""
+        b, length = input_ids.shape
+        x = self.embed(input_ids)
+        valid = torch.arange(length, device=input_ids.device)[None, :] < lengths[:, None]
+        if bool(valid.all()):
+            return self.run_layers(x, attention_mask).reshape(b * length, -1)
+        rows = valid.reshape(-1).nonzero().squeeze(1)
+        key_bias = self._key_bias(attention_mask, x.dtype)
+        rotary = self.rotary.cos_sin(length, x.device, x.dtype) if self.rotary is not None else None
+        packed = x.reshape(b * length, -1).index_select(0, rows)
+        for layer in self.layers:
+            packed = layer.forward_packed(packed, rows, (b, length), key_bias, rotary)
+        return packed
+
+    def _key_bias(self, attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """[B, 1, 1, L]: keys masked out get a large negative score, broadcast over heads and
+        queries; None when every key is attended to."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return None
+        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * self.config.padding_score
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
