@@ -111,7 +111,8 @@ class EncoderLayer(nn.Module):
         batch (``rows``: their flat indices in B * L). The linear layers and the feed-forward,
         nearly all the work, run on real positions only; attention alone sees the padded layout."""
         b, length = shape
-        qkv = x.new_zeros(b * length, 3 * x.shape[1]).index_copy_(0, rows, self.Wqkv(x))
+        qkv = self.Wqkv(x)  # under autocast its dtype is not x's
+        qkv = qkv.new_zeros(b * length, qkv.shape[1]).index_copy_(0, rows, qkv)
         qkv = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if rotary is not None:
@@ -160,10 +161,19 @@ class TransformerEncoder(nn.Module):
         return self.emb_ln(x)
 
     def run_layers(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, start: int = 0, stop: int | None = None
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, start: int = 0, stop: int | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Layers ``start:stop`` on hidden states ``x`` [B, L, H]. Training caches the frozen
-        lower layers' output once and runs only the top ones each step."""
+        lower layers' output once and runs only the top ones each step. With ``lengths`` (real
+        positions per row), the positions past them are skipped (see ``forward_packed``) and come
+        back as zeros."""
+        if lengths is not None:
+            packed, rows = self._run_packed(x, attention_mask, lengths, start, stop)
+            if rows is None:
+                return packed.view_as(x)
+            b, length, h = x.shape
+            return packed.new_zeros(b * length, h).index_copy(0, rows, packed).view(b, length, h)
         key_bias = self._key_bias(attention_mask, x.dtype)
         rotary = self.rotary.cos_sin(x.shape[1], x.device, x.dtype) if self.rotary is not None else None
         for layer in self.layers[start:stop]:
@@ -179,18 +189,25 @@ class TransformerEncoder(nn.Module):
         Equal to ``forward`` on those positions up to float rounding, and faster when lengths
         differ: a batch of short and long texts costs its real tokens in the linear layers,
         not rows x longest."""
-        b, length = input_ids.shape
-        x = self.embed(input_ids)
-        valid = torch.arange(length, device=input_ids.device)[None, :] < lengths[:, None]
+        return self._run_packed(self.embed(input_ids), attention_mask, lengths)[0]
+
+    def _run_packed(
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None, lengths: torch.Tensor,
+        start: int = 0, stop: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layers on the real positions of ``x`` [B, L, H]: ([sum(lengths), H], their flat
+        indices in B * L), or ([B * L, H], None) when no row is padded."""
+        b, length, h = x.shape
+        valid = torch.arange(length, device=x.device)[None, :] < lengths.to(x.device)[:, None]
         if bool(valid.all()):
-            return self.run_layers(x, attention_mask).reshape(b * length, -1)
+            return self.run_layers(x, attention_mask, start, stop).reshape(b * length, h), None
         rows = valid.reshape(-1).nonzero().squeeze(1)
         key_bias = self._key_bias(attention_mask, x.dtype)
         rotary = self.rotary.cos_sin(length, x.device, x.dtype) if self.rotary is not None else None
-        packed = x.reshape(b * length, -1).index_select(0, rows)
-        for layer in self.layers:
+        packed = x.reshape(b * length, h).index_select(0, rows)
+        for layer in self.layers[start:stop]:
             packed = layer.forward_packed(packed, rows, (b, length), key_bias, rotary)
-        return packed
+        return packed, rows
 
     def _key_bias(self, attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
         """[B, 1, 1, L]: keys masked out get a large negative score, broadcast over heads and

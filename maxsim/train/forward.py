@@ -119,7 +119,11 @@ class EncoderForward(nn.Module):
         device = head_device(self.head)
         ids, att, keep = ids.to(device), att.to(device), keep.to(device)
         with autocast(self.bf16, device):
-            hidden = self.encoder(ids, att)
+            if hasattr(self.encoder, "run_layers"):  # our encoder skips the padding's positions
+                lengths = torch.tensor([len(it) for it in items], device=device)
+                hidden = self.encoder.run_layers(self.encoder.embed(ids), att, lengths=lengths)
+            else:
+                hidden = self.encoder(ids, att)
         return self.head(hidden.float()), keep & att.bool()
 
 
@@ -236,8 +240,11 @@ class TopLayersForward(nn.Module):
         missing = [t for t in texts if (is_query, t) not in self._states]
         if missing:
             self.add_texts(missing, is_query, show_progress=False)
-        hidden, keep, att = pad_rows([self._states[(is_query, t)] for t in texts])
+        states = [self._states[(is_query, t)] for t in texts]
+        hidden, keep, att = pad_rows(states)
+        lengths = torch.tensor([len(st[0]) for st in states])
         device = head_device(self.head)  # the states stay in CPU memory; each batch moves
         with autocast(self.bf16, device):
-            x = self.encoder.run_layers(torch.from_numpy(hidden).to(device), torch.from_numpy(att).to(device), self.start)
+            x = self.encoder.run_layers(torch.from_numpy(hidden).to(device), torch.from_numpy(att).to(device),
+                                        self.start, lengths=lengths.to(device))
         return self.head(x.float()), torch.from_numpy(keep).to(device)  # head and loss stay float32

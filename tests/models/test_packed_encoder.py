@@ -63,3 +63,18 @@ def test_packed_gradients_match_padded():
     out = enc(ids, mask)
     torch.cat([out[0, :8], out[1, :3]]).square().sum().backward()
     torch.testing.assert_close(packed_grad, enc.layers[0].Wqkv.weight.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_run_layers_with_lengths_under_bf16_autocast():
+    # training runs the top layers on cached states under autocast; padded rows come back as zeros
+    enc = _encoder("absolute")
+    x = torch.randn(3, 10, 64, generator=torch.Generator().manual_seed(4))
+    lengths = torch.tensor([10, 4, 7])
+    mask = (torch.arange(10)[None, :] < lengths[:, None]).long()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc.run_layers(x, mask, 1, None, lengths=lengths)
+        ref = enc.run_layers(x, mask, 1, None)
+    assert out.shape == ref.shape
+    assert torch.count_nonzero(out[1, 4:]) == 0 and torch.count_nonzero(out[2, 7:]) == 0
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out[i, :n].float(), ref[i, :n].float(), atol=0.1, rtol=0.05)
