@@ -15,7 +15,10 @@ texts in the call:
   length and cut into forward passes by ``plan_passes`` (least padded positions plus a cost per
   pass, which ``PassCost`` learns from the passes themselves); each pass pads only to its own
   longest text. Many requests' texts fill the length range densely and share passes, so they
-  waste less padding and pay the per-pass cost fewer times than a lone request.
+  waste less padding and pay the per-pass cost fewer times than a lone request. (maxsim's own
+  encoder runs its linear layers on real positions only, so there padding costs attention
+  alone; the learnt cost per pass is then large against a position's, and the planner takes
+  fewer, larger passes.)
 - **Identical texts are encoded once.** Texts with the same tokens (e.g. the same passage in two
   requests' rerank candidates) are encoded once and each request gets its own copy of the rows.
   This is not a cache: nothing outlives the call.
