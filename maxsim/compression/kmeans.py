@@ -1,4 +1,11 @@
-"""Spherical k-means for token vectors, backed by faiss."""
+"""Spherical k-means for token vectors, backed by faiss.
+
+Up to ``FLAT_MAX_CENTROIDS`` centroids, plain faiss k-means and exact nearest-centroid search.
+Beyond that (collections of about 1.6M tokens and more, where PLAID's rule asks for 32k-64k
+centroids), flat k-means costs sample x k x dim per iteration (hours on a laptop CPU at 64k),
+so both steps go through a coarse level of about sqrt(k) cells: k-means per cell, and
+assignment that probes the cells nearest each token (``centroid_index``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,12 @@ CENTROIDS_PER_SQRT_TOKEN = 16.0
 #: centroid: a small collection then gets fewer centroids, so that the table (a fixed cost)
 #: stays a small share of the index (the per-token data is about 34 bytes at 2 bits, dim 128).
 TABLE_BYTES_PER_TOKEN = 2.0
+#: Largest centroid count trained and searched flat; more go through a coarse level.
+FLAT_MAX_CENTROIDS = 1 << 14
+#: Coarse cells probed per token when assigning to more than FLAT_MAX_CENTROIDS centroids.
+ASSIGN_PROBES = 8
+#: Whole-table Lloyd iterations after the per-cell k-means of a two-level training.
+REFINE_ITERS = 4
 
 
 def choose_n_centroids(n_tokens: int, centroid_bytes: float = 0.0) -> int:
@@ -47,41 +60,105 @@ def train_centroids(
     """Train ``n_centroids`` unit-norm centroids on ``sample`` float32 [n, dim]; returns [k, dim].
 
     faiss subsamples to ``max_points_per_centroid * n_centroids`` points. If the sample has fewer
-    distinct points than ``n_centroids``, fewer centroids are returned.
+    distinct points than ``n_centroids``, fewer centroids are returned. Above
+    ``FLAT_MAX_CENTROIDS`` the k-means is two-level (``_train_two_level``).
     """
-    import faiss  # noqa: PLC0415 - heavy import kept off `import maxsim`
-
     if sample.ndim != 2 or len(sample) == 0:
         raise ValueError(f"k-means needs a non-empty 2-D sample, got shape {sample.shape}")
     x = np.ascontiguousarray(sample, dtype=np.float32)
     k = max(1, min(int(n_centroids), len(x)))
     if k == len(x):
         centroids = x.copy()
+    elif k > FLAT_MAX_CENTROIDS:
+        centroids = _train_two_level(x, k, niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid)
     else:
-        km = faiss.Kmeans(
-            x.shape[1],
-            k,
-            niter=niter,
-            seed=seed,
-            spherical=True,
-            verbose=False,
-            max_points_per_centroid=max_points_per_centroid,
-            min_points_per_centroid=1,
-        )
-        km.train(x)
-        centroids = np.asarray(km.centroids, dtype=np.float32).copy()
+        centroids = _kmeans(x, k, niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid)
     norms = np.linalg.norm(centroids, axis=1, keepdims=True)
     centroids /= np.maximum(norms, 1e-12)
     return centroids
 
 
+def _kmeans(x: np.ndarray, k: int, *, niter: int, seed: int, max_points_per_centroid: int) -> np.ndarray:
+    import faiss  # noqa: PLC0415 - heavy import kept off `import maxsim`
+
+    if k >= len(x):
+        return x.copy()
+    km = faiss.Kmeans(
+        x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
+        max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1,
+    )
+    km.train(x)
+    return np.asarray(km.centroids, dtype=np.float32).copy()
+
+
+def coarse_cells(k: int) -> int:
+    """Coarse cells for ``k`` centroids: the power of two nearest sqrt(k), so that both levels
+    cost about sqrt(k) dot products per point instead of k."""
+    return 1 << max(1, round(math.log2(k) / 2))
+
+
+def _train_two_level(x: np.ndarray, k: int, *, niter: int, seed: int, max_points_per_centroid: int) -> np.ndarray:
+    """k-means over coarse cells, then within each cell: a cell holding n_c of the sample's n
+    points gets about k * n_c / n centroids (largest remainders, at most n_c). Per iteration it
+    costs about n * (cells + k / cells) dot products instead of n * k."""
+    rng = np.random.default_rng(seed)
+    cap = max_points_per_centroid * k
+    if len(x) > cap:  # the same subsampling flat faiss k-means would do
+        x = x[np.sort(rng.choice(len(x), cap, replace=False))]
+    cells = coarse_cells(k)
+    coarse = _kmeans(x, cells, niter=niter, seed=seed, max_points_per_centroid=256)
+    coarse /= np.maximum(np.linalg.norm(coarse, axis=1, keepdims=True), 1e-12)
+    cell_of = assign_centroids(x, coarse)
+    counts = np.bincount(cell_of, minlength=len(coarse))
+    share = counts * (k / len(x))
+    quota = np.minimum(np.floor(share).astype(np.int64), counts)
+    # hand out the remaining centroids by largest remainder, never more than a cell's points
+    room = counts - quota
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    left = k - int(quota.sum())
+    for c in order:
+        if left <= 0:
+            break
+        if room[c] > 0:
+            quota[c] += 1
+            left -= 1
+    by_cell = np.argsort(cell_of, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    parts = []
+    for c in np.flatnonzero(quota):
+        members = x[by_cell[bounds[c] : bounds[c + 1]]]
+        parts.append(_kmeans(members, int(quota[c]), niter=niter, seed=seed + int(c), max_points_per_centroid=1 << 30))
+    centroids = np.concatenate(parts).astype(np.float32, copy=False)
+    # Lloyd iterations over all centroids at once, with approximate assignment: cells trained
+    # apart leave their borders where the data's clusters straddle them; this moves them.
+    for _ in range(REFINE_ITERS):
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        nearest = assign_centroids(x, centroids, index=centroid_index(centroids))
+        order = np.argsort(nearest, kind="stable")
+        used, starts = np.unique(nearest[order], return_index=True)
+        centroids[used] = np.add.reduceat(x[order], starts, axis=0)  # empty clusters keep theirs
+    return centroids
+
+
 def centroid_index(centroids: np.ndarray):
-    """A faiss exact inner-product index over the centroids (blocked BLAS: at the centroid counts
-    used here it beats graph indexes, which were measured slower up to 8k centroids)."""
+    """A faiss inner-product index over the centroids for nearest-centroid search. Up to
+    ``FLAT_MAX_CENTROIDS`` it is exact (blocked BLAS: at those counts it beats graph indexes,
+    which were measured slower up to 8k centroids). Beyond, an IVF over ``coarse_cells(k)``
+    cells probing ``ASSIGN_PROBES`` of them: a token whose true nearest centroid sits in an
+    unprobed cell gets the nearest one found, a slightly larger residual, never a wrong vector."""
     import faiss  # noqa: PLC0415
 
-    index = faiss.IndexFlatIP(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    if len(c) <= FLAT_MAX_CENTROIDS:
+        index = faiss.IndexFlatIP(c.shape[1])
+        index.add(c)
+        return index
+    quantizer = faiss.IndexFlatIP(c.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, c.shape[1], coarse_cells(len(c)), faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = 0
+    index.train(c)
+    index.add(c)
+    index.nprobe = ASSIGN_PROBES
     return index
 
 
@@ -90,6 +167,11 @@ def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, i
     index = index if index is not None else centroid_index(centroids)
     out = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), chunk):
-        _, nearest = index.search(np.ascontiguousarray(x[start : start + chunk], dtype=np.float32), 1)
-        out[start : start + chunk] = nearest[:, 0]
+        block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
+        _, nearest = index.search(block, 1)
+        found = nearest[:, 0]
+        missed = found < 0  # an approximate index found nothing in the probed cells
+        if missed.any():
+            found[missed] = np.argmax(block[missed] @ np.asarray(centroids, dtype=np.float32).T, axis=1)
+        out[start : start + chunk] = found
     return out

@@ -1,0 +1,76 @@
+"""k-means and nearest-centroid search, flat and two-level (large k)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maxsim.compression import kmeans
+
+
+def _clustered(n: int, n_topics: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(size=(n_topics, dim))
+    x = topics[rng.integers(0, n_topics, n)] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _mse(x: np.ndarray, c: np.ndarray) -> float:
+    nearest = np.argmax(x @ c.T, axis=1)
+    return float(((x - c[nearest]) ** 2).sum(1).mean())
+
+
+def test_two_level_matches_flat_quality(monkeypatch):
+    x = _clustered(40_000, 300)
+    flat = kmeans.train_centroids(x, 512, niter=10)
+    monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 64)  # 512 centroids now go two-level
+    two = kmeans.train_centroids(x, 512, niter=10)
+    assert two.shape == (512, 32)
+    np.testing.assert_allclose(np.linalg.norm(two, axis=1), 1.0, atol=1e-5)
+    assert len(np.unique(two.round(5), axis=0)) == 512
+    # per-cell training alone leaves cell borders badly placed; the whole-table Lloyd steps fix it
+    assert _mse(x, two) <= 1.05 * _mse(x, flat), (_mse(x, two), _mse(x, flat))
+
+
+def test_two_level_without_refinement_is_worse(monkeypatch):
+    # the check above can fail: without the refinement the same training is measurably worse
+    x = _clustered(40_000, 300)
+    monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 64)
+    refined = kmeans.train_centroids(x, 512, niter=10)
+    monkeypatch.setattr(kmeans, "REFINE_ITERS", 0)
+    raw = kmeans.train_centroids(x, 512, niter=10)
+    assert _mse(x, refined) < _mse(x, raw)
+
+
+def test_approximate_assignment_finds_the_nearest_centroid_almost_always(monkeypatch):
+    x = _clustered(30_000, 400, seed=1)
+    c = kmeans.train_centroids(x, 1024, niter=5)
+    exact = kmeans.assign_centroids(x, c)
+    np.testing.assert_array_equal(exact, np.argmax(x @ c.T, axis=1))
+    monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 256)
+    index = kmeans.centroid_index(c)
+    assert not hasattr(index, "ntotal") or index.ntotal == 1024
+    approx = kmeans.assign_centroids(x, c, index=index)
+    assert approx.min() >= 0 and approx.max() < 1024
+    assert np.mean(approx == exact) >= 0.98
+    # a miss is a near neighbour: its dot product is close to the best one
+    best = (x * c[exact]).sum(1)
+    got = (x * c[approx]).sum(1)
+    assert np.all(got <= best + 1e-5) and float(np.mean(best - got)) < 1e-3
+
+
+def test_assignment_falls_back_when_the_index_finds_nothing():
+    x = _clustered(100, 5)
+    c = kmeans.train_centroids(x, 8, niter=3)
+
+    class Empty:  # an approximate index whose probed cells were all empty
+        def search(self, block, k):
+            return np.zeros((len(block), k), np.float32), -np.ones((len(block), k), np.int64)
+
+    np.testing.assert_array_equal(kmeans.assign_centroids(x, c, index=Empty()), np.argmax(x @ c.T, axis=1))
+
+
+@pytest.mark.parametrize("k", [1 << 10, 1 << 15, 1 << 16])
+def test_coarse_cells_near_sqrt_k(k):
+    cells = kmeans.coarse_cells(k)
+    assert cells & (cells - 1) == 0 and cells * cells / 2 <= k <= 2 * cells * cells
