@@ -91,17 +91,7 @@ class EncoderLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, key_bias: torch.Tensor | None, rotary: tuple[torch.Tensor, torch.Tensor] | None
     ) -> torch.Tensor:
-        b, length, h = x.shape
-        # [B, L, 3, heads, head_dim] -> three of [B, heads, L, head_dim]
-        qkv = self.Wqkv(x).view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if rotary is not None:
-            cos, sin = rotary
-            q = RotaryEmbedding.apply(q, cos, sin)
-            k = RotaryEmbedding.apply(k, cos, sin)
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
-        ctx = ctx.transpose(1, 2).reshape(b, length, h)
-        return self._mix(x, ctx)
+        return self._mix(x, self._attend(self.Wqkv(x), key_bias, rotary))
 
     def forward_packed(
         self, x: torch.Tensor, rows: torch.Tensor, shape: tuple[int, int],
@@ -112,16 +102,23 @@ class EncoderLayer(nn.Module):
         nearly all the work, run on real positions only; attention alone sees the padded layout."""
         b, length = shape
         qkv = self.Wqkv(x)  # under autocast its dtype is not x's
-        qkv = qkv.new_zeros(b * length, qkv.shape[1]).index_copy_(0, rows, qkv)
-        qkv = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        qkv = qkv.new_zeros(b * length, qkv.shape[1]).index_copy_(0, rows, qkv).view(b, length, -1)
+        ctx = self._attend(qkv, key_bias, rotary).reshape(b * length, -1).index_select(0, rows)
+        return self._mix(x, ctx)
+
+    def _attend(
+        self, qkv: torch.Tensor, key_bias: torch.Tensor | None, rotary: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Fused projections [B, L, 3H] -> attention output [B, L, H]."""
+        b, length, _ = qkv.shape
+        # [B, L, 3, heads, head_dim] -> three of [B, heads, L, head_dim]
+        q, k, v = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rotary is not None:
             cos, sin = rotary
             q = RotaryEmbedding.apply(q, cos, sin)
             k = RotaryEmbedding.apply(k, cos, sin)
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
-        ctx = ctx.transpose(1, 2).reshape(b * length, x.shape[1]).index_select(0, rows)
-        return self._mix(x, ctx)
+        return ctx.transpose(1, 2).reshape(b, length, self.num_heads * self.head_dim)
 
     def _mix(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """Output projection, residual, LayerNorm, then the feed-forward block (post-norm)."""
