@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tqdm.auto import tqdm
 
 #: Upper bound on centroids: centroid ids are stored as uint16 up to this many.
 MAX_CENTROIDS = 1 << 16
@@ -27,6 +28,8 @@ FLAT_MAX_CENTROIDS = 1 << 14
 ASSIGN_PROBES = 8
 #: Whole-table Lloyd iterations after the per-cell k-means of a two-level training.
 REFINE_ITERS = 4
+#: Assignments of at least this many vectors show a progress bar (minutes at 10M+ tokens).
+PROGRESS_MIN_VECTORS = 2_000_000
 
 
 def choose_n_centroids(n_tokens: int, centroid_bytes: float = 0.0) -> int:
@@ -125,18 +128,29 @@ def _train_two_level(x: np.ndarray, k: int, *, niter: int, seed: int, max_points
     by_cell = np.argsort(cell_of, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     parts = []
-    for c in np.flatnonzero(quota):
-        members = x[by_cell[bounds[c] : bounds[c + 1]]]
-        parts.append(_kmeans(members, int(quota[c]), niter=niter, seed=seed + int(c), max_points_per_centroid=1 << 30))
-    centroids = np.concatenate(parts).astype(np.float32, copy=False)
-    # Lloyd iterations over all centroids at once, with approximate assignment: cells trained
-    # apart leave their borders where the data's clusters straddle them; this moves them.
-    for _ in range(REFINE_ITERS):
-        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-        nearest = assign_centroids(x, centroids, index=centroid_index(centroids))
-        order = np.argsort(nearest, kind="stable")
-        used, starts = np.unique(nearest[order], return_index=True)
-        centroids[used] = np.add.reduceat(x[order], starts, axis=0)  # empty clusters keep theirs
+    with tqdm(total=int(np.count_nonzero(quota)) + REFINE_ITERS, desc=f"k-means, {k} centroids", unit="step",
+              leave=False) as bar:
+        for c in np.flatnonzero(quota):
+            members = x[by_cell[bounds[c] : bounds[c + 1]]]
+            parts.append(_kmeans(members, int(quota[c]), niter=niter, seed=seed + int(c), max_points_per_centroid=1 << 30))
+            bar.update()
+        centroids = np.concatenate(parts).astype(np.float32, copy=False)
+        # Lloyd iterations over all centroids at once, with approximate assignment: cells trained
+        # apart leave their borders where the data's clusters straddle them; this moves them.
+        for _ in range(REFINE_ITERS):
+            centroids = _lloyd_step(x, centroids)
+            bar.update()
+    return centroids
+
+
+def _lloyd_step(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """One Lloyd iteration: each centroid moves to the (unnormalised) sum of its points; empty
+    clusters keep theirs."""
+    centroids = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    nearest = assign_centroids(x, centroids, index=centroid_index(centroids))
+    order = np.argsort(nearest, kind="stable")
+    used, starts = np.unique(nearest[order], return_index=True)
+    centroids[used] = np.add.reduceat(x[order], starts, axis=0)
     return centroids
 
 
@@ -166,7 +180,9 @@ def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, i
     """Nearest centroid (max inner product) for each row of ``x`` [n, dim]; returns int64 [n]."""
     index = index if index is not None else centroid_index(centroids)
     out = np.empty(len(x), dtype=np.int64)
-    for start in range(0, len(x), chunk):
+    starts = range(0, len(x), chunk)
+    for start in tqdm(starts, desc="nearest centroids", unit="chunk", leave=False,
+                      disable=len(x) < PROGRESS_MIN_VECTORS):
         block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
         _, nearest = index.search(block, 1)
         found = nearest[:, 0]
