@@ -65,19 +65,8 @@ def stored_table(c: np.ndarray, how: str) -> np.ndarray:
 
 
 def scalar_codec(fit: np.ndarray, x: np.ndarray, nbits: int, iters: int = 8) -> np.ndarray:
-    buckets = 1 << nbits
-    cut = np.quantile(fit, np.arange(1, buckets) / buckets, axis=0).T
-    w = np.quantile(fit, (np.arange(buckets) + 0.5) / buckets, axis=0).T
-    for _ in range(iters):
-        codes = (fit[:, :, None] > cut[None]).sum(2)
-        for b in range(buckets):
-            hit = codes == b
-            n = hit.sum(0)
-            w[:, b] = np.where(n > 0, np.where(hit, fit, 0).sum(0) / np.maximum(n, 1), w[:, b])
-        w.sort(1)
-        cut = (w[:, 1:] + w[:, :-1]) / 2
-    codes = (x[:, :, None] > cut[None]).sum(2)
-    return w[np.arange(x.shape[1])[None], codes].astype(np.float32)
+    """maxsim's codec: per-dimension buckets trained on ``fit``, applied to ``x`` (decoded)."""
+    return apply_scalar(*train_scalar(fit, nbits, iters), x)
 
 
 def train_scalar(fit: np.ndarray, nbits: int, iters: int = 8) -> tuple[np.ndarray, np.ndarray]:
