@@ -109,6 +109,10 @@ def make_shared(out: Path, n_queries: int, collection: str = "squad-v1.1-en") ->
     shutil.rmtree(parts)
 
 
+#: Queries scored together by brute_force (memory grows with it: 0.6 GB per 25 queries).
+QUERY_STEP = 25
+
+
 def brute_force(out: Path, k: int = 10) -> None:
     """Exact top-k MaxSim of every query over the original (float16-stored) vectors."""
     tokens = np.load(out / "tokens.npy", mmap_mode="r")
@@ -121,10 +125,12 @@ def brute_force(out: Path, k: int = 10) -> None:
     for d0 in tqdm(range(0, len(offsets) - 1, doc_step), desc="brute-force MaxSim", mininterval=2):
         d1 = min(d0 + doc_step, len(offsets) - 1)
         block = np.asarray(tokens[offsets[d0] : offsets[d1]], dtype=np.float32)
-        sims = qflat @ block.T  # [nq * 32, t]
         starts = offsets[d0:d1] - offsets[d0]
-        best = np.maximum.reduceat(sims, starts, axis=1)  # [nq * 32, docs]
-        scores[:, d0:d1] = best.reshape(nq, N_QUERY_TOKENS, -1).sum(axis=1)
+        for q0 in range(0, nq, QUERY_STEP):  # [25 * 32, 200k] floats at a time, not all queries'
+            q1 = min(q0 + QUERY_STEP, nq)
+            sims = qflat[q0 * N_QUERY_TOKENS : q1 * N_QUERY_TOKENS] @ block.T
+            best = np.maximum.reduceat(sims, starts, axis=1)  # [queries * 32, docs]
+            scores[q0:q1, d0:d1] = best.reshape(q1 - q0, N_QUERY_TOKENS, -1).sum(axis=1)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     np.save(out / "truth.npy", top.astype(np.int64))
 
