@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,35 +33,36 @@ def mse(x: np.ndarray, c: np.ndarray, nearest: np.ndarray) -> float:
     return float((r * r).sum(1).mean())
 
 
-def exact_nearest(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, float]:
-    flat = kmeans.FLAT_MAX_CENTROIDS
-    kmeans.FLAT_MAX_CENTROIDS = 1 << 30
+@contextmanager
+def kmeans_settings(**values):
+    """Set module constants of maxsim.compression.kmeans for one measurement, then restore them."""
+    saved = {name: getattr(kmeans, name) for name in values}
+    for name, value in values.items():
+        setattr(kmeans, name, value)
     try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(kmeans, name, value)
+
+
+def exact_nearest(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, float]:
+    with kmeans_settings(FLAT_MAX_CENTROIDS=1 << 30):
         t = time.perf_counter()
         return kmeans.assign_centroids(x, c), time.perf_counter() - t
-    finally:
-        kmeans.FLAT_MAX_CENTROIDS = flat
 
 
 def ivf_nearest(x: np.ndarray, c: np.ndarray, probes: int) -> tuple[np.ndarray, float]:
-    flat, saved = kmeans.FLAT_MAX_CENTROIDS, kmeans.ASSIGN_PROBES
-    kmeans.FLAT_MAX_CENTROIDS, kmeans.ASSIGN_PROBES = 1, probes
-    try:
+    with kmeans_settings(FLAT_MAX_CENTROIDS=1, ASSIGN_PROBES=probes):
         index = kmeans.centroid_index(c)
         t = time.perf_counter()
         return kmeans.assign_centroids(x, c, index=index), time.perf_counter() - t
-    finally:
-        kmeans.FLAT_MAX_CENTROIDS, kmeans.ASSIGN_PROBES = flat, saved
 
 
 def train(x: np.ndarray, k: int, two_level: bool) -> tuple[np.ndarray, float]:
-    flat = kmeans.FLAT_MAX_CENTROIDS
-    kmeans.FLAT_MAX_CENTROIDS = 1 if two_level else 1 << 30
-    try:
+    with kmeans_settings(FLAT_MAX_CENTROIDS=1 if two_level else 1 << 30):
         t = time.perf_counter()
         return kmeans.train_centroids(x, k, niter=10), time.perf_counter() - t
-    finally:
-        kmeans.FLAT_MAX_CENTROIDS = flat
 
 
 def main() -> None:

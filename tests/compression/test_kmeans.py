@@ -49,7 +49,7 @@ def test_approximate_assignment_finds_the_nearest_centroid_almost_always(monkeyp
     np.testing.assert_array_equal(exact, np.argmax(x @ c.T, axis=1))
     monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 256)
     index = kmeans.centroid_index(c)
-    assert not hasattr(index, "ntotal") or index.ntotal == 1024
+    assert index.ntotal == 1024 and index.nprobe == kmeans.ASSIGN_PROBES  # the IVF, not the flat index
     approx = kmeans.assign_centroids(x, c, index=index)
     assert approx.min() >= 0 and approx.max() < 1024
     assert np.mean(approx == exact) >= 0.98
