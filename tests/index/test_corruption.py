@@ -202,7 +202,7 @@ def test_cli_reports_corruption_in_one_line(built):
     (_seg(built) / "offsets.npy").write_bytes(b"\x93NUMPY")
     script = textwrap.dedent(f"""
         import sys
-        from maxsim.index_cli import main
+        from maxsim.cli.index import main
         sys.exit(main(["info", {str(built)!r}]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

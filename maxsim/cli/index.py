@@ -198,7 +198,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``maxsim index ...`` on its own: ``python -m maxsim.index_cli create ...``."""
+    """Run ``maxsim index ...`` on its own: ``python -m maxsim.cli.index create ...``."""
     parser = argparse.ArgumentParser(prog="maxsim")
     add_index_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["index", *(sys.argv[1:] if argv is None else argv)])
