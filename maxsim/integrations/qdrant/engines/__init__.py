@@ -1,0 +1,46 @@
+"""Engines that hold a collection, chosen by the ``location`` string: qdrant-client (memory, a
+directory, a server URL) or Qdrant Edge (``edge:<dir>``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from maxsim.integrations.qdrant.engines.base import Engine, Hit, Point, import_client
+from maxsim.integrations.qdrant.engines.client import ClientEngine
+from maxsim.integrations.qdrant.engines.edge import EdgeEngine
+from maxsim.integrations.qdrant.retry import RetryPolicy
+
+
+def open_engine(
+    location: str | Path | Any, collection: str, api_key: str | None, timeout: int | None, retry: RetryPolicy
+) -> Engine:
+    qdrant_client = import_client() if not (isinstance(location, str) and location.startswith("edge:")) else None
+    if qdrant_client is not None and isinstance(location, qdrant_client.QdrantClient):
+        opts = location.init_options
+        remote = (opts.get("url") is not None or opts.get("host") is not None
+                  or str(opts.get("location") or "").startswith(("http://", "https://")))
+        return ClientEngine(location, collection, retry, remote=remote)
+    if isinstance(location, Path):
+        location = str(location)
+    if not isinstance(location, str) or not location:
+        raise ValueError(
+            "location must be ':memory:', a directory path, 'edge:<dir>', an http(s):// URL or a QdrantClient; "
+            f"got {location!r}"
+        )
+    if location.startswith("edge:"):
+        path = location[len("edge:") :]
+        if not path:
+            raise ValueError("an Edge location needs a directory: 'edge:/path/to/dir'")
+        return EdgeEngine(Path(path), collection)
+    if location.startswith(("http://", "https://")):
+        client = qdrant_client.QdrantClient(url=location, api_key=api_key, timeout=timeout)
+        return ClientEngine(client, collection, retry, remote=True)
+    if api_key is not None:
+        raise ValueError(f"api_key is only for a server URL (http:// or https://); location is {location!r}")
+    if location == ":memory:":
+        return ClientEngine(qdrant_client.QdrantClient(location=":memory:"), collection, retry, remote=False)
+    return ClientEngine(qdrant_client.QdrantClient(path=location), collection, retry, remote=False)
+
+
+__all__ = ["ClientEngine", "EdgeEngine", "Engine", "Hit", "Point", "open_engine"]
