@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from maxsim.errors import InvalidArgumentError, InvalidTypeError
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -24,28 +26,30 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
     if spec is None:
         return []
     if not isinstance(spec, Mapping):
-        raise TypeError(f"filter must be a mapping of metadata key -> condition; got {type(spec).__name__}")
+        raise InvalidTypeError(f"filter must be a mapping of metadata key -> condition; got {type(spec).__name__}")
     out = []
     for key, cond in spec.items():
         if not isinstance(key, str) or not key:
-            raise ValueError(f"filter keys must be non-empty strings; got {key!r}")
+            raise InvalidArgumentError(f"filter keys must be non-empty strings; got {key!r}")
         path = f"metadata.{key}"
         if isinstance(cond, Mapping):
             bad = set(cond) - {"gt", "gte", "lt", "lte"}
             if bad or not cond:
-                raise ValueError(f"filter range for {key!r} takes keys gt, gte, lt, lte; got {sorted(cond)}")
+                raise InvalidArgumentError(f"filter range for {key!r} takes keys gt, gte, lt, lte; got {sorted(cond)}")
             for bound, v in cond.items():
                 if isinstance(v, bool) or not isinstance(v, int | float):
-                    raise ValueError(f"filter range bound {key}.{bound} must be a number; got {v!r}")
+                    raise InvalidArgumentError(f"filter range bound {key}.{bound} must be a number; got {v!r}")
             out.append(Condition(path, "range", {k: float(v) for k, v in cond.items()}))
         elif isinstance(cond, list | tuple):
             if not cond or not (all(isinstance(v, str) for v in cond) or all(_is_int(v) for v in cond)):
-                raise ValueError(f"filter list for {key!r} must be a non-empty list of all strings or all ints")
+                raise InvalidArgumentError(
+                    f"filter list for {key!r} must be a non-empty list of all strings or all ints"
+                )
             out.append(Condition(path, "any", list(cond)))
         elif isinstance(cond, str | bool) or _is_int(cond):
             out.append(Condition(path, "value", cond))
         else:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"filter value for {key!r} must be a str, int, bool, list or range mapping; got {cond!r} "
                 "(match floats with a range)"
             )

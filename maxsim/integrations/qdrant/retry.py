@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from maxsim.errors import InvalidArgumentError
+
 _T = TypeVar("_T")
 
 
@@ -21,9 +23,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"attempts must be >= 1; got {self.attempts}")
+            raise InvalidArgumentError(f"attempts must be >= 1; got {self.attempts}")
         if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("retry delays must be non-negative")
+            raise InvalidArgumentError("retry delays must be non-negative")
 
 
 def with_retry(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.integrations.qdrant.layout import MULTIVECTOR_MAX_FLOATS
 from maxsim.postprocess.muvera import MuveraConfig
 
@@ -50,19 +51,19 @@ class QdrantSettings:
 
     def __post_init__(self) -> None:
         if self.storage not in ("float32", "float16", "uint8"):
-            raise ValueError(f"storage must be 'float32', 'float16' or 'uint8'; got {self.storage!r}")
+            raise InvalidArgumentError(f"storage must be 'float32', 'float16' or 'uint8'; got {self.storage!r}")
         if self.long_docs not in ("split", "pool"):
-            raise ValueError(f"long_docs must be 'split' or 'pool'; got {self.long_docs!r}")
+            raise InvalidArgumentError(f"long_docs must be 'split' or 'pool'; got {self.long_docs!r}")
         if self.muvera is None and not self.pooled:
-            raise ValueError("a collection needs a first stage: set muvera, pooled=True, or both")
+            raise InvalidArgumentError("a collection needs a first stage: set muvera, pooled=True, or both")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise ValueError(f"max_tokens must be None or a positive integer; got {self.max_tokens!r}")
+            raise InvalidArgumentError(f"max_tokens must be None or a positive integer; got {self.max_tokens!r}")
         if not isinstance(self.muvera_hnsw_m, int) or self.muvera_hnsw_m < 0:
-            raise ValueError(f"muvera_hnsw_m must be a non-negative integer; got {self.muvera_hnsw_m!r}")
+            raise InvalidArgumentError(f"muvera_hnsw_m must be a non-negative integer; got {self.muvera_hnsw_m!r}")
         for name in ("shard_number", "replication_factor"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be None or a positive integer; got {value!r}")
+                raise InvalidArgumentError(f"{name} must be None or a positive integer; got {value!r}")
 
     def token_cap(self, dim: int) -> int:
         """Tokens per stored multivector at ``dim``: ``max_tokens`` bounded by Qdrant's limit."""
@@ -78,7 +79,7 @@ class QdrantSettings:
     def from_dict(cls, data: Mapping[str, Any]) -> QdrantSettings:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown QdrantSettings keys: {sorted(unknown)}")
+            raise InvalidArgumentError(f"unknown QdrantSettings keys: {sorted(unknown)}")
         values = dict(data)
         if values.get("muvera") is not None:
             values["muvera"] = MuveraConfig.from_dict(values["muvera"])

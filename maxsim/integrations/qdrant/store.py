@@ -12,7 +12,7 @@ One collection per model and dim holds, per document (or per part of a long docu
 Search is one ``query_points`` request: a ``prefetch`` takes ``prefetch_limit`` candidates by
 the first-stage vector, then MaxSim on ``maxsim`` reranks them and returns the top ``k``.
 
-The same code runs on three engines, chosen by the ``location`` string of :func:`connect`:
+The same code runs on three engines, chosen by the ``location`` of :meth:`QdrantStore.create`:
 
 - ``":memory:"`` or a directory path: qdrant-client's embedded local mode;
 - ``"edge:/some/dir"``: Qdrant Edge (``qdrant-edge-py``), the Rust engine in-process;
@@ -21,8 +21,16 @@ The same code runs on three engines, chosen by the ``location`` string of :func:
 
 User ids are strings; each maps to a stable point id, ``uuid5(MAXSIM_NAMESPACE, id)``.
 The payload is ``{"doc_id", "text", "metadata", "part", "n_parts"}``; filters match
-``metadata`` keys. Upserts are batched, retried with exponential back-off on transient
+``metadata`` keys. Writes are batched, retried with exponential back-off on transient
 errors, and idempotent (the same document gives the same points).
+
+:class:`QdrantStore` keeps the store contract of :mod:`maxsim.store` (the one
+``maxsim.index.Index`` keeps): ``add_embeddings`` refuses stored ids, ``update_embeddings``,
+``delete`` and ``get`` refuse unknown ones, a ``None`` text or metadata keeps the stored value,
+and search returns one hit list per query. Qdrant has no transactions: ``add`` looks the ids up
+before writing, so on a server shared by several writers the check is not atomic with the write
+(two writers adding the same new id at once both succeed, the last write wins), and a write that
+fails half-way (after the retries) may leave some of its documents written.
 
 Qdrant caps one multivector at 1,048,576 floats (8,192 tokens at dim 128). Longer documents
 are split into parts that share ``doc_id`` (``long_docs="split"``, the default; a document's
@@ -31,13 +39,15 @@ score is its best part's) or mean-pooled down to the cap (``long_docs="pool"``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
+from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.integrations.qdrant.engines import Engine, Hit, Point, open_engine
+from maxsim.integrations.qdrant.errors import CollectionError
 from maxsim.integrations.qdrant.filters import Condition, parse_filter
 from maxsim.integrations.qdrant.layout import (
     MANIFEST_FORMAT,
@@ -52,27 +62,30 @@ from maxsim.integrations.qdrant.layout import (
 from maxsim.integrations.qdrant.retry import RetryPolicy
 from maxsim.integrations.qdrant.settings import QdrantSettings
 from maxsim.postprocess.muvera import Muvera, pooled_vector
+from maxsim.store import (
+    Encoder,
+    StoredDocument,
+    TextMethods,
+    check_ids,
+    check_k,
+    check_side,
+    new_ids,
+    query_list,
+)
 from maxsim.types import SUPPORTED_DIMS, SearchHit, TokenVectors
 
 FirstStage = Literal["muvera", "pooled", "none"]
-_T = TypeVar("_T")
+
+#: The model protocol of the text methods (kept under its old name).
+EncoderModel = Encoder
 
 
-class EncoderModel(Protocol):
-    """What the store needs from a maxsim model (``maxsim.load()`` returns one)."""
+class QdrantStore(TextMethods):
+    """A maxsim collection in Qdrant, with the store contract of :mod:`maxsim.store`.
 
-    name: str
-
-    def encode_queries(self, texts: Sequence[str], dim: int = 128) -> list[np.ndarray]: ...
-
-    def encode_documents(self, texts: Sequence[str], dim: int = 128) -> list[np.ndarray]: ...
-
-
-class QdrantStore:
-    """A maxsim collection in Qdrant: add, update, delete and two-stage search.
-
-    Build one with :meth:`create` or :meth:`open`. Text methods (``add``, ``search``) need a
-    ``model`` (``maxsim.load()``); the ``*_embeddings`` methods take token vectors directly.
+    Build one with :meth:`create` or :meth:`open`. Text methods (``add``, ``update``,
+    ``upsert``, ``search``) need a ``model`` (``maxsim.load()``); the ``*_embeddings`` methods
+    take token vectors directly.
     """
 
     def __init__(
@@ -82,7 +95,7 @@ class QdrantStore:
         dim: int,
         settings: QdrantSettings,
         model_name: str | None,
-        model: EncoderModel | None = None,
+        model: Encoder | None = None,
         batch_size: int = 64,
     ) -> None:
         self._engine = engine
@@ -90,8 +103,8 @@ class QdrantStore:
         self.settings = settings
         self.model_name = model_name
         self.model = model
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive integer; got {batch_size!r}")
         self.batch_size = batch_size
         self._muvera = Muvera(dim, settings.muvera) if settings.muvera is not None else None
 
@@ -104,7 +117,7 @@ class QdrantStore:
         collection: str = "maxsim",
         *,
         dim: int = 128,
-        model: EncoderModel | str | None = None,
+        model: Encoder | str | None = None,
         settings: QdrantSettings | None = None,
         api_key: str | None = None,
         timeout: int | None = None,
@@ -119,7 +132,7 @@ class QdrantStore:
         ``recreate`` drops it first. Otherwise an existing collection is an error.
         """
         if dim not in SUPPORTED_DIMS:
-            raise ValueError(f"dim must be one of {SUPPORTED_DIMS}; got {dim!r}")
+            raise InvalidArgumentError(f"dim must be one of {SUPPORTED_DIMS}; got {dim!r}")
         settings = settings if settings is not None else QdrantSettings()
         if settings.muvera is not None:
             Muvera(dim, settings.muvera)  # validates the parameters against dim before touching Qdrant
@@ -133,14 +146,14 @@ class QdrantStore:
             "dim": dim,
             "settings": settings.to_dict(),
         }
-        if engine.exists():
+        if _exists(engine):
             if recreate:
                 engine.drop()
             elif exist_ok:
                 found = engine.manifest()
                 if found != manifest:
                     engine.close()
-                    raise ValueError(
+                    raise CollectionError(
                         f"collection {collection!r} exists with a different layout: {found!r}; "
                         "use recreate=True to replace it"
                     )
@@ -148,7 +161,7 @@ class QdrantStore:
                            batch_size=batch_size)
             else:
                 engine.close()
-                raise ValueError(f"collection {collection!r} already exists; pass exist_ok=True or recreate=True")
+                raise CollectionError(f"collection {collection!r} already exists; pass exist_ok=True or recreate=True")
         engine.create(dim, settings, manifest)
         return cls(engine, dim=dim, settings=settings, model_name=model_name, model=model_obj, batch_size=batch_size)
 
@@ -158,7 +171,7 @@ class QdrantStore:
         location: str | Path | Any,
         collection: str = "maxsim",
         *,
-        model: EncoderModel | None = None,
+        model: Encoder | None = None,
         api_key: str | None = None,
         timeout: int | None = None,
         retry: RetryPolicy | None = None,
@@ -166,20 +179,20 @@ class QdrantStore:
     ) -> QdrantStore:
         """Open a collection made by :meth:`create`; its dim and settings come from the collection."""
         engine = open_engine(location, collection, api_key, timeout, retry or RetryPolicy())
-        if not engine.exists():
+        if not _exists(engine):
             engine.close()
-            raise ValueError(f"no collection {collection!r} at {location!r}; create it first")
+            raise CollectionError(f"no collection {collection!r} at {location!r}; create it first")
         manifest = engine.manifest()
         if not manifest or manifest.get("format") != MANIFEST_FORMAT:
             engine.close()
-            raise ValueError(f"collection {collection!r} was not created by maxsim (no '{MANIFEST_KEY}' metadata)")
+            raise CollectionError(f"collection {collection!r} was not created by maxsim (no '{MANIFEST_KEY}' metadata)")
         if manifest.get("version") != MANIFEST_VERSION:
             engine.close()
-            raise ValueError(f"collection {collection!r} has layout version {manifest.get('version')}; "
+            raise CollectionError(f"collection {collection!r} has layout version {manifest.get('version')}; "
                              f"this maxsim reads version {MANIFEST_VERSION}")
         if model is not None and manifest.get("model") and model.name != manifest["model"]:
             engine.close()
-            raise ValueError(
+            raise CollectionError(
                 f"collection {collection!r} holds vectors of model {manifest['model']!r}, not {model.name!r}"
             )
         return cls(
@@ -206,75 +219,97 @@ class QdrantStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
     # ---- writes
 
-    def add(self, documents: Iterable[Mapping[str, Any]]) -> int:
-        """Encode and upsert documents ``{"id", "text", "metadata"?}``; returns how many were added.
+    def add_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str] | None = None,
+                       texts: Sequence[str | None] | None = None,
+                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+        """Add new documents given as token vectors ([n_tokens, dim] each); returns their ids
+        (fresh uuid4 hex strings when ``ids`` is None).
 
-        Re-adding an id replaces the document (ids map to the same points).
+        :class:`~maxsim.errors.DuplicateIdError` if an id is already stored; nothing is written
+        then. The ids are looked up before the write, which on a server with several writers is
+        not atomic with it (see the module docstring).
         """
-        model = self._need_model()
-        n = 0
-        for batch in _batches(documents, self.batch_size):
-            ids, texts, metas = [], [], []
-            for i, doc in enumerate(batch):
-                if not isinstance(doc, Mapping):
-                    raise TypeError(f"documents must be mappings with 'id' and 'text'; item {n + i} is {type(doc).__name__}")
-                if "id" not in doc or "text" not in doc:
-                    raise ValueError(f"document {n + i} needs 'id' and 'text' keys; got {sorted(doc)}")
-                if not isinstance(doc["text"], str):
-                    raise ValueError(f"document {doc['id']!r}: 'text' must be a string")
-                ids.append(doc["id"])
-                texts.append(doc["text"])
-                metas.append(doc.get("metadata"))
-            vectors = model.encode_documents(texts, dim=self.dim)
-            n += self.add_embeddings(ids, vectors, texts=texts, metadata=metas)
-        return n
+        vectors = self._check_embeddings(embeddings)
+        ids = new_ids(len(vectors)) if ids is None else check_ids(ids, len(vectors))
+        texts = check_side(texts, len(ids), "texts", str)
+        metadata = _check_metadata(metadata, len(ids))
+        stored = self._stored(ids)
+        if stored:
+            found = [i for i in ids if i in stored]
+            raise DuplicateIdError(f"ids already in the collection: {found[:5]!r} (use upsert() or update() to "
+                                   "replace them)")
+        self._write(vectors, ids, texts, metadata)
+        return ids
 
-    def add_embeddings(
-        self,
-        ids: Sequence[str],
-        embeddings: Sequence[TokenVectors],
-        *,
-        texts: Sequence[str | None] | None = None,
-        metadata: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> int:
-        """Upsert documents given their token vectors ([n_tokens, dim] each); returns the count.
+    def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[TokenVectors] | None = None,
+                          texts: Sequence[str | None] | None = None,
+                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+        """Replace stored documents, keeping their ids; a None text or metadata entry keeps the
+        stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
+        :class:`~maxsim.errors.UnknownIdError` for unknown ids; nothing is changed then."""
+        ids = check_ids(ids)
+        metadata = _check_metadata(metadata, len(ids))
+        if embeddings is None:
+            if texts is not None:
+                raise InvalidArgumentError("update_embeddings: texts need their embeddings "
+                                           "(the vectors encode the text)")
+            self._require(ids)
+            changed = [(i, m) for i, m in zip(ids, metadata, strict=True) if m is not None]
+            for start in range(0, len(changed), self.batch_size):
+                batch = changed[start : start + self.batch_size]
+                self._engine.set_metadata([i for i, _ in batch], [m for _, m in batch])
+            return
+        vectors = self._check_embeddings(embeddings)
+        if len(vectors) != len(ids):
+            raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
+        texts = check_side(texts, len(ids), "texts", str)
+        stored = self._require(ids)
+        texts, metadata = _keep_stored(ids, stored, texts, metadata)
+        self._write(vectors, ids, texts, metadata)
 
-        Long documents are split or pooled per ``settings.long_docs``; parts left over from a
-        longer earlier version of a document are removed, so re-adding is idempotent.
-        """
-        n = len(ids)
-        if len(embeddings) != n:
-            raise ValueError(f"got {n} ids but {len(embeddings)} embeddings")
-        if texts is not None and len(texts) != n:
-            raise ValueError(f"got {n} ids but {len(texts)} texts")
-        if metadata is not None and len(metadata) != n:
-            raise ValueError(f"got {n} ids but {len(metadata)} metadata entries")
-        _check_ids(ids)
+    def upsert_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str],
+                          texts: Sequence[str | None] | None = None,
+                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+        """Add the new ids and replace the stored ones (a None text or metadata entry keeps the
+        stored value). Returns ``ids``."""
+        vectors = self._check_embeddings(embeddings)
+        ids = check_ids(ids, len(vectors))
+        texts = check_side(texts, len(ids), "texts", str)
+        metadata = _check_metadata(metadata, len(ids))
+        texts, metadata = _keep_stored(ids, self._stored(ids), texts, metadata)
+        self._write(vectors, ids, texts, metadata)
+        return ids
+
+    def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Delete documents (all their parts) by id; returns how many were deleted. Unknown ids
+        raise :class:`~maxsim.errors.UnknownIdError` and nothing is deleted, unless ``missing_ok``."""
+        ids = check_ids(ids)
+        found = list(self._stored(ids)) if missing_ok else list(self._require(ids))
+        for start in range(0, len(found), self.batch_size):
+            self._engine.delete(found[start : start + self.batch_size])
+        return len(found)
+
+    def _write(self, vectors: list[np.ndarray], ids: list[str], texts: list, metadata: list) -> None:
+        """Upsert the points of documents (split or pooled per ``settings.long_docs``); parts
+        left over from a longer earlier version of a document are removed, so writes are idempotent."""
         cap = self.settings.token_cap(self.dim)
+        n = len(ids)
         for start in range(0, n, self.batch_size):
             points: list[Point] = []
             parts_of: dict[str, int] = {}
             for i in range(start, min(n, start + self.batch_size)):
-                doc_id = ids[i]
-                vectors = self._check_vectors(embeddings[i], f"document {doc_id!r}")
-                meta = metadata[i] if metadata is not None else None
-                if meta is not None and not isinstance(meta, Mapping):
-                    raise ValueError(f"document {doc_id!r}: metadata must be a mapping or None")
-                if len(vectors) > cap and self.settings.long_docs == "pool":
-                    pieces = [pool_tokens(vectors, cap)]
+                doc_id, tokens, meta = ids[i], vectors[i], metadata[i]
+                if len(tokens) > cap and self.settings.long_docs == "pool":
+                    pieces = [pool_tokens(tokens, cap)]
                 else:
-                    pieces = [vectors[j : j + cap] for j in range(0, len(vectors), cap)]
+                    pieces = [tokens[j : j + cap] for j in range(0, len(tokens), cap)]
                 parts_of[doc_id] = len(pieces)
                 for part, piece in enumerate(pieces):
-                    payload = {
-                        "doc_id": doc_id,
-                        "text": texts[i] if texts is not None else None,
-                        "metadata": dict(meta) if meta is not None else None,
-                        "part": part,
-                        "n_parts": len(pieces),
-                    }
+                    payload = {"doc_id": doc_id, "text": texts[i], "metadata": meta, "part": part,
+                               "n_parts": len(pieces)}
                     points.append(Point(point_id(doc_id, part), self._vectors(piece), payload))
             for j in range(0, len(points), self.batch_size):
                 self._engine.upsert(points[j : j + self.batch_size])
@@ -283,114 +318,51 @@ class QdrantStore:
             stale = {p["doc_id"] for p in self._engine.retrieve([point_id(d, n) for d, n in parts_of.items()])}
             if stale:
                 self._engine.delete(sorted(stale), min_part={d: parts_of[d] for d in stale})
-        return n
-
-    def update(self, documents: Iterable[Mapping[str, Any]]) -> int:
-        """Replace documents by id (text, metadata and vectors). Same as :meth:`add`."""
-        return self.add(documents)
-
-    def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[TokenVectors], **kwargs: Any) -> int:
-        """Replace documents by id given token vectors. Same as :meth:`add_embeddings`."""
-        return self.add_embeddings(ids, embeddings, **kwargs)
-
-    def delete(self, ids: Sequence[str]) -> None:
-        """Delete documents (all their parts) by id; unknown ids are ignored."""
-        if isinstance(ids, str):
-            raise TypeError("delete takes a list of ids, not a single string")
-        ids = list(ids)
-        _check_ids(ids)
-        for start in range(0, len(ids), self.batch_size):
-            self._engine.delete(ids[start : start + self.batch_size])
 
     # ---- reads
 
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        first_stage: FirstStage = "muvera",
-        prefetch_limit: int = 200,
-        filter: Mapping[str, Any] | None = None,
-        exact_first_stage: bool = False,
-    ) -> list[SearchHit]:
-        """Encode ``query`` and run :meth:`search_embeddings`."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a string; got {type(query).__name__}")
-        return self.search_batch([query], k, first_stage=first_stage, prefetch_limit=prefetch_limit, filter=filter,
-                                 exact_first_stage=exact_first_stage)[0]
-
-    def search_batch(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        *,
-        first_stage: FirstStage = "muvera",
-        prefetch_limit: int = 200,
-        filter: Mapping[str, Any] | None = None,
-        exact_first_stage: bool = False,
-    ) -> list[list[SearchHit]]:
-        """Encode ``queries`` and run :meth:`search_embeddings_batch` (one result list per query)."""
-        if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
-            raise TypeError("queries must be a list of strings")
-        vectors = self._need_model().encode_queries(list(queries), dim=self.dim) if queries else []
-        return self.search_embeddings_batch(vectors, k, first_stage=first_stage, prefetch_limit=prefetch_limit,
-                                            filter=filter, exact_first_stage=exact_first_stage)
-
     def search_embeddings(
         self,
-        query: TokenVectors,
+        queries: Sequence[TokenVectors] | TokenVectors,
         k: int = 10,
+        filter: Mapping[str, Any] | None = None,  # noqa: A002
         *,
         first_stage: FirstStage = "muvera",
         prefetch_limit: int = 200,
-        filter: Mapping[str, Any] | None = None,
-        exact_first_stage: bool = False,
-    ) -> list[SearchHit]:
-        """Top ``k`` documents by MaxSim among the first stage's ``prefetch_limit`` candidates.
-
-        One ``query_points`` request: ``prefetch`` by the ``first_stage`` vector (``"muvera"``
-        or ``"pooled"``), then MaxSim over the multivectors. ``first_stage="none"`` scores every
-        document by MaxSim (a full scan). ``filter`` restricts both stages (see
-        :func:`parse_filter`); ``exact_first_stage`` scans the first stage instead of using HNSW.
-        A document split into parts scores as its best part.
-        """
-        return self.search_embeddings_batch([query], k, first_stage=first_stage, prefetch_limit=prefetch_limit,
-                                            filter=filter, exact_first_stage=exact_first_stage)[0]
-
-    def search_embeddings_batch(
-        self,
-        queries: Sequence[TokenVectors],
-        k: int = 10,
-        *,
-        first_stage: FirstStage = "muvera",
-        prefetch_limit: int = 200,
-        filter: Mapping[str, Any] | None = None,
         exact_first_stage: bool = False,
     ) -> list[list[SearchHit]]:
-        """:meth:`search_embeddings` for several queries in one batched request."""
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer; got {k!r}")
+        """Top ``k`` documents by MaxSim for each query: one hit list per query, best first (a
+        single 2-D array is one query). All queries go in one batched request.
+
+        Per query, ``prefetch`` takes ``prefetch_limit`` candidates by the ``first_stage``
+        vector (``"muvera"`` or ``"pooled"``), then MaxSim over the multivectors ranks them.
+        ``first_stage="none"`` scores every document by MaxSim (a full scan). ``filter``
+        restricts both stages (see :func:`~maxsim.integrations.qdrant.filters.parse_filter`);
+        ``exact_first_stage`` scans the first stage instead of using HNSW. A document split into
+        parts scores as its best part.
+        """
+        queries = query_list(queries)
+        k = check_k(k)
         conditions = parse_filter(filter)
         if first_stage not in ("muvera", "pooled", "none"):
-            raise ValueError(f"first_stage must be 'muvera', 'pooled' or 'none'; got {first_stage!r}")
+            raise InvalidArgumentError(f"first_stage must be 'muvera', 'pooled' or 'none'; got {first_stage!r}")
         if first_stage == "muvera" and self._muvera is None:
-            raise ValueError("this collection has no MUVERA vectors; use first_stage='pooled' or 'none'")
+            raise InvalidArgumentError("this collection has no MUVERA vectors; use first_stage='pooled' or 'none'")
         if first_stage == "pooled" and not self.settings.pooled:
-            raise ValueError("this collection has no pooled vectors; use first_stage='muvera' or 'none'")
-        if first_stage != "none" and (not isinstance(prefetch_limit, int) or prefetch_limit < k):
-            raise ValueError(f"prefetch_limit must be an integer >= k ({k}); got {prefetch_limit!r}")
+            raise InvalidArgumentError("this collection has no pooled vectors; use first_stage='muvera' or 'none'")
+        valid_limit = isinstance(prefetch_limit, int | np.integer) and not isinstance(prefetch_limit, bool)
+        if first_stage != "none" and (not valid_limit or prefetch_limit < k):
+            raise InvalidArgumentError(f"prefetch_limit must be an integer >= k ({k}); got {prefetch_limit!r}")
+        prefetch_limit = int(prefetch_limit) if valid_limit else k
         requests = []
         for i, query in enumerate(queries):
-            q = self._check_vectors(query, "query" if len(queries) == 1 else f"query {i}")
+            q = self._check_vectors(query, f"queries[{i}]")
             first: tuple[str, list[float]] | None = None
             if first_stage == "muvera":
                 first = (MUVERA_VECTOR, self._muvera.encode_query(q).tolist())  # type: ignore[union-attr]
             elif first_stage == "pooled":
                 first = (POOLED_VECTOR, pooled_vector(q).tolist())
             requests.append((q.tolist(), first))
-        if not requests:
-            return []
         results: list[list[SearchHit] | None] = [None] * len(requests)
         todo = list(range(len(requests)))
         limit = k
@@ -409,20 +381,20 @@ class QdrantStore:
             limit = min(limit * 2, prefetch_limit) if first_stage != "none" else limit * 2
         return [r if r is not None else [] for r in results]
 
-    def get(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Stored ``{"text", "metadata", "n_parts"}`` of each known id (unknown ids are absent)."""
-        ids = list(ids)
-        _check_ids(ids)
-        out: dict[str, dict[str, Any]] = {}
-        for payload in self._engine.retrieve([point_id(i) for i in ids]):
-            out[payload["doc_id"]] = {
-                "text": payload.get("text"),
-                "metadata": payload.get("metadata"),
-                "n_parts": payload.get("n_parts", 1),
-            }
-        return out
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        """Stored id, text and metadata of documents, in the order asked
+        (:class:`~maxsim.errors.UnknownIdError`, a ``KeyError``, for unknown ids)."""
+        ids = check_ids(ids)
+        stored = self._require(ids)
+        return [StoredDocument(id=i, text=stored[i].get("text"), metadata=stored[i].get("metadata")) for i in ids]
 
-    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+    def parts(self, ids: Sequence[str]) -> list[int]:
+        """How many points each document is stored as (more than 1 when split for length)."""
+        ids = check_ids(ids)
+        stored = self._require(ids)
+        return [int(stored[i].get("n_parts", 1)) for i in ids]
+
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:  # noqa: A002
         """Number of documents (not parts), optionally those matching ``filter``."""
         return self._engine.count([Condition("part", "value", 0), *parse_filter(filter)])
 
@@ -432,20 +404,47 @@ class QdrantStore:
 
     # ---- helpers
 
-    def _need_model(self) -> EncoderModel:
-        if self.model is None:
-            raise ValueError("text methods need a model: pass model=maxsim.load(...) to create/open, "
-                             "or use add_embeddings/search_embeddings")
-        return self.model
+    def _encoded_with(self, model: Encoder) -> None:
+        """Refuse to write vectors of another model than the collection's."""
+        name = getattr(model, "name", None)
+        if self.model_name and name and name != self.model_name:
+            raise InvalidArgumentError(f"this collection holds vectors of model {self.model_name!r}, not {name!r}")
+
+    def _stored(self, ids: list[str]) -> dict[str, dict]:
+        """Payload of part 0 of each stored document among ``ids`` (absent ids are left out)."""
+        out: dict[str, dict] = {}
+        for start in range(0, len(ids), 1000):
+            for payload in self._engine.retrieve([point_id(i) for i in ids[start : start + 1000]]):
+                out[payload["doc_id"]] = payload
+        return out
+
+    def _require(self, ids: list[str]) -> dict[str, dict]:
+        """:meth:`_stored`, or UnknownIdError naming the ids that are not stored."""
+        stored = self._stored(ids)
+        missing = [i for i in ids if i not in stored]
+        if missing:
+            raise UnknownIdError(f"ids not in the collection: {missing[:5]!r}")
+        return stored
+
+    def _check_embeddings(self, embeddings: Any) -> list[np.ndarray]:
+        if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
+            raise InvalidArgumentError("embeddings: pass a list of 2-D arrays (one per document), not a single array")
+        if embeddings is None or isinstance(embeddings, str | bytes) or not hasattr(embeddings, "__len__"):
+            raise InvalidArgumentError(f"embeddings: expected a list of 2-D float arrays [n_tokens, {self.dim}]")
+        if len(embeddings) == 0:
+            raise InvalidArgumentError("embeddings: the list is empty")
+        return [self._check_vectors(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
 
     def _check_vectors(self, vectors: Any, what: str) -> np.ndarray:
+        if hasattr(vectors, "detach"):  # torch tensor
+            vectors = vectors.detach().float().cpu().numpy()
         x = np.asarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"{what}: token vectors must have shape [n_tokens, {self.dim}]; got {x.shape}")
+            raise InvalidArgumentError(f"{what}: token vectors must have shape [n_tokens, {self.dim}]; got {x.shape}")
         if len(x) == 0:
-            raise ValueError(f"{what}: has no token vectors")
+            raise InvalidArgumentError(f"{what}: has no token vectors")
         if not np.isfinite(x).all():
-            raise ValueError(f"{what}: token vectors contain NaN or inf")
+            raise InvalidArgumentError(f"{what}: token vectors contain NaN or inf")
         return x
 
     def _vectors(self, tokens: np.ndarray) -> dict[str, Any]:
@@ -455,6 +454,43 @@ class QdrantStore:
         if self.settings.pooled:
             out[POOLED_VECTOR] = pooled_vector(tokens).tolist()
         return out
+
+
+def _exists(engine: Engine) -> bool:
+    """``engine.exists()``, closing the engine when that fails (an unreachable server)."""
+    try:
+        return engine.exists()
+    except Exception:
+        engine.close()
+        raise
+
+
+def _check_metadata(metadata: Any, n: int) -> list[dict | None]:
+    """metadata=: None, or one JSON-serialisable mapping (or None) per document."""
+    import json
+
+    out: list[dict | None] = []
+    for i, v in enumerate(check_side(metadata, n, "metadata", Mapping)):
+        if v is not None:
+            try:
+                json.dumps(v, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise InvalidArgumentError(f"metadata[{i}]: not JSON-serialisable ({e})") from None
+            v = dict(v)
+        out.append(v)
+    return out
+
+
+def _keep_stored(ids: list[str], stored: Mapping[str, dict], texts: list, metadata: list) -> tuple[list, list]:
+    """Fill the None text/metadata entries of stored documents with their stored values."""
+    texts, metadata = list(texts), list(metadata)
+    for j, doc_id in enumerate(ids):
+        if doc_id in stored:
+            if texts[j] is None:
+                texts[j] = stored[doc_id].get("text")
+            if metadata[j] is None:
+                metadata[j] = stored[doc_id].get("metadata")
+    return texts, metadata
 
 
 def _best_per_document(hits: list[Hit]) -> list[SearchHit]:
@@ -467,24 +503,3 @@ def _best_per_document(hits: list[Hit]) -> list[SearchHit]:
                 id=doc_id, score=h.score, text=h.payload.get("text"), metadata=h.payload.get("metadata")
             )
     return list(best.values())
-
-
-def _check_ids(ids: Sequence[str]) -> None:
-    seen = set()
-    for i in ids:
-        if not isinstance(i, str) or not i:
-            raise ValueError(f"document ids must be non-empty strings; got {i!r}")
-        if i in seen:
-            raise ValueError(f"duplicate document id {i!r} in one call")
-        seen.add(i)
-
-
-def _batches(items: Iterable[_T], size: int) -> Iterable[list[_T]]:
-    batch: list[_T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.integrations.qdrant.engines.base import Engine, Hit, Point, import_client
 from maxsim.integrations.qdrant.engines.client import ClientEngine
 from maxsim.integrations.qdrant.engines.edge import EdgeEngine
@@ -24,20 +25,20 @@ def open_engine(
     if isinstance(location, Path):
         location = str(location)
     if not isinstance(location, str) or not location:
-        raise ValueError(
+        raise InvalidArgumentError(
             "location must be ':memory:', a directory path, 'edge:<dir>', an http(s):// URL or a QdrantClient; "
             f"got {location!r}"
         )
     if location.startswith("edge:"):
         path = location[len("edge:") :]
         if not path:
-            raise ValueError("an Edge location needs a directory: 'edge:/path/to/dir'")
+            raise InvalidArgumentError("an Edge location needs a directory: 'edge:/path/to/dir'")
         return EdgeEngine(Path(path), collection)
     if location.startswith(("http://", "https://")):
         client = qdrant_client.QdrantClient(url=location, api_key=api_key, timeout=timeout)
-        return ClientEngine(client, collection, retry, remote=True)
+        return ClientEngine(client, collection, retry, remote=True, where=location)
     if api_key is not None:
-        raise ValueError(f"api_key is only for a server URL (http:// or https://); location is {location!r}")
+        raise InvalidArgumentError(f"api_key is only for a server URL (http:// or https://); location is {location!r}")
     if location == ":memory:":
         return ClientEngine(qdrant_client.QdrantClient(location=":memory:"), collection, retry, remote=False)
     return ClientEngine(qdrant_client.QdrantClient(path=location), collection, retry, remote=False)

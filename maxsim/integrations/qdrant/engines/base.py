@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from maxsim.integrations.qdrant.errors import MissingDependencyError
 from maxsim.integrations.qdrant.filters import Condition
 from maxsim.integrations.qdrant.settings import QdrantSettings
 
@@ -15,6 +16,8 @@ INSTALL_HINT = "pip install 'maxsim[qdrant]'"
 
 @dataclass
 class Point:
+    """One stored point: a document, or one part of a long one."""
+
     id: str
     vectors: dict[str, Any]
     payload: dict[str, Any]
@@ -22,11 +25,15 @@ class Point:
 
 @dataclass
 class Hit:
+    """One scored point of a query's answer."""
+
     score: float
     payload: dict[str, Any]
 
 
 class Engine(Protocol):
+    """What the store asks of an engine; point ids are uuid strings, conditions all must hold."""
+
     kind: str
 
     def exists(self) -> bool: ...
@@ -35,6 +42,7 @@ class Engine(Protocol):
     def manifest(self) -> dict | None: ...
     def upsert(self, points: list[Point]) -> None: ...
     def delete(self, doc_ids: list[str], min_part: Mapping[str, int] | None = None) -> None: ...
+    def set_metadata(self, doc_ids: list[str], metadata: list[dict | None]) -> None: ...
     def query(
         self,
         requests: list[tuple[list[list[float]], tuple[str, list[float]] | None]],
@@ -53,7 +61,7 @@ def import_client() -> Any:
     try:
         import qdrant_client
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the Qdrant integration needs qdrant-client: {INSTALL_HINT}") from exc
+        raise MissingDependencyError(f"the Qdrant integration needs qdrant-client: {INSTALL_HINT}") from exc
     return qdrant_client
 
 
@@ -61,5 +69,5 @@ def import_edge() -> Any:
     try:
         import qdrant_edge
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"Qdrant Edge locations ('edge:...') need qdrant-edge-py: {INSTALL_HINT}") from exc
+        raise MissingDependencyError(f"Qdrant Edge locations ('edge:...') need qdrant-edge-py: {INSTALL_HINT}") from exc
     return qdrant_edge

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from maxsim.integrations.qdrant.engines.base import Hit, Point, import_client
+from maxsim.integrations.qdrant.errors import QdrantServerError
 from maxsim.integrations.qdrant.filters import Condition, delete_conditions
 from maxsim.integrations.qdrant.layout import MANIFEST_KEY, MAXSIM_VECTOR, MUVERA_VECTOR, POOLED_VECTOR
 from maxsim.integrations.qdrant.retry import RetryPolicy, with_retry
@@ -18,8 +19,9 @@ _T = TypeVar("_T")
 class ClientEngine:
     """qdrant-client: embedded local mode, or a server/cluster by URL."""
 
-    def __init__(self, client: Any, collection: str, retry: RetryPolicy, remote: bool) -> None:
+    def __init__(self, client: Any, collection: str, retry: RetryPolicy, remote: bool, where: str = "") -> None:
         self.client = client
+        self.where = where
         self.collection = collection
         self.retry = retry
         self.kind = "server" if remote else "local"
@@ -42,11 +44,33 @@ class ClientEngine:
             return name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
         return False
 
+    def _server_error(self, exc: Exception) -> QdrantServerError | None:
+        """A one-line error for an unreachable server or a refused request (None for other errors)."""
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        where = f"the Qdrant server at {self.where}" if self.where else "the Qdrant server"
+        if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
+            return QdrantServerError(f"{where} refused the request ({exc.status_code} {exc.reason_phrase}): "
+                                     "check the API key")
+        if self.kind == "server" and self._is_transient(exc):
+            reason = str(exc).strip() or type(exc).__name__
+            return QdrantServerError(f"cannot reach {where}: {reason}")
+        return None
+
+    def _read(self, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except Exception as exc:
+            error = self._server_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
     def _write(self, fn: Callable[[], _T]) -> _T:
-        return with_retry(fn, self.retry, self._is_transient)
+        return self._read(lambda: with_retry(fn, self.retry, self._is_transient))
 
     def exists(self) -> bool:
-        return bool(self.client.collection_exists(self.collection))
+        return bool(self._read(lambda: self.client.collection_exists(self.collection)))
 
     def create(self, dim: int, settings: QdrantSettings, manifest: dict) -> None:
         m = self.models
@@ -92,7 +116,7 @@ class ClientEngine:
         self._write(lambda: self.client.delete_collection(self.collection))
 
     def manifest(self) -> dict | None:
-        info = self.client.get_collection(self.collection)
+        info = self._read(lambda: self.client.get_collection(self.collection))
         meta = getattr(info.config, "metadata", None) or {}
         return meta.get(MANIFEST_KEY)
 
@@ -105,6 +129,18 @@ class ClientEngine:
         selector = self.models.FilterSelector(filter=flt)
         self._write(lambda: self.client.delete(self.collection, points_selector=selector, wait=True))
 
+    def set_metadata(self, doc_ids: list[str], metadata: list[dict | None]) -> None:
+        """Replace the metadata of every part of each document, in one batched request."""
+        m = self.models
+        ops = [
+            m.SetPayloadOperation(set_payload=m.SetPayload(
+                payload={"metadata": meta},
+                filter=m.Filter(must=[m.FieldCondition(key="doc_id", match=m.MatchValue(value=d))]),
+            ))
+            for d, meta in zip(doc_ids, metadata, strict=True)
+        ]
+        self._write(lambda: self.client.batch_update_points(self.collection, update_operations=ops, wait=True))
+
     def _condition(self, c: Condition) -> Any:
         m = self.models
         if c.kind == "value":
@@ -115,7 +151,7 @@ class ClientEngine:
             return m.FieldCondition(key=c.key, range=m.Range(**c.value))
         if c.kind == "and":
             return m.Filter(must=[self._condition(x) for x in c.value])
-        raise ValueError(f"unknown condition kind {c.kind!r}")
+        raise AssertionError(f"unknown condition kind {c.kind!r}")
 
     def _filter(self, conditions: list[Condition], combine_should: bool = False) -> Any:
         if not conditions:
@@ -136,7 +172,7 @@ class ClientEngine:
 
         if len(requests) == 1:
             multi, first = requests[0]
-            res = self.client.query_points(
+            res = self._read(lambda: self.client.query_points(
                 self.collection,
                 query=multi,
                 using=MAXSIM_VECTOR,
@@ -144,7 +180,7 @@ class ClientEngine:
                 query_filter=flt,
                 limit=limit,
                 with_payload=True,
-            )
+            ))
             responses = [res]
         else:
             batch = [
@@ -152,15 +188,16 @@ class ClientEngine:
                                with_payload=True)
                 for multi, first in requests
             ]
-            responses = self.client.query_batch_points(self.collection, requests=batch)
+            responses = self._read(lambda: self.client.query_batch_points(self.collection, requests=batch))
         return [[Hit(float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
     def retrieve(self, ids: list[str]) -> list[dict]:
-        recs = self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=False)
+        recs = self._read(lambda: self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=False))
         return [dict(r.payload or {}) for r in recs]
 
     def count(self, conditions: list[Condition]) -> int:
-        return int(self.client.count(self.collection, count_filter=self._filter(conditions), exact=True).count)
+        flt = self._filter(conditions)
+        return int(self._read(lambda: self.client.count(self.collection, count_filter=flt, exact=True)).count)
 
     def optimize(self) -> None:
         return None

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.integrations.qdrant.engines.base import Hit, Point, import_edge
 from maxsim.integrations.qdrant.filters import Condition, delete_conditions
 from maxsim.integrations.qdrant.layout import MANIFEST_KEY, MAXSIM_VECTOR, MUVERA_VECTOR, POOLED_VECTOR
@@ -89,13 +90,20 @@ class EdgeEngine:
         conds = [self._condition(c) for c in delete_conditions(doc_ids, min_part)]
         self.shard.update(self.qe.UpdateOperation.delete_points_by_filter(self.qe.Filter(should=conds)))
 
+    def set_metadata(self, doc_ids: list[str], metadata: list[dict | None]) -> None:
+        """Replace the metadata of every part of each document."""
+        qe = self.qe
+        for d, meta in zip(doc_ids, metadata, strict=True):
+            flt = qe.Filter(must=[qe.FieldCondition(key="doc_id", match=qe.MatchValue(d))])
+            self.shard.update(qe.UpdateOperation.set_payload_by_filter(flt, {"metadata": meta}))
+
     def _condition(self, c: Condition) -> Any:
         qe = self.qe
         if c.kind == "value":
             if isinstance(c.value, bool):
                 # qdrant-edge-py 0.9 turns MatchValue(True) into the integer 1, which never matches a
                 # JSON boolean: refuse rather than silently return nothing
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"boolean filters ({c.key.removeprefix('metadata.')}={c.value}) are not supported on Qdrant Edge "
                     "(qdrant-edge-py converts them to integers); store the flag as a string or int instead"
                 )
@@ -106,7 +114,7 @@ class EdgeEngine:
             return qe.FieldCondition(key=c.key, range=qe.RangeFloat(**c.value))
         if c.kind == "and":
             return qe.Filter(must=[self._condition(x) for x in c.value])
-        raise ValueError(f"unknown condition kind {c.kind!r}")
+        raise AssertionError(f"unknown condition kind {c.kind!r}")
 
     def _filter(self, conditions: list[Condition]) -> Any:
         if not conditions:
