@@ -135,7 +135,10 @@ class QdrantStore(TextMethods):
             raise InvalidArgumentError(f"dim must be one of {SUPPORTED_DIMS}; got {dim!r}")
         settings = settings if settings is not None else QdrantSettings()
         if settings.muvera is not None:
-            Muvera(dim, settings.muvera)  # validates the parameters against dim before touching Qdrant
+            try:  # validates the parameters against dim before touching Qdrant
+                Muvera(dim, settings.muvera)
+            except ValueError as exc:
+                raise InvalidArgumentError(f"settings.muvera: {exc}") from None
         model_obj = None if isinstance(model, str) or model is None else model
         model_name = model if isinstance(model, str) else getattr(model_obj, "name", None)
         engine = open_engine(location, collection, api_key, timeout, retry or RetryPolicy())

@@ -21,7 +21,8 @@ def open_engine(
         opts = location.init_options
         remote = (opts.get("url") is not None or opts.get("host") is not None
                   or str(opts.get("location") or "").startswith(("http://", "https://")))
-        return ClientEngine(location, collection, retry, remote=remote)
+        where = str(opts.get("url") or opts.get("host") or opts.get("location") or "")
+        return ClientEngine(location, collection, retry, remote=remote, where=where)
     if isinstance(location, Path):
         location = str(location)
     if not isinstance(location, str) or not location:
