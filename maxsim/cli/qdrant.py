@@ -29,7 +29,7 @@ from maxsim.documents import read_documents
 from maxsim.errors import MaxsimError
 
 
-class CliInputError(ValueError):
+class CliInputError(MaxsimError, ValueError):
     """Bad command-line input: a message for the user, printed without a traceback."""
 
 
@@ -125,9 +125,9 @@ def _check_location(location: str) -> None:
 @functools.lru_cache(maxsize=2)
 def _load_model(name: str | None) -> Any:
     """Load once per process (in-process callers and tests run several commands)."""
-    import maxsim
+    from maxsim.collection import load_encoder
 
-    return maxsim.load(name)
+    return load_encoder(name)
 
 
 def _cmd_create(args: argparse.Namespace) -> int:

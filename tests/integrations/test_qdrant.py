@@ -109,7 +109,7 @@ def test_batch_search_equals_one_by_one(store: QdrantStore, corpus: dict, first_
     assert len(batch) == len(queries) and all(len(hits) == 7 for hits in batch)
     with pytest.raises(InvalidArgumentError, match="queries: the list is empty"):
         store.search_embeddings([], 7)
-    with pytest.raises(InvalidArgumentError, match=r"queries\[1\]: token vectors must have shape"):
+    with pytest.raises(InvalidArgumentError, match=r"queries\[1\]: wrong dim 3, expected 64"):
         store.search_embeddings([queries[0], np.zeros((2, 3), dtype=np.float32)])
 
 
@@ -284,7 +284,7 @@ def test_compact_storage_keeps_the_ranking(engine: str, storage: str, tmp_path: 
 
 def test_bad_input_is_a_clear_error(store: QdrantStore, corpus: dict) -> None:
     q = corpus["queries"][0]
-    with pytest.raises(InvalidArgumentError, match=r"shape \[n_tokens, 64\]"):
+    with pytest.raises(InvalidArgumentError, match=r"queries\[0\]: wrong dim 32, expected 64"):
         store.search_embeddings(np.zeros((4, 32), dtype=np.float32))
     with pytest.raises(InvalidArgumentError, match="first_stage"):
         store.search_embeddings(q, first_stage="bm25")  # type: ignore[arg-type]

@@ -69,6 +69,7 @@ from maxsim.store import (
     check_ids,
     check_k,
     check_side,
+    check_vectors,
     new_ids,
     query_list,
 )
@@ -228,14 +229,14 @@ class QdrantStore(TextMethods):
     def add_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str] | None = None,
                        texts: Sequence[str | None] | None = None,
                        metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
-        """Add new documents given as token vectors ([n_tokens, dim] each); returns their ids
-        (fresh uuid4 hex strings when ``ids`` is None).
+        """Add new documents given as token vectors (float [n_tokens, dim] each; rows are
+        L2-normalised); returns their ids (fresh uuid4 hex strings when ``ids`` is None).
 
         :class:`~maxsim.errors.DuplicateIdError` if an id is already stored; nothing is written
         then. The ids are looked up before the write, which on a server with several writers is
         not atomic with it (see the module docstring).
         """
-        vectors = self._check_embeddings(embeddings)
+        vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = new_ids(len(vectors)) if ids is None else check_ids(ids, len(vectors))
         texts = check_side(texts, len(ids), "texts", str)
         metadata = _check_metadata(metadata, len(ids))
@@ -265,7 +266,7 @@ class QdrantStore(TextMethods):
                 batch = changed[start : start + self.batch_size]
                 self._engine.set_metadata([i for i, _ in batch], [m for _, m in batch])
             return
-        vectors = self._check_embeddings(embeddings)
+        vectors = check_vectors(embeddings, self.dim, "embeddings")
         if len(vectors) != len(ids):
             raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
         texts = check_side(texts, len(ids), "texts", str)
@@ -278,7 +279,7 @@ class QdrantStore(TextMethods):
                           metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
         """Add the new ids and replace the stored ones (a None text or metadata entry keeps the
         stored value). Returns ``ids``."""
-        vectors = self._check_embeddings(embeddings)
+        vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
         texts = check_side(texts, len(ids), "texts", str)
         metadata = _check_metadata(metadata, len(ids))
@@ -344,7 +345,7 @@ class QdrantStore(TextMethods):
         ``exact_first_stage`` scans the first stage instead of using HNSW. A document split into
         parts scores as its best part.
         """
-        queries = query_list(queries)
+        queries = check_vectors(query_list(queries), self.dim, "queries")
         k = check_k(k)
         conditions = parse_filter(filter)
         if first_stage not in ("muvera", "pooled", "none"):
@@ -358,8 +359,7 @@ class QdrantStore(TextMethods):
             raise InvalidArgumentError(f"prefetch_limit must be an integer >= k ({k}); got {prefetch_limit!r}")
         prefetch_limit = int(prefetch_limit) if valid_limit else k
         requests = []
-        for i, query in enumerate(queries):
-            q = self._check_vectors(query, f"queries[{i}]")
+        for q in queries:
             first: tuple[str, list[float]] | None = None
             if first_stage == "muvera":
                 first = (MUVERA_VECTOR, self._muvera.encode_query(q).tolist())  # type: ignore[union-attr]
@@ -428,27 +428,6 @@ class QdrantStore(TextMethods):
         if missing:
             raise UnknownIdError(f"ids not in the collection: {missing[:5]!r}")
         return stored
-
-    def _check_embeddings(self, embeddings: Any) -> list[np.ndarray]:
-        if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
-            raise InvalidArgumentError("embeddings: pass a list of 2-D arrays (one per document), not a single array")
-        if embeddings is None or isinstance(embeddings, str | bytes) or not hasattr(embeddings, "__len__"):
-            raise InvalidArgumentError(f"embeddings: expected a list of 2-D float arrays [n_tokens, {self.dim}]")
-        if len(embeddings) == 0:
-            raise InvalidArgumentError("embeddings: the list is empty")
-        return [self._check_vectors(e, f"embeddings[{i}]") for i, e in enumerate(embeddings)]
-
-    def _check_vectors(self, vectors: Any, what: str) -> np.ndarray:
-        if hasattr(vectors, "detach"):  # torch tensor
-            vectors = vectors.detach().float().cpu().numpy()
-        x = np.asarray(vectors, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise InvalidArgumentError(f"{what}: token vectors must have shape [n_tokens, {self.dim}]; got {x.shape}")
-        if len(x) == 0:
-            raise InvalidArgumentError(f"{what}: has no token vectors")
-        if not np.isfinite(x).all():
-            raise InvalidArgumentError(f"{what}: token vectors contain NaN or inf")
-        return x
 
     def _vectors(self, tokens: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {MAXSIM_VECTOR: tokens.tolist()}

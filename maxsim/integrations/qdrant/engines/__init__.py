@@ -16,30 +16,34 @@ from maxsim.integrations.qdrant.retry import RetryPolicy
 def open_engine(
     location: str | Path | Any, collection: str, api_key: str | None, timeout: int | None, retry: RetryPolicy
 ) -> Engine:
-    qdrant_client = import_client() if not (isinstance(location, str) and location.startswith("edge:")) else None
-    if qdrant_client is not None and isinstance(location, qdrant_client.QdrantClient):
+    """The engine for ``location``: ``":memory:"``, a directory, ``"edge:<dir>"``, an http(s) URL,
+    or a ``QdrantClient`` of the caller's."""
+    if isinstance(location, Path):
+        location = str(location)
+    if isinstance(location, str) and location.startswith("edge:"):
+        path = location[len("edge:") :]
+        if not path:
+            raise InvalidArgumentError("an Edge location needs a directory: 'edge:/path/to/dir'")
+        return EdgeEngine(Path(path), collection)
+    qdrant_client = import_client()
+    if isinstance(location, qdrant_client.QdrantClient):
         opts = location.init_options
         remote = (opts.get("url") is not None or opts.get("host") is not None
                   or str(opts.get("location") or "").startswith(("http://", "https://")))
         where = str(opts.get("url") or opts.get("host") or opts.get("location") or "")
         return ClientEngine(location, collection, retry, remote=remote, where=where)
-    if isinstance(location, Path):
-        location = str(location)
     if not isinstance(location, str) or not location:
         raise InvalidArgumentError(
             "location must be ':memory:', a directory path, 'edge:<dir>', an http(s):// URL or a QdrantClient; "
             f"got {location!r}"
         )
-    if location.startswith("edge:"):
-        path = location[len("edge:") :]
-        if not path:
-            raise InvalidArgumentError("an Edge location needs a directory: 'edge:/path/to/dir'")
-        return EdgeEngine(Path(path), collection)
     if location.startswith(("http://", "https://")):
         client = qdrant_client.QdrantClient(url=location, api_key=api_key, timeout=timeout)
         return ClientEngine(client, collection, retry, remote=True, where=location)
     if api_key is not None:
-        raise InvalidArgumentError(f"api_key is only for a server URL (http:// or https://); location is {location!r}")
+        raise InvalidArgumentError(
+            f"api_key is only for a server URL (http:// or https://); location is {location!r}"
+        )
     if location == ":memory:":
         return ClientEngine(qdrant_client.QdrantClient(location=":memory:"), collection, retry, remote=False)
     return ClientEngine(qdrant_client.QdrantClient(path=location), collection, retry, remote=False)
