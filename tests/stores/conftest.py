@@ -49,6 +49,7 @@ def make_store(request, tmp_path: Path) -> Callable[..., Any]:
         opened.append(store)
         return store
 
+    make.kind = request.param  # type: ignore[attr-defined]
     yield make
     for store in opened:
         store.close()

@@ -27,6 +27,8 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
         return []
     if not isinstance(spec, Mapping):
         raise InvalidTypeError(f"filter must be a mapping of metadata key -> condition; got {type(spec).__name__}")
+    if not spec:
+        raise InvalidArgumentError("filter: the mapping is empty (pass None for no filter)")
     out = []
     for key, cond in spec.items():
         if not isinstance(key, str) or not key:
