@@ -14,18 +14,14 @@ re-adding a file stays idempotent). ``search`` prints one JSON line per query:
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
+from maxsim.cli.common import CliError, load_model_named, parse_json_object, read_lines, require_file, utf8_errors
 from maxsim.documents import read_documents
-
-
-class CliInputError(ValueError):
-    """Bad command-line input: a message for the user, printed without a traceback."""
+from maxsim.errors import MaxsimError
 
 
 def add_qdrant_commands(subparsers: Any) -> None:
@@ -90,7 +86,7 @@ def run_qdrant_command(args: argparse.Namespace) -> int:
     """Run a parsed ``maxsim qdrant ...`` command; user errors print one line and return 2."""
     try:
         return int(args.qdrant_func(args) or 0)
-    except (CliInputError, ValueError, TypeError, ImportError) as exc:
+    except (MaxsimError, ValueError, TypeError, ImportError) as exc:
         print(f"maxsim qdrant {args.qdrant_command}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -105,15 +101,7 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 def _check_location(location: str) -> None:
     if location == ":memory:":
-        raise CliInputError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
-
-
-@functools.lru_cache(maxsize=2)
-def _load_model(name: str | None) -> Any:
-    """Load once per process (in-process callers and tests run several commands)."""
-    import maxsim
-
-    return maxsim.load(name)
+        raise CliError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
@@ -130,7 +118,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
         long_docs=args.long_docs, max_tokens=args.max_tokens, shard_number=args.shard_number,
         replication_factor=args.replication_factor,
     )
-    model_name = args.model if args.model is not None else _load_model(None).name
+    model_name = args.model if args.model is not None else load_model_named(None).name
     store = QdrantStore.create(args.location, args.collection, dim=args.dim, model=model_name, settings=settings,
                                api_key=_api_key(args), timeout=args.timeout, exist_ok=args.exist_ok,
                                recreate=args.recreate)
@@ -147,9 +135,9 @@ def _open(args: argparse.Namespace) -> Any:
     store = QdrantStore.open(args.location, args.collection, api_key=_api_key(args), timeout=args.timeout,
                              batch_size=getattr(args, "batch_size", 64))
     try:
-        model = _load_model(args.model if args.model is not None else store.model_name)
+        model = load_model_named(args.model if args.model is not None else store.model_name)
         if args.model is None and store.model_name and model.name != store.model_name:
-            raise CliInputError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
+            raise CliError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
     except Exception:
         store.close()
         raise
@@ -158,14 +146,13 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    if args.input != "-" and not Path(args.input).is_file():
-        raise CliInputError(f"input file not found: {args.input}")
+    require_file(args.input, "input")
     store = _open(args)
     try:
         if args.input == "-":
             n = store.add(read_documents(sys.stdin, "<stdin>", content_ids=True))
         else:
-            with open(args.input, encoding="utf-8") as f:
+            with utf8_errors(args.input, "input"), open(args.input, encoding="utf-8") as f:
                 n = store.add(read_documents(f, args.input, content_ids=True))
         print(json.dumps({"added": n, "documents": store.count()}))
     finally:
@@ -176,21 +163,10 @@ def _cmd_add(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     queries = list(args.queries)
     if args.queries_file is not None:
-        if args.queries_file == "-":
-            queries += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            if not Path(args.queries_file).is_file():
-                raise CliInputError(f"queries file not found: {args.queries_file}")
-            with open(args.queries_file, encoding="utf-8") as f:
-                queries += [line.strip() for line in f if line.strip()]
+        queries += read_lines(args.queries_file, "--queries-file")
     if not queries:
-        raise CliInputError("give at least one query (positional or --queries-file)")
-    flt = None
-    if args.filter is not None:
-        try:
-            flt = json.loads(args.filter)
-        except json.JSONDecodeError as exc:
-            raise CliInputError(f"--filter is not valid JSON ({exc.msg})") from None
+        raise CliError("give at least one query (positional or --queries-file)")
+    flt = parse_json_object(args.filter, "--filter") if args.filter is not None else None
     store = _open(args)
     try:
         results = store.search_batch(queries, args.top_k, first_stage=args.first_stage,
