@@ -12,39 +12,7 @@ from maxsim.cli import main
 from maxsim.cli.common import load_model_named
 from maxsim.errors import InputWarning, MaxsimError
 
-
-@pytest.fixture
-def cli_model(monkeypatch, default_model):
-    """Commands load the session's model instead of reading it again."""
-    import maxsim
-
-    load_model_named.cache_clear()
-    monkeypatch.setattr(maxsim, "load", lambda name=None, **kw: default_model)
-    yield default_model
-    load_model_named.cache_clear()
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Fails the test if a command loads a model."""
-    import maxsim
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the input was checked")
-
-    load_model_named.cache_clear()
-    monkeypatch.setattr(maxsim, "load", refuse)
-    monkeypatch.setattr("maxsim.models.loading.load", refuse)
-    yield
-    load_model_named.cache_clear()
-
-
-def _one_line_error(err: str, *needles: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("maxsim ") and ": error: " in lines[0], err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
+from .conftest import one_line_error
 
 
 def test_console_script_help():
@@ -93,7 +61,7 @@ def test_bad_input_file_is_one_line_before_the_model_loads(tmp_path, capsys, no_
         path.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
     assert main([*command, "--input", str(path)]) == 2
     expected = {"missing": "file not found", "directory": "is a directory", "latin-1": "is not UTF-8"}[problem]
-    _one_line_error(capsys.readouterr().err, "--input", str(path), expected)
+    one_line_error(capsys.readouterr().err, "--input", str(path), expected)
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -109,7 +77,7 @@ def test_usage_errors_are_one_line_naming_the_flag(argv, flag):
     """Checked by the parser, before anything loads: exit 2, one line, the flag named (not top_n)."""
     out = subprocess.run([sys.executable, "-m", "maxsim.cli", *argv], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    _one_line_error(out.stderr, flag)
+    one_line_error(out.stderr, flag)
 
 
 def test_every_error_is_a_maxsim_error():
@@ -170,7 +138,7 @@ def test_rerank(capsys, cli_model):
 def test_bad_model_path_is_a_clear_error(tmp_path, capsys):
     load_model_named.cache_clear()
     assert main(["embed", "--model", str(tmp_path / "missing" / "x"), "hi"]) == 2
-    _one_line_error(capsys.readouterr().err, "maxsim embed: error:")
+    one_line_error(capsys.readouterr().err, "maxsim embed: error:")
 
 
 def test_demo_runs_end_to_end(capsys):

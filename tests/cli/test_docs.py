@@ -16,7 +16,7 @@ import pytest
 
 from maxsim.cli.main import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Docs whose option tables (first cell `--flag`) describe one command.
 TABLE_COMMANDS = {"api.md": ["serve"], "evaluation.md": ["eval"], "training.md": ["train"]}
