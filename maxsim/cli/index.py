@@ -103,13 +103,8 @@ def _open(path: str, *, readonly: bool = False, with_model: bool = False) -> Any
         except BaseException:
             index.close()
             raise
-        _attach(index, model)
+        index.model = model
     return index
-
-
-def _attach(index: Any, model: Any) -> None:
-    index.model = model
-    index._model = model  # TODO(merge): the storage index of the store contract reads .model only
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
@@ -210,7 +205,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
         to_write = plan.documents - len(plan.skip_lines)
         added = replaced = 0
         if to_write:
-            _attach(index, load_model_named(index.model_name or None))
+            index.model = load_model_named(index.model_name or None)
             bar = tqdm(total=to_write, unit="doc", desc="adding", file=sys.stderr, disable=None)
             batch: list[dict] = []
 
@@ -255,7 +250,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from maxsim.search import SearchConfig
+    from maxsim.index import SearchConfig
 
     queries = list(args.queries) + (read_lines(args.queries_file, "--queries-file") if args.queries_file else [])
     if not queries:

@@ -18,6 +18,7 @@ from maxsim.cli.index import add_index_commands
 from maxsim.cli.qdrant import add_qdrant_commands
 from maxsim.cli.serve import add_serve_commands
 from maxsim.cli.train import add_train_commands
+from maxsim.errors import MaxsimError
 
 _FAMILIES = (add_encode_commands, add_index_commands, add_serve_commands, add_eval_commands, add_train_commands,
              add_qdrant_commands)
@@ -38,20 +39,12 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(["maxsim", *(w for w in words if w)])
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """What a command may raise for bad input or a bad file: printed as one line, not a traceback."""
-    from maxsim.errors import MaxsimError
-    from maxsim.index.errors import IndexError_
-
-    return (MaxsimError, IndexError_)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with library_warnings_as_lines():
             return int(args.func(args) or 0)
-    except user_errors() as exc:
+    except MaxsimError as exc:  # bad input or a bad file: one line, not a traceback
         print(f"{_command_name(args)}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
