@@ -110,8 +110,14 @@ def _open(path: str, *, readonly: bool = False, with_model: bool = False) -> Any
 def _cmd_create(args: argparse.Namespace) -> int:
     from maxsim.index import Index
 
+    from maxsim.index.errors import IndexExistsError
+
     model = load_model_named(args.model) if args.model is not None else None
-    with Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite) as index:
+    try:
+        index = Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite)
+    except IndexExistsError as exc:  # the library names its keyword; the user typed a flag
+        raise CliError(str(exc).replace("overwrite=True", "--overwrite")) from None
+    with index:
         print(json.dumps(index.info()))
     return 0
 

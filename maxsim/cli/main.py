@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MaxsimError as exc:  # bad input or a bad file: one line, not a traceback
         print(f"{_command_name(args)}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the system refused (permissions, a full disk): say so in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{_command_name(args)}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

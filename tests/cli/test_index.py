@@ -12,7 +12,6 @@ import sys
 import termios
 
 import numpy as np
-import pytest
 
 from maxsim.cli import main
 from maxsim.documents import content_id
@@ -152,3 +151,15 @@ def test_search_warns_on_an_empty_index_and_add_shows_progress_on_a_terminal(tmp
             os.close(follower)
     assert proc.returncode == 0 and json.loads(proc.stdout)["added"] == 5
     assert b"adding" in drawn and b"5/5" in drawn
+
+
+def test_a_refusal_of_the_system_is_one_line(tmp_path, capsys, no_model):
+    """An OSError (here: a path under a regular file) is a one-line error, not a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = _run(capsys, "create", str(blocker / "idx"))
+    assert code == 2
+    one_line_error(err, "maxsim index create: error:", "a-file")
+    code, _, err = _run(capsys, "create", str(tmp_path))
+    assert code == 2
+    one_line_error(err, "already exists", "--overwrite")
