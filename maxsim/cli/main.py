@@ -8,6 +8,7 @@ everything the library or a command raises on purpose through :class:`~maxsim.er
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -41,8 +42,10 @@ def _command_name(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A server logs instead: one stderr line per request with an empty query would flood it.
+    warnings_as_lines = library_warnings_as_lines() if args.command != "serve" else contextlib.nullcontext()
     try:
-        with library_warnings_as_lines():
+        with warnings_as_lines:
             return int(args.func(args) or 0)
     except MaxsimError as exc:  # bad input or a bad file: one line, not a traceback
         print(f"{_command_name(args)}: error: {exc}", file=sys.stderr)
