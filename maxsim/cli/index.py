@@ -150,17 +150,9 @@ def _documents(source: str, data: str | None) -> Iterator[dict[str, Any]]:
 
 
 def _stored(index: Any, ids: list[str]) -> dict[str, dict]:
-    """The stored documents among ``ids`` (get() is strict: on an unknown id, ask one by one)."""
-    try:
-        return {d["id"]: d for d in index.get(ids)}
-    except KeyError:
-        out = {}
-        for doc_id in ids:
-            try:
-                out[doc_id] = index.get([doc_id])[0]
-            except KeyError:
-                pass
-        return out
+    """The stored documents among ``ids`` (get() is strict, so ask which are there first)."""
+    known = [doc_id for doc_id in ids if doc_id in index]
+    return {d["id"]: d for d in index.get(known)} if known else {}
 
 
 def _plan_add(index: Any, source: str, data: str | None, upsert: bool) -> _AddPlan:
