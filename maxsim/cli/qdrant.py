@@ -17,20 +17,15 @@ Errors are one line on stderr naming the problem (and the flag to change), exit 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
+from maxsim.cli.common import CliError, load_model_named, parse_json_object, read_lines, require_file, utf8_errors
 from maxsim.documents import read_documents
 from maxsim.errors import MaxsimError
-
-
-class CliInputError(MaxsimError, ValueError):
-    """Bad command-line input: a message for the user, printed without a traceback."""
 
 
 def add_qdrant_commands(subparsers: Any) -> None:
@@ -104,7 +99,7 @@ def run_qdrant_command(args: argparse.Namespace) -> int:
         flags = "--api-key (or $QDRANT_API_KEY)" if "API key" in str(exc) else "--location (and --timeout)"
         print(f"maxsim qdrant {args.qdrant_command}: error: {exc}; check {flags}", file=sys.stderr)
         return 2
-    except (MaxsimError, CliInputError, ValueError, TypeError, ImportError) as exc:
+    except (MaxsimError, ValueError, TypeError, ImportError) as exc:
         print(f"maxsim qdrant {args.qdrant_command}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -119,15 +114,8 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 def _check_location(location: str) -> None:
     if location == ":memory:":
-        raise CliInputError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
+        raise CliError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
 
-
-@functools.lru_cache(maxsize=2)
-def _load_model(name: str | None) -> Any:
-    """Load once per process (in-process callers and tests run several commands)."""
-    from maxsim.collection import load_encoder
-
-    return load_encoder(name)
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
@@ -163,9 +151,9 @@ def _open(args: argparse.Namespace) -> Any:
     store = QdrantStore.open(args.location, args.collection, api_key=_api_key(args), timeout=args.timeout,
                              batch_size=getattr(args, "batch_size", 64))
     try:
-        model = _load_model(args.model if args.model is not None else store.model_name)
+        model = load_model_named(args.model if args.model is not None else store.model_name)
         if args.model is None and store.model_name and model.name != store.model_name:
-            raise CliInputError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
+            raise CliError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
     except Exception:
         store.close()
         raise
@@ -174,17 +162,16 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    if args.input != "-" and not Path(args.input).is_file():
-        raise CliInputError(f"input file not found: {args.input}")
+    require_file(args.input, "input")
     if args.batch_size < 1:
-        raise CliInputError(f"--batch-size must be a positive integer, got {args.batch_size}")
+        raise CliError(f"--batch-size must be a positive integer, got {args.batch_size}")
     store = _open(args)
     try:
         before = store.count()
         if args.input == "-":
             n = _upsert_documents(store, read_documents(sys.stdin, "<stdin>", content_ids=True), args.batch_size)
         else:
-            with open(args.input, encoding="utf-8") as f:
+            with utf8_errors(args.input, "input"), open(args.input, encoding="utf-8") as f:
                 n = _upsert_documents(store, read_documents(f, args.input, content_ids=True), args.batch_size)
         after = store.count()
         print(json.dumps({"added": after - before, "updated": n - (after - before), "documents": after}))
@@ -210,31 +197,22 @@ def _upsert_documents(store: Any, documents: Any, batch_size: int) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     queries = list(args.queries)
     if args.queries_file is not None:
-        if args.queries_file == "-":
-            queries += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            if not Path(args.queries_file).is_file():
-                raise CliInputError(f"queries file not found: {args.queries_file}")
-            with open(args.queries_file, encoding="utf-8") as f:
-                queries += [line.strip() for line in f if line.strip()]
+        queries += read_lines(args.queries_file, "--queries-file")
     if not queries:
-        raise CliInputError("give at least one query (positional or --queries-file)")
+        raise CliError("give at least one query (positional or --queries-file)")
     if args.top_k < 1:
-        raise CliInputError(f"-k/--top-k must be a positive integer, got {args.top_k}")
+        raise CliError(f"-k/--top-k must be a positive integer, got {args.top_k}")
     if args.first_stage != "none" and args.prefetch_limit < args.top_k:
-        raise CliInputError(f"--prefetch-limit ({args.prefetch_limit}) must be at least -k/--top-k ({args.top_k})")
+        raise CliError(f"--prefetch-limit ({args.prefetch_limit}) must be at least -k/--top-k ({args.top_k})")
     flt = None
     if args.filter is not None:
-        try:
-            flt = json.loads(args.filter)
-        except json.JSONDecodeError as exc:
-            raise CliInputError(f"--filter is not valid JSON ({exc.msg})") from None
+        flt = parse_json_object(args.filter, "--filter")
         from maxsim.integrations.qdrant import parse_filter
 
         try:
             parse_filter(flt)
         except MaxsimError as exc:
-            raise CliInputError(f"--filter: {exc}") from None
+            raise CliError(f"--filter: {exc}") from None
     store = _open(args)
     try:
         results = store.search(queries, args.top_k, flt, first_stage=args.first_stage,
