@@ -78,9 +78,9 @@ def load_model(args: argparse.Namespace) -> Any:
 @functools.lru_cache(maxsize=2)
 def load_model_named(name: str | None, dtype: str | None = None, threads: int | None = None) -> Any:
     """Load once per process: in-process callers and tests run several commands."""
-    from maxsim.models.loading import load
+    from maxsim.models import loading  # the module, so that tests can stand in for loading.load
 
-    return load(name, dtype=dtype, num_threads=threads)
+    return loading.load(name, dtype=dtype, num_threads=threads)
 
 
 # ---------------------------------------------------------------------------------------- files

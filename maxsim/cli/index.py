@@ -109,7 +109,6 @@ def _open(path: str, *, readonly: bool = False, with_model: bool = False) -> Any
 
 def _cmd_create(args: argparse.Namespace) -> int:
     from maxsim.index import Index
-
     from maxsim.index.errors import IndexExistsError
 
     model = load_model_named(args.model) if args.model is not None else None

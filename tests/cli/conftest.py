@@ -10,10 +10,8 @@ from maxsim.cli.common import load_model_named
 @pytest.fixture
 def cli_model(monkeypatch, default_model):
     """Commands load the session's model instead of reading it again."""
-    import maxsim
-
     load_model_named.cache_clear()
-    monkeypatch.setattr(maxsim, "load", lambda name=None, **kw: default_model)
+    monkeypatch.setattr("maxsim.models.loading.load", lambda name=None, **kw: default_model)
     yield default_model
     load_model_named.cache_clear()
 
@@ -21,13 +19,10 @@ def cli_model(monkeypatch, default_model):
 @pytest.fixture
 def no_model(monkeypatch):
     """Fails the test if a command loads a model."""
-    import maxsim
-
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was checked")
 
     load_model_named.cache_clear()
-    monkeypatch.setattr(maxsim, "load", refuse)
     monkeypatch.setattr("maxsim.models.loading.load", refuse)
     yield
     load_model_named.cache_clear()

@@ -43,11 +43,14 @@ def test_text_api(tmp_path, default_model):
 
 
 def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
-    import maxsim
-
     # every command loads the model; hand them the session's copy instead of re-reading it
-    real_load = maxsim.load
-    monkeypatch.setattr(maxsim, "load", lambda name=None, **kw: default_model if name in (None, default_model.name) else real_load(name, **kw))
+    from maxsim.cli.common import load_model_named
+    from maxsim.models import loading
+
+    real_load = loading.load
+    load_model_named.cache_clear()
+    monkeypatch.setattr(loading, "load", lambda name=None, **kw: (
+        default_model if name in (None, default_model.name) else real_load(name, **kw)))
     path = str(tmp_path / "idx")
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps({"id": i, "text": t, "metadata": m}) for i, t, m in DOCS) + "\n")
