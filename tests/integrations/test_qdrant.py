@@ -337,6 +337,27 @@ def test_an_unreachable_server_is_one_clear_error(open_or_create: str) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_writes_to_an_unreachable_server_are_retried_then_one_clear_error() -> None:
+    from qdrant_client import QdrantClient
+
+    from maxsim.integrations.qdrant.engines import ClientEngine, Point
+
+    url = "http://127.0.0.1:1"
+    client = QdrantClient(url=url, timeout=2, check_compatibility=False)
+    calls = []
+    real_upsert = client.upsert
+
+    def counted_upsert(*args, **kwargs):
+        calls.append(1)
+        return real_upsert(*args, **kwargs)
+
+    client.upsert = counted_upsert
+    engine = ClientEngine(client, "c", RetryPolicy(attempts=3, base_delay=0.0), remote=True, where=url)
+    with pytest.raises(QdrantServerError, match=f"^cannot reach the Qdrant server at {url}: "):
+        engine.upsert([Point(point_id("a"), {"pooled": [1.0] * 4}, {"doc_id": "a"})])
+    assert len(calls) == 3  # the connection error is transient: every attempt was made
+
+
 def test_parse_filter_errors() -> None:
     assert parse_filter(None) == []
     with pytest.raises(InvalidArgumentError, match="range"):
