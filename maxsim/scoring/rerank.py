@@ -12,8 +12,8 @@ Two score scales:
   the best cosine similarity, floored at 0. The mean lies in [-1, 1]; it is below 0 only when the
   document's tokens, on average, point away from the query's, which ranks as irrelevant as an
   orthogonal document, hence the floor. 1 means every query token has an identical document
-  token. The order is the same as with ``"maxsim"`` (the divisor is the same for every document),
-  so only thresholds change: a client's 0-1 threshold (Haystack's ``score_threshold``) applies.
+  token. The order is always that of the raw MaxSim (documents floored to 0 keep it too), so only
+  the numbers change: a client's 0-1 threshold (Haystack's ``score_threshold``) applies.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def rerank_vectors(
     check_top_n(top_n)
     if returned is not None and len(returned) != len(documents):
         raise InputError(f"{len(returned)} documents to return for {len(documents)} ranked")
-    scores = scale_scores(maxsim_scores(query, documents), len(query), scale)
-    order = np.argsort(-scores, kind="stable")[: top_n or len(documents)]
+    raw = maxsim_scores(query, documents)
+    scores = scale_scores(raw, len(query), scale)
+    order = np.argsort(-raw, kind="stable")[: top_n or len(documents)]
     results: list[dict[str, Any]] = []
     for i in order.tolist():
         r: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
