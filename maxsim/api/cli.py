@@ -32,7 +32,8 @@ _LIMIT_HELP = {
 
 def add_serve_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "serve", help="HTTP service: Jina-compatible /v1/multi-vector and /v1/rerank, indexes, a search page",
+        "serve",
+        help="HTTP service: Jina-compatible /v1/multi-vector, /v1/embeddings and /v1/rerank, indexes, a search page",
         description="Serve a model (and indexes) over HTTP. OpenAPI at /docs, search page at /.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
