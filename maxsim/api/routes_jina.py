@@ -77,7 +77,7 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
     if body.dimensions is not None and body.dimensions not in svc.model.dims:
         raise ApiError(422, "INPUT_INVALID", f"dimensions: {body.model!r} serves {list(svc.model.dims)}, "
                                              f"not {body.dimensions}")
-    input_type = "query" if framing == "query" else "document"
+    input_type = framing if framing != "symmetric" else (body.input_type or "document")
     return await _multi_vector(body, input_type, body.dimensions or max(svc.model.dims), request)
 
 
@@ -99,13 +99,14 @@ def _inputs(body: MultiVectorRequest) -> tuple[list[str], list[str | None]]:
     return texts, [x.id if isinstance(x, TextInput) else None for x in raw]
 
 
-def _refuse_truncated(refuse: bool, items: list[Any], limit: int) -> None:
+def _refuse_truncated(refuse: bool, items: list[Any], limit: int, field: str = "truncate") -> None:
     """``truncate: false`` (``truncation: false`` on /v1/rerank): an over-long text is a 422, not cut."""
     if refuse:
         cut = [i for i, it in enumerate(items) if it.truncated]
         if cut:
-            raise ApiError(422, "INPUT_INVALID", f"input {cut[:10]} exceeds the model's limit of {limit} tokens "
-                                                 "and truncate is false; send shorter texts or truncate: true")
+            what = "input" if field == "truncate" else "documents"
+            raise ApiError(422, "INPUT_INVALID", f"{what} {cut[:10]} exceed(s) the model's limit of {limit} tokens "
+                                                 f"and {field} is false; send shorter texts or {field}: true")
 
 
 async def _multi_vector(body: MultiVectorRequest, input_type: str, dim: int, request: Request) -> Response:
@@ -188,7 +189,7 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
     texts = [d if isinstance(d, str) else d["text"] for d in docs]
     q_tok = await svc.tokenize([query], True, "query")
     d_tok = await svc.tokenize(texts, False, "documents")
-    _refuse_truncated(body.truncation is False, d_tok.items, svc.model.document_length)
+    _refuse_truncated(body.truncation is False, d_tok.items, svc.model.document_length, "truncation")
     tokens = svc.check_tokens(q_tok, d_tok, client=client_of(request), headers=rate_headers(request))
     vectors = await svc.encode(q_tok.items + d_tok.items, max(svc.model.dims), request)
     svc.metrics.count_tokens("rerank", "query", q_tok.tokens, 1)

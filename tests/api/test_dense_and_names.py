@@ -143,7 +143,7 @@ def test_aliases_add_to_the_built_in_names(serve, model):
 
 
 def test_serve_flags_add_aliases():
-    from maxsim.api.cli import add_serve_commands, settings_from_args
+    from maxsim.cli.serve import add_serve_commands, settings_from_args
 
     parser = argparse.ArgumentParser()
     add_serve_commands(parser.add_subparsers())
@@ -164,3 +164,44 @@ def test_unit_rerank_scores(serve, model, seeds):
     for u, r in zip(unit, raw, strict=True):
         assert 0.0 <= u["relevance_score"] <= 1.0
         assert u["relevance_score"] == pytest.approx(max(r["relevance_score"] / 32, 0.0), abs=1e-4)
+
+
+def test_fuzz_embeddings_bodies_never_5xx(client):
+    """A bounded, seeded fuzz of /v1/embeddings with every field it accepts, dense and late-interaction names."""
+    import json
+    import random
+
+    from tests.api.test_robustness import _random_value
+
+    fields = ["model", "input", "input_type", "embedding_type", "dimensions", "task", "late_chunking", "truncate",
+              "normalized", "return_tokenized_input"]
+    rng = random.Random(4321)
+    statuses = []
+    for _ in range(120):
+        body = {f: _random_value(rng) for f in fields if rng.random() < 0.6}
+        if rng.random() < 0.7:
+            body["model"] = rng.choice(["jina-embeddings-v3", "jina-colbert-v2", "jina-reranker-v1-base-en"])
+        if rng.random() < 0.5:
+            body["input"] = rng.choice(["text", ["a", "b"], [{"text": "c", "id": "x"}]])
+        r = client.post("/v1/embeddings", content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        assert r.status_code < 500, (body, r.status_code, r.text[:300])
+        if r.status_code >= 400:
+            assert r.json()["code"]
+        statuses.append(r.status_code)
+    assert any(s >= 400 for s in statuses)
+    assert embed(client, model="jina-embeddings-v3", input="still serving").status_code == 200
+
+
+def test_rerank_truncation_false_refuses_long_documents(client):
+    long_doc = " ".join(["w"] * 9000)
+    body = {"model": "jina-reranker-v1-base-en", "query": "q", "documents": ["short", long_doc]}
+    assert client.post("/v1/rerank", json=body).status_code == 200
+    assert_error(client.post("/v1/rerank", json={**body, "truncation": False}), 422, "INPUT_INVALID",
+                 ("documents [1]", "8192", "truncation is false"))
+
+
+def test_symmetric_task_keeps_input_type_for_late_interaction(client, model):
+    out = embed(client, model="jina-colbert-v2", input="a b", task="text-matching", input_type="query").json()
+    assert len(out["data"][0]["embeddings"]) == 32
+    out = embed(client, model="jina-colbert-v2", input="a b", task="text-matching").json()
+    assert len(out["data"][0]["embeddings"]) == len(model.encode_documents(["a b"])[0])
