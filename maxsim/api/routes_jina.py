@@ -159,7 +159,10 @@ async def _dense(body: EmbeddingsRequest, framing: str, request: Request) -> Res
     tok = await svc.tokenize_dense(texts, kind, "input")
     _refuse_truncated(body.truncate is False, tok.items, dense.max_positions)
     tokens = svc.check_tokens(tok, client=client_of(request), headers=rate_headers(request))
-    vectors = await svc.encode_dense(tok.items, dim, request)
+    if body.late_chunking and dense.pooling == "mean-pooled backbone":
+        vectors = await svc.encode_dense_late_chunked(texts, kind, dim, request)
+    else:
+        vectors = await svc.encode_dense(tok.items, dim, request)
     svc.metrics.count_tokens("embeddings", kind, tokens, len(texts))
     kinds = body.embedding_type
 

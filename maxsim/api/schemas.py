@@ -94,7 +94,8 @@ class EmbeddingsRequest(MultiVectorRequest):
         default=None, description="late-interaction models: 64, 96 or 128 (default 128); dense: 1..its size")
     task: StrictStr | None = Field(default=None, description="retrieval.query, retrieval.passage, code.query, "
                                    "code.passage, text-matching, separation or classification")
-    late_chunking: StrictBool | None = Field(default=None, description="accepted; has no effect (docs/api.md)")
+    late_chunking: StrictBool | None = Field(
+        default=None, description="dense E5 model: the texts share context (docs/api.md)")
     truncate: StrictBool | None = Field(default=None, description="false: an input over the model's limit is a 422")
     normalized: StrictBool | None = Field(default=None, description="accepted; vectors are always unit length")
 

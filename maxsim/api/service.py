@@ -206,6 +206,16 @@ class Service:
         rows = await self.dense_batcher.encode(items, dim, self.settings.limits.request_timeout_s)
         return [r[0] for r in rows]
 
+    async def encode_dense_late_chunked(self, texts: list[str], kind: str, dim: int, request: Any = None) -> list:
+        """Late chunking (``maxsim.models.dense.DenseModel.encode_late_chunked``): the request's texts
+        share forward passes, so it runs on its own, off the event loop, not through the queue."""
+        ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
+        if ticket is not None:
+            ticket.queued()
+        clean = validate_texts(texts, "input")
+        vectors, _, _ = await run_in_threadpool(self.dense.encode_late_chunked, clean, kind, dim)
+        return list(vectors)
+
     async def tokenize(self, texts: list[str], is_query: bool, what: str) -> Tokenized:
         """Clean and tokenise in a worker thread; check the token limit."""
 

@@ -60,7 +60,7 @@ def mean_pool(rows: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
-def cut(vector: np.ndarray, dim: int) -> np.ndarray:
+def cut_vector(vector: np.ndarray, dim: int) -> np.ndarray:
     """The first ``dim`` coordinates, re-normalised (what a ``dimensions`` request asks for)."""
     v = vector[:dim]
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
@@ -109,7 +109,7 @@ class DenseModel:
         else:
             rows = self.model._encode(items, max(self.model.dims), show_progress=False)
         pooled = [mean_pool(r) for r in rows]
-        return pooled if dim == self.dim else [cut(v, dim) for v in pooled]
+        return pooled if dim == self.dim else [cut_vector(v, dim) for v in pooled]
 
     def encode(self, texts: str | Sequence[str], kind: InputKind = "document", dim: int | None = None) -> np.ndarray:
         """float32 [n, dim], rows L2-normalised; ``kind`` "query" or "document" picks the framing."""
@@ -117,6 +117,50 @@ class DenseModel:
         vectors = self.encode_items(items, dim)
         width = self.dim if dim is None else int(dim)
         return np.stack(vectors) if vectors else np.zeros((0, width), dtype=np.float32)
+
+    def encode_late_chunked(self, texts: Sequence[str], kind: InputKind = "document", dim: int | None = None,
+                            ) -> tuple[np.ndarray, int, list[int]]:
+        """Late chunking: the texts, in order, share forward passes as one context.
+
+        Their tokens are packed, whole, into as few sequences ``<s> prefix t1 t2 ... </s>`` of the
+        backbone's positions as fit (a text longer than a sequence is cut); each text's vector is
+        the mean of its own tokens' hidden states, so it saw its neighbours. An empty text gets its
+        ordinary vector. Returns (vectors [n, dim], tokens computed, indices of cut texts). Mean-pooled
+        backbones only.
+        """
+        if self.pooling != "mean-pooled backbone":
+            raise InputError(f"late chunking needs a mean-pooled backbone; {self.name} pools token vectors")
+        dim = self.dim if dim is None else int(dim)
+        if not 1 <= dim <= self.dim:
+            raise InputError(f"dimensions must be within 1..{self.dim} for {self.name}, got {dim}")
+        texts = validate_texts(texts)
+        tok = self.model.tokenizer
+        clean = [t.strip() for t in texts] if tok.strip else list(texts)
+        if tok.pre_normalize is not None:
+            clean = [tok.pre_normalize(t) for t in clean]
+        prefix = QUERY_PREFIX if kind == "query" else DOCUMENT_PREFIX
+        framed = tok.tokenizer.encode(prefix, add_special_tokens=True).ids  # <s> prefix </s>
+        head, end = list(framed[:-1]), framed[-1]
+        room = int(self.model.max_positions) - len(head) - 1
+        pieces = [list(e.ids) for e in tok.tokenizer.encode_batch(clean, add_special_tokens=False)]
+        cut = [i for i, p in enumerate(pieces) if len(p) > room]
+        pieces = [p[:room] for p in pieces]
+        sequences: list[list[int]] = []
+        spans: list[tuple[int, int, int]] = []  # (sequence, start, stop) per text
+        for p in pieces:
+            if not sequences or len(sequences[-1]) + len(p) > len(head) + room:
+                sequences.append(list(head))
+            spans.append((len(sequences) - 1, len(sequences[-1]), len(sequences[-1]) + len(p)))
+            sequences[-1].extend(p)
+        items = [TokenizedText(np.asarray(q + [end], np.int64), np.ones(len(q) + 1, bool), np.ones(len(q) + 1, bool))
+                 for q in sequences]
+        states = self.model._run(items, head=None, show_progress=False) if items else []
+        vectors = []
+        for i, (seq, a, b) in enumerate(spans):
+            v = mean_pool(states[seq][a:b]) if b > a else self.encode([texts[i]], kind)[0]
+            vectors.append(v if dim == self.dim else cut_vector(v, dim))
+        out = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+        return out, int(sum(len(it) for it in items)), cut
 
     def _encode(self, items: list[TokenizedText], dim: int, show_progress: bool = False) -> list[np.ndarray]:
         """The batcher's interface (``maxsim.api.batching``): one [1, dim] array per item."""

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from maxsim.text.clean import InputError
 from maxsim.scoring.maxsim import maxsim_scores
+from maxsim.text.clean import InputError
 from maxsim.types import TokenVectors
 
 ScoreScale = Literal["maxsim", "unit"]

@@ -205,3 +205,14 @@ def test_symmetric_task_keeps_input_type_for_late_interaction(client, model):
     assert len(out["data"][0]["embeddings"]) == 32
     out = embed(client, model="jina-colbert-v2", input="a b", task="text-matching").json()
     assert len(out["data"][0]["embeddings"]) == len(model.encode_documents(["a b"])[0])
+
+
+def test_late_chunking_over_http(client, dense):
+    texts = ["Berlin is the capital of Germany.", "It has 3.85 million inhabitants."]
+    out = embed(client, model="jina-embeddings-v3", input=texts, late_chunking=True, dimensions=256).json()
+    want, _, _ = dense.encode_late_chunked(texts, "document", 256)
+    for item, w in zip(out["data"], want, strict=True):
+        np.testing.assert_allclose(np.asarray(item["embedding"], dtype=np.float32), w, atol=1e-5)
+    alone = embed(client, model="jina-embeddings-v3", input=texts, dimensions=256).json()
+    assert alone["data"][1]["embedding"] != out["data"][1]["embedding"]
+    assert out["usage"] == alone["usage"]  # billed per text, as without late chunking

@@ -8,6 +8,7 @@ import pytest
 from maxsim.models.default_model import plain_backbone
 from maxsim.models.dense import DenseModel, dense_model_for
 from maxsim.text.clean import InputError
+from maxsim.tokens.late_interaction import TokenizedText
 
 TEXTS = ["How many people live in Berlin?", "Berlin is the capital and largest city of Germany.",
          "東京は日本の首都です。", "Москва — столица России."]
@@ -71,3 +72,33 @@ def test_other_checkpoints_pool_their_token_vectors(default_model):
     mean = default_model.encode_queries(TEXTS[:1])[0].mean(axis=0)
     np.testing.assert_allclose(q, mean / np.linalg.norm(mean), atol=1e-5)
     assert pooled.dim == 128
+
+
+def test_late_chunking_shares_context(dense):
+    texts = ["Berlin is the capital of Germany.", "It has 3.85 million inhabitants.", "", "The city is also a state."]
+    late, tokens, cut = dense.encode_late_chunked(texts)
+    alone = dense.encode(texts)
+    assert late.shape == (4, 384) and cut == []
+    np.testing.assert_allclose(np.linalg.norm(late, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(late[2], alone[2], atol=1e-6)  # an empty text: its ordinary vector
+    assert all(0.5 < float(late[i] @ alone[i]) < 0.999 for i in (0, 1, 3))  # changed by the context
+    # the same as running the packed sequence by hand and pooling the second text's tokens
+    tok = dense.model.tokenizer
+    head = tok.tokenizer.encode("passage: ", add_special_tokens=True).ids
+    pieces = [tok.tokenizer.encode(tok.pre_normalize(t), add_special_tokens=False).ids for t in texts]
+    ids = head[:-1] + [i for p in pieces for i in p] + head[-1:]
+    assert tokens == len(ids)
+    item = TokenizedText(np.asarray(ids), np.ones(len(ids), bool), np.ones(len(ids), bool))
+    states = dense.model._run([item], head=None, show_progress=False)[0]
+    a = len(head) - 1 + len(pieces[0])
+    mean = states[a : a + len(pieces[1])].mean(axis=0)
+    np.testing.assert_allclose(late[1], mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_late_chunking_packs_and_cuts(dense):
+    texts = [" ".join(f"w{i}" for i in range(400)), "short one", " ".join(f"x{i}" for i in range(900))]
+    late, tokens, cut = dense.encode_late_chunked(texts, dim=64)
+    assert late.shape == (3, 64) and cut == [0, 2]
+    assert tokens <= 3 * 512
+    with pytest.raises(InputError, match="late chunking needs a mean-pooled backbone"):
+        DenseModel(dense.model, "pooled token vectors", "x", "test").encode_late_chunked(texts)
