@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,7 +24,7 @@ from maxsim.api.schemas import (
     TextInput,
 )
 from maxsim.api.service import Service
-from maxsim.scoring.rerank import rerank_vectors
+from maxsim.scoring.rerank import ScoreScale, rerank_vectors
 
 #: Jina's ``task`` values -> how the text is framed: "query", "document", or "symmetric" (both
 #: sides of a comparison alike: the dense E5 model frames them as queries, as its model card says
@@ -200,8 +200,8 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
 
     def build() -> dict:
         returned = [{"text": d} if isinstance(d, str) else d for d in docs] if body.return_documents else None
-        results = rerank_vectors(vectors[0], vectors[1:], top_n=body.top_n, scale=svc.settings.rerank_scores,
-                                 returned=returned)  # type: ignore[arg-type]
+        scale = cast(ScoreScale, svc.settings.rerank_scores)  # checked by Settings
+        results = rerank_vectors(vectors[0], vectors[1:], top_n=body.top_n, scale=scale, returned=returned)
         return {"model": svc.model.name, "object": "list", "usage": _usage(tokens), "results": results}
 
     return await json_response(await run_in_threadpool(build))

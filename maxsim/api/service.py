@@ -203,6 +203,8 @@ class Service:
         ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
         if ticket is not None:
             ticket.queued()  # the ticket counts for the late-interaction queue, which this request leaves alone
+        if self.dense_batcher is None:  # resolve_model never answers "dense" then
+            raise ApiError(400, "INPUT_MODEL_NOT_FOUND", "this server serves no dense model")
         rows = await self.dense_batcher.encode(items, dim, self.settings.limits.request_timeout_s)
         return [r[0] for r in rows]
 
