@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -215,7 +216,7 @@ def plain_backbone(model: Model) -> Model:
         for key in changed:
             state[key] = fh.get_tensor(key).to(state[key].dtype)
     with torch.device("meta"):
-        encoder = TransformerEncoder(model.encoder.config)
+        encoder = TransformerEncoder(cast(EncoderConfig, model.encoder.config))
     encoder.load_state_dict(state, strict=True, assign=True)
     info = {k: v for k, v in model.info.items() if k != "adapter"}
     return Model(encoder.eval(), dict(model.heads), model.tokenizer, name=f"{DEFAULT_MODEL_NAME}-plain",

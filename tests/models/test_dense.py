@@ -10,8 +10,12 @@ from maxsim.models.dense import DenseModel, dense_model_for
 from maxsim.text.clean import InputError
 from maxsim.tokens.late_interaction import TokenizedText
 
-TEXTS = ["How many people live in Berlin?", "Berlin is the capital and largest city of Germany.",
-         "東京は日本の首都です。", "Москва — столица России."]
+TEXTS = [
+    "How many people live in Berlin?",
+    "Berlin is the capital and largest city of Germany.",
+    "東京は日本の首都です。",
+    "Москва — столица России.",
+]
 
 
 @pytest.fixture(scope="module")
