@@ -1,4 +1,4 @@
-"""The HTTP service: Jina-compatible multi-vector and rerank endpoints, indexes, a search page.
+"""The HTTP service: Jina-compatible multi-vector, embeddings and rerank endpoints, indexes, a search page.
 
 >>> from maxsim.api import Settings, create_app      # doctest: +SKIP
 >>> app = create_app(Settings(index_dir="indexes"))   # doctest: +SKIP

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from maxsim.errors import InputWarning, InvalidTypeError
-from maxsim.scoring.maxsim import maxsim_scores
+from maxsim.scoring.rerank import ScoreScale, check_top_n, rerank_vectors, scale_scores
 from maxsim.text.clean import InputError, validate_texts
 from maxsim.tokens.late_interaction import LateInteractionTokenizer, TokenizedText
 from maxsim.types import SUPPORTED_DIMS, RerankResult, TokenVectors
@@ -153,28 +153,27 @@ class Model:
         top_n: int | None = None,
         dim: int | None = None,
         return_documents: bool = True,
+        scale: ScoreScale = "maxsim",
     ) -> list[RerankResult]:
-        """Documents sorted by MaxSim against the query, best first, like Jina's /v1/rerank results."""
+        """Documents sorted by MaxSim against the query, best first, with the fields of Jina's
+        /v1/rerank results (``document`` is the text itself here, ``{"text": ...}`` over HTTP).
+
+        ``scale="unit"``: scores in [0, 1] (see ``maxsim.scoring.rerank``); the order is the same.
+        """
         if isinstance(documents, (str, bytes)):  # a str is a sequence of characters: refuse, do not echo "o"
             raise InvalidTypeError(f"documents must be a list of str, not a single {type(documents).__name__}; "
                                    "wrap it: [document]")
         if not isinstance(query, str):
             raise InputError(f"query must be a str, not {type(query).__name__}")
         docs = validate_texts(documents, "documents")
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-            raise InputError(f"top_n must be a positive integer, got {top_n!r}")
+        check_top_n(top_n)
+        scale_scores(np.zeros(0), 1, scale)  # an unknown scale fails before any encoding
         if not docs:
             return []
         q = self.encode_queries([query], dim=dim)[0]
-        scores = maxsim_scores(q, self.encode_documents(docs, dim=dim))
-        order = np.argsort(-scores, kind="stable")[: top_n or len(docs)]
-        results: list[RerankResult] = []
-        for i in order:
-            r: RerankResult = {"index": int(i), "relevance_score": float(scores[i])}
-            if return_documents:
-                r["document"] = documents[i]
-            results.append(r)
-        return results
+        returned = list(documents) if return_documents else None
+        return rerank_vectors(q, self.encode_documents(docs, dim=dim), top_n=top_n, scale=scale,
+                              returned=returned)  # type: ignore[return-value]
 
     def document_tokens(self, text: str) -> list[str]:
         """The token strings of a document's kept rows, aligned with ``encode_documents`` output."""
