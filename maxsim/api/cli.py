@@ -16,6 +16,7 @@ from maxsim.api.settings import (
 
 _LIMIT_HELP = {
     "max_body_bytes": "largest request body in bytes (413 above)",
+    "body_timeout_s": "seconds a request body may take to arrive once its headers are in (408 above)",
     "max_inputs_per_request": "most texts (inputs, documents, ids) in one request (422 above)",
     "max_tokens_per_request": "most tokens in one request after truncation (422 above)",
     "max_k": "largest k of an index search (422 above)",
