@@ -107,9 +107,15 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
         print(f"maxsim serve: error: {exc.name} is missing; install the server extra: pip install 'maxsim[server]'",
               file=sys.stderr)
         return 2
+    from maxsim.api.listen import bind_listener
     from maxsim.models.loading import load
 
-    settings.check_bind()
+    try:
+        settings.check_bind()
+        sock = bind_listener(settings.host, settings.port)  # before the model loads: a busy port fails at once
+    except SettingsError as exc:
+        print(f"maxsim serve: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from maxsim.errors import MaxsimError
     from maxsim.index import IndexError_
@@ -118,10 +124,13 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
         model = load(settings.model, dtype=dtype, num_threads=threads)
         app = create_app(settings, model=model)
     except (MaxsimError, IndexError_) as exc:
+        sock.close()
         print(f"maxsim serve: error: {exc}", file=sys.stderr)
         return 2
     auth = "API keys required" if settings.auth_enabled else "no authentication (local use)"
-    print(f"maxsim: serving {model.name} on http://{settings.host}:{settings.port} ({auth}); "
+    port = sock.getsockname()[1]
+    print(f"maxsim: serving {model.name} on http://{settings.host}:{port} ({auth}); "
           f"page at /, OpenAPI at /docs", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    config = uvicorn.Config(app, log_level=settings.log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

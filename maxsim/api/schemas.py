@@ -163,7 +163,8 @@ class ExplainResponse(BaseModel):
 
 class CreateIndexRequest(BaseModel):
     model_config = _STRICT
-    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters")
+    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters",
+                            json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"})
     dimensions: Literal[64, 96, 128] = 128
     nbits: Literal[1, 2, 4] = 2
 
@@ -210,7 +211,7 @@ class DeleteIndexResponse(BaseModel):
 
 class DeleteDocumentsRequest(BaseModel):
     model_config = _STRICT
-    ids: Annotated[list[StrictStr], Field(min_length=1)]
+    ids: Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1)]
 
 
 class DeleteDocumentsResponse(BaseModel):
