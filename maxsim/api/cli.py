@@ -99,23 +99,24 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
     """Load the model, build the app and run uvicorn until interrupted."""
     import logging
 
+    from maxsim.api.listen import bind_listener
+
+    try:
+        settings.check_bind()
+        sock = bind_listener(settings.host, settings.port)  # before anything slow: a busy port fails at once
+    except SettingsError as exc:
+        print(f"maxsim serve: error: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvicorn
 
         from maxsim.api.app import create_app
     except ModuleNotFoundError as exc:
+        sock.close()
         print(f"maxsim serve: error: {exc.name} is missing; install the server extra: pip install 'maxsim[server]'",
               file=sys.stderr)
         return 2
-    from maxsim.api.listen import bind_listener
     from maxsim.models.loading import load
-
-    try:
-        settings.check_bind()
-        sock = bind_listener(settings.host, settings.port)  # before the model loads: a busy port fails at once
-    except SettingsError as exc:
-        print(f"maxsim serve: error: {exc}", file=sys.stderr)
-        return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from maxsim.errors import MaxsimError
     from maxsim.index import IndexError_
