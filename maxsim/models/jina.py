@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from maxsim.errors import MaxsimError
 from maxsim.models.encoder import EncoderConfig
 
 #: Default of Jina's config class when ``rotary_emb_base`` is absent.
@@ -31,7 +32,7 @@ _DIRECT = {
 _IGNORED_PREFIXES = ("pooler.",)
 
 
-class JinaConfigError(ValueError):
+class JinaConfigError(MaxsimError, ValueError):
     """config.json describes something this backbone does not implement; the message says what."""
 
 

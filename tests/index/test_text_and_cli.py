@@ -25,15 +25,15 @@ def test_text_api(tmp_path, default_model):
     index = Index.create(tmp_path / "idx", model=default_model)
     ids = index.add([t for _, t, _ in DOCS], ids=[i for i, _, _ in DOCS], metadata=[m for _, _, m in DOCS])
     assert ids == [i for i, _, _ in DOCS]
-    hit = index.search("What is the capital of France?", k=3)[0]
+    hit = index.search("What is the capital of France?", k=3)[0][0]
     assert hit["id"] == "paris" and hit["text"] == DOCS[0][1] and hit["metadata"]["lang"] == "en"
     batch = index.search(["memory safe systems language", "largest animal"], k=1)
     assert [b[0]["id"] for b in batch] == ["rust", "whales"]
-    assert [h["id"] for h in index.search("capital city", k=10, filter={"lang": "es"})] == ["madrid"]
+    assert [h["id"] for h in index.search("capital city", k=10, filter={"lang": "es"})[0]] == ["madrid"]
     auto = index.add(["Canberra is the capital of Australia."])
-    assert len(auto) == 1 and len(auto[0]) == 32 and index.search("capital of Australia", k=1)[0]["id"] == auto[0]
+    assert len(auto) == 1 and len(auto[0]) == 32 and index.search("capital of Australia", k=1)[0][0]["id"] == auto[0]
     index.update(["cats"], texts=["Dogs are loyal companions."])
-    assert index.search("loyal dogs", k=1)[0]["id"] == "cats"
+    assert index.search("loyal dogs", k=1)[0][0]["id"] == "cats"
     assert index.get(["cats"])[0]["metadata"]["lang"] == "fr"  # kept
     index.close()
     reopened = Index.open(tmp_path / "idx", model=default_model)

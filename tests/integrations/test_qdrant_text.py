@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # runs the real default model
 
 from maxsim.documents import DocumentFileError, read_documents  # noqa: E402
 from maxsim.integrations.qdrant import QdrantStore  # noqa: E402
-from maxsim.qdrant_cli import main  # noqa: E402
+from maxsim.cli.qdrant import main  # noqa: E402
 from maxsim.scoring.maxsim import maxsim_scores  # noqa: E402
 
 DOCS = [

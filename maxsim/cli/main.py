@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Sequence
 
 from maxsim.types import SUPPORTED_DIMS
 
+from maxsim.cli.eval import add_eval_commands
+from maxsim.cli.index import add_index_commands
+from maxsim.cli.qdrant import add_qdrant_commands
+from maxsim.cli.serve import add_serve_commands
+from maxsim.cli.train import add_train_commands
+
 # Command families that live in their own modules; each exposes add_<name>_commands(subparsers).
-_FAMILIES = (
-    ("maxsim.index_cli", "add_index_commands"),
-    ("maxsim.api.cli", "add_serve_commands"),
-    ("maxsim.evaluation.cli", "add_eval_commands"),
-    ("maxsim.train.cli", "add_train_commands"),
-    ("maxsim.qdrant_cli", "add_qdrant_commands"),
-)
+_FAMILIES = (add_index_commands, add_serve_commands, add_eval_commands, add_train_commands, add_qdrant_commands)
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
@@ -118,14 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_demo)
 
-    for module, hook in _FAMILIES:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("maxsim"):
-                continue  # that family is not part of this build
-            raise
-        getattr(mod, hook)(sub)
+    for add_commands in _FAMILIES:
+        add_commands(sub)
     return parser
 
 

@@ -93,7 +93,7 @@ def _lines(path: str) -> list[str]:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from maxsim.index import Index
+    from maxsim.collection import Index
 
     model = None
     if args.model is not None:
@@ -106,7 +106,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    from maxsim.index import Index
+    from maxsim.collection import Index
 
     if args.batch_size < 1:
         raise IndexCliError("--batch-size must be >= 1")
@@ -140,7 +140,7 @@ def _add_batch(index: Any, batch: list[dict]) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    from maxsim.index import Index
+    from maxsim.collection import Index
 
     ids = list(args.ids) + (_lines(args.ids_file) if args.ids_file else [])
     if not ids:
@@ -152,8 +152,8 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from maxsim.index import Index
-    from maxsim.search import SearchConfig
+    from maxsim.collection import Index
+    from maxsim.index import SearchConfig
 
     queries = list(args.queries) + (_lines(args.queries_file) if args.queries_file else [])
     if not queries:
@@ -179,7 +179,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from maxsim.index import Index
+    from maxsim.collection import Index
 
     with Index.open(args.path, readonly=True) as index:
         if args.verify:
@@ -189,7 +189,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from maxsim.index import Index
+    from maxsim.collection import Index
 
     with Index.open(args.path) as index:
         index.optimize()
@@ -198,7 +198,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``maxsim index ...`` on its own: ``python -m maxsim.index_cli create ...``."""
+    """Run ``maxsim index ...`` on its own: ``python -m maxsim.cli.index create ...``."""
     parser = argparse.ArgumentParser(prog="maxsim")
     add_index_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["index", *(sys.argv[1:] if argv is None else argv)])

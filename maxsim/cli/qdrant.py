@@ -203,7 +203,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m maxsim.qdrant_cli qdrant ...``) until the main CLI wires it."""
+    """Stand-alone entry point (``python -m maxsim.cli.qdrant qdrant ...``)."""
     parser = argparse.ArgumentParser(prog="maxsim")
     add_qdrant_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
