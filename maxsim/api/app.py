@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ _MAX_ECHO = 200  # characters of a rejected input echoed back in a 422
 _ENCODES = re.compile(r"^/v1/(multi-vector|embeddings|rerank|explain|indexes/[^/]+/(search|documents))$")
 
 
-def request_id_of(scope: dict) -> str:
+def request_id_of(scope: MutableMapping[str, Any]) -> str:
     state = scope.setdefault("state", {})
     rid = state.get("request_id")
     if rid is None:
@@ -138,7 +139,7 @@ def _parse_failure(cause: BaseException) -> str:
     return f"the body could not be read as JSON ({type(cause).__name__}: {_short(str(cause))})"
 
 
-def _allowed_methods(routes: Any, scope: dict) -> set[str]:
+def _allowed_methods(routes: Any, scope: MutableMapping[str, Any]) -> set[str]:
     """Methods of every route whose path matches (Starlette names only the first one's)."""
     allowed: set[str] = set()
     for route in routes:
@@ -199,7 +200,8 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
             msg = e.get("msg", "invalid value")
             if e.get("type") == "json_invalid":
                 reason = (e.get("ctx") or {}).get("error", "")
-                msg = f"the body is not valid JSON ({reason}) at character {loc[0]}" if reason else "the body is not valid JSON"
+                msg = (f"the body is not valid JSON ({reason}) at character {loc[0]}" if reason
+                       else "the body is not valid JSON")
                 field = "body"
             problems.append({"field": field, "message": msg, "type": e.get("type", "value_error"),
                              "input": _short(e.get("input"))})

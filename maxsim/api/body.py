@@ -94,7 +94,8 @@ class RequestBody:
         encoding = (_header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()
         if encoding not in ("identity", *_DECODED):
             raise BodyRefused(415, "INPUT_UNSUPPORTED_ENCODING",
-                              f"Content-Encoding {encoding!r} is not supported; send the body uncompressed, gzip or deflate")
+                              f"Content-Encoding {encoding!r} is not supported; "
+                              "send the body uncompressed, gzip or deflate")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         chunks, size = [], 0
@@ -129,9 +130,11 @@ class RequestBody:
                               kind="encoding_invalid") from None
         if len(plain) > self.max_bytes or inflater.unconsumed_tail:
             raise BodyRefused(413, "INPUT_BODY_TOO_LARGE",
-                              f"the {encoding} body decompresses to more than the limit max_body_bytes={self.max_bytes}")
+                              f"the {encoding} body decompresses to more than the limit "
+                              f"max_body_bytes={self.max_bytes}")
         if not inflater.eof:
-            raise BodyRefused(422, "INPUT_VALIDATION_ERROR", f"the {encoding} body is truncated", kind="encoding_invalid")
+            raise BodyRefused(422, "INPUT_VALIDATION_ERROR", f"the {encoding} body is truncated",
+                              kind="encoding_invalid")
         rest = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
         scope["headers"] = [*rest, (b"content-length", str(len(plain)).encode())]
         return plain
@@ -143,7 +146,8 @@ class RequestBody:
     async def _refuse(self, scope: Scope, send: Send, exc: BodyRefused) -> None:
         rid = self.request_id(scope)
         if exc.code == "INPUT_VALIDATION_ERROR":
-            payload = validation_body([{"field": exc.field, "message": exc.detail, "type": exc.kind, "input": None}], rid)
+            problem = {"field": exc.field, "message": exc.detail, "type": exc.kind, "input": None}
+            payload = validation_body([problem], rid)
         else:
             payload = error_body(exc.code, exc.detail, rid)
         body = dumps(payload)

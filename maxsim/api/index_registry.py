@@ -144,7 +144,8 @@ class IndexRegistry:
         from maxsim.index import Index, IndexExistsError
 
         if not self.settings.index_dir:
-            raise ApiError(403, "INDEX_CREATION_DISABLED", "this server was started without --index-dir, so it cannot create indexes")
+            raise ApiError(403, "INDEX_CREATION_DISABLED",
+                           "this server was started without --index-dir, so it cannot create indexes")
         if not INDEX_NAME.match(name):
             raise ApiError(422, "INPUT_INVALID", f"name: {name!r} must match {INDEX_NAME.pattern}")
         if dim not in self.model.dims:
@@ -156,7 +157,8 @@ class IndexRegistry:
             try:
                 Index.create(path, model=self.model, dim=dim, nbits=nbits).close()
             except IndexExistsError:
-                raise ApiError(409, "INDEX_EXISTS", f"{name!r} already exists on disk and is not an empty index") from None
+                raise ApiError(409, "INDEX_EXISTS",
+                               f"{name!r} already exists on disk and is not an empty index") from None
             except ValueError as exc:
                 raise ApiError(422, "INPUT_INVALID", str(exc)) from None
             served = self._indexes[name] = ServedIndex(name, path, self.model, managed=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from maxsim.api.errors import ApiError, limit_exceeded
 from maxsim.api.settings import Limits
 
+
 def check_inputs(limits: Limits, n: int, what: str) -> None:
     if n > limits.max_inputs_per_request:
         raise limit_exceeded("max_inputs_per_request", limits.max_inputs_per_request, n, f"{what} holds {n} items")
@@ -34,7 +35,8 @@ class RateLimiter:
     request; ``spend_tokens`` spends a request's tokens once they are counted.
     """
 
-    def __init__(self, requests_per_minute: int, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, requests_per_minute: int, tokens_per_minute: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rpm = requests_per_minute
         self.tpm = tokens_per_minute
         self.clock = clock

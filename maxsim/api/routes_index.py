@@ -29,9 +29,9 @@ from maxsim.api.schemas import (
     AddDocumentsRequest,
     AddDocumentsResponse,
     CreateIndexRequest,
-    DeleteIndexResponse,
     DeleteDocumentsRequest,
     DeleteDocumentsResponse,
+    DeleteIndexResponse,
     IndexDescription,
     IndexList,
     SearchRequest,
@@ -145,7 +145,8 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
     texts = [d["text"] for d in docs]
     given = [d.get("id") for d in docs]
     if any(i is not None for i in given) and any(i is None for i in given):
-        raise ApiError(422, "INPUT_INVALID", "documents: give an id to every document or to none (ids are then generated)")
+        raise ApiError(422, "INPUT_INVALID",
+                       "documents: give an id to every document or to none (ids are then generated)")
     ids = given if given and given[0] is not None else None
     metadata = [d.get("metadata") for d in docs]
     _check_utf8(given, "documents[].id")

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from maxsim.api.auth import KeyChecker
 from maxsim.api.batching import Batcher
-from maxsim.api.errors import ApiError, model_not_found
+from maxsim.api.errors import model_not_found
 from maxsim.api.index_registry import IndexRegistry
 from maxsim.api.limits import RateLimiter, check_tokens
 from maxsim.api.metrics import Metrics

@@ -90,7 +90,8 @@ def test_extra_fields_come_back_as_strict_json(client):
 # ---- 9. bodies the parser chokes on ------------------------------------------------------------------
 
 
-RERANK = json.dumps({"model": "jina-colbert-v2", "query": "capital of Germany", "documents": ["Berlin", "Bananas"]}).encode()
+RERANK = json.dumps({"model": "jina-colbert-v2", "query": "capital of Germany",
+                     "documents": ["Berlin", "Bananas"]}).encode()
 
 
 def test_unreadable_bodies_say_what_is_wrong_with_a_documented_code(client):
@@ -107,7 +108,8 @@ def test_unreadable_bodies_say_what_is_wrong_with_a_documented_code(client):
         body = assert_error(r, 422, "INPUT_VALIDATION_ERROR", mentions)
         assert body["code"] in codes and body["errors"][0]["field"] == "body"
         assert isinstance(body["detail"], str) and body["message"] == body["detail"]
-    r = client.post("/v1/rerank", content=RERANK, headers={"content-type": "application/json", "content-encoding": "br"})
+    headers = {"content-type": "application/json", "content-encoding": "br"}
+    r = client.post("/v1/rerank", content=RERANK, headers=headers)
     assert assert_error(r, 415, "INPUT_UNSUPPORTED_ENCODING", ("br",))["code"] in codes
     assert client.get("/health").status_code == 200
 
@@ -146,7 +148,8 @@ def test_every_error_code_the_server_sends_is_documented(client):
 # ---- 10. a body that never arrives ---------------------------------------------------------------------
 
 
-def _raw_request(url: str, head: bytes, drip: bytes = b"", every: float = 0.0, wait: float = 15.0) -> tuple[bytes, float]:
+def _raw_request(url: str, head: bytes, drip: bytes = b"", every: float = 0.0,
+                 wait: float = 15.0) -> tuple[bytes, float]:
     """Send ``head`` (and ``drip`` one byte at a time); return what the server answered and when."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=wait) as s:
@@ -177,7 +180,8 @@ def test_a_body_that_never_arrives_times_out_and_closes(serve):
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert not answer.endswith(b"<still open>") and 0.9 < seconds < 10
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-    assert body["code"] == "INPUT_BODY_TIMEOUT" and "body_timeout_s=1" in body["detail"] and "10 of 100" in body["detail"]
+    assert body["code"] == "INPUT_BODY_TIMEOUT"
+    assert "body_timeout_s=1" in body["detail"] and "10 of 100" in body["detail"]
     # a slow drip is bounded by the same deadline (it is the whole body's, not each chunk's)
     answer, seconds = _raw_request(srv.url, head, drip=b"x" * 40, every=0.1)
     assert answer.startswith(b"HTTP/1.1 408") and seconds < 10
@@ -206,14 +210,16 @@ def test_openapi_declares_the_real_error_answers(client):
     for (path, method), statuses in wanted.items():
         responses = doc["paths"][path][method]["responses"]
         for status in statuses:
-            assert responses[str(status)]["content"]["application/json"]["schema"]["$ref"] == ref, (path, method, status)
+            schema = responses[str(status)]["content"]["application/json"]["schema"]
+            assert schema["$ref"] == ref, (path, method, status)
     for path, methods in doc["paths"].items():  # every declared 422 is the error body, never FastAPI's list
         for op in methods.values():
             if "422" in op["responses"]:
                 assert op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"] == ref, path
     r = client.post("/v1/rerank", json={"model": "jina-colbert-v2", "query": 3, "documents": []})
     body = assert_error(r, 422, "INPUT_VALIDATION_ERROR", ("query", "documents"))
-    assert isinstance(body["detail"], str) and {e["field"].split(".")[0] for e in body["errors"]} >= {"query", "documents"}
+    assert isinstance(body["detail"], str)
+    assert {e["field"].split(".")[0] for e in body["errors"]} >= {"query", "documents"}
 
 
 def test_405_allow_names_every_method_of_the_path(client):

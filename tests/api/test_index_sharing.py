@@ -18,7 +18,8 @@ from tests.api.conftest import assert_error, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-DOCS = [{"text": f"Document number {i} about rivers and cities.", "id": f"d{i}", "metadata": {"i": i}} for i in range(4)]
+DOCS = [{"text": f"Document number {i} about rivers and cities.", "id": f"d{i}", "metadata": {"i": i}}
+        for i in range(4)]
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -62,7 +63,8 @@ time.sleep(120)
 
 def test_a_write_while_another_process_writes_is_a_clear_409(shared):
     srv, c, path = shared
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True,
+                              env=ENV, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "holding"
         t0 = time.monotonic()
