@@ -27,6 +27,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from maxsim.api.errors import dumps, error_body, validation_body
+from maxsim.errors import MaxsimError
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -43,7 +44,7 @@ _LENIENT_TYPES = (b"", b"application/x-www-form-urlencoded", b"text/plain")
 _INLINE_CHECK_BYTES = 256 * 1024
 
 
-class BodyRefused(Exception):
+class BodyRefused(MaxsimError):
     """A body the service will not read: ``status``, ``code`` and the message to answer."""
 
     def __init__(self, status: int, code: str, detail: str, field: str = "body", kind: str = "body_invalid") -> None:

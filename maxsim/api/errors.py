@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from maxsim.errors import MaxsimError
 
-class ApiError(Exception):
+
+class ApiError(MaxsimError):
     """An error with an HTTP status and a Jina-style code; the message is shown to the client."""
 
     def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
