@@ -1,14 +1,13 @@
 """The indexes a server serves, by name, and how it writes to them.
 
-Each index is held open read-only; a write opens a writer, writes one batch and closes it, so the
-index's writer lock is held only while the server is writing and ``maxsim index add/delete`` (or
-any other process) can write to the same directory in between. Reads see those writes at once
-(every search starts from the index's latest commit).
+The index's writer lock is held only while the server writes: each write request takes it, writes
+its batch, commits and lets it go, so ``maxsim index add/delete`` (or any other process) can write
+to the same directory in between. Every read starts from the index's latest commit, so the server
+sees those writes at once.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -32,55 +31,50 @@ _DELETING = ".deleting-"
 
 
 class ServedIndex:
-    """One served index: ``reader`` for every read; ``write(fn)`` runs ``fn(writer)`` with a writer
-    opened for that call alone."""
+    """One served index: ``index`` for reads; ``write(fn)`` runs ``fn(index)`` holding the writer lock."""
 
     def __init__(self, name: str, path: Path, model: Any, managed: bool) -> None:
         from maxsim.index import Index
 
         self.name = name
         self.path = path
-        self.model = model
         self.managed = managed  # under --index-dir: the server may delete it
         self.deleted = False
-        self.reader = Index.open(path, model=model, readonly=True)
-        self._write_mutex = threading.Lock()  # one writer of ours at a time
+        self.index = Index.open(path, model=model)  # the lock is taken by a write, not by opening
+        self._write_mutex = threading.Lock()  # one write of ours at a time
 
     def write(self, fn: Callable[[Any], T]) -> T:
-        """Open a writer, run ``fn(writer)``, close it. Waits up to LOCK_WAIT_S for another
-        process's lock (its message then names that process)."""
-        from maxsim.index import Index, IndexLockedError
+        """Run ``fn(index)`` (one write batch), then let go of the writer lock. Waits up to
+        LOCK_WAIT_S for another process's lock; then IndexLockedError names that process."""
+        from maxsim.index import IndexLockedError
 
         with self._write_mutex:
             self.check_live()
-            writer = Index.open(self.path, model=self.model)
+            deadline = time.monotonic() + LOCK_WAIT_S
             try:
-                deadline = time.monotonic() + LOCK_WAIT_S
                 while True:
                     try:
-                        return fn(writer)  # the lock is taken before anything is written, so a retry is safe
+                        return fn(self.index)  # the lock is taken before anything is written: a retry is safe
                     except IndexLockedError:
                         if time.monotonic() > deadline:
                             raise
                         time.sleep(0.05)
             finally:
-                model_name = writer.model_name
-                writer.close()
-                if model_name != self.reader.model_name:  # the first text add recorded the model
-                    self._reopen_reader()
-
-    def _reopen_reader(self) -> None:
-        from maxsim.index import Index
-
-        old, self.reader = self.reader, Index.open(self.path, model=self.model, readonly=True)
-        old.close()
+                _release_writer_lock(self.index)
 
     def check_live(self) -> None:
         if self.deleted:
             raise ApiError(404, "INDEX_NOT_FOUND", f"index {self.name!r} was deleted")
 
     def close(self) -> None:
-        self.reader.close()
+        self.index.close()
+
+
+def _release_writer_lock(index: Any) -> None:
+    """``maxsim.index.Index`` keeps its writer lock from the first write until ``close()`` and has no
+    public call to let it go sooner; its lock object does (the next write takes it again and re-reads
+    the index, so writes by others in between are seen)."""
+    index._lock.release()
 
 
 class IndexRegistry:
@@ -118,7 +112,7 @@ class IndexRegistry:
                 self._indexes[sub.name] = served
 
     def _check_model(self, served: ServedIndex) -> None:
-        index = served.reader
+        index = served.index
         if index.model_name not in (None, self.model.name):
             served.close()
             raise SettingsError(
@@ -166,6 +160,8 @@ class IndexRegistry:
 
     def delete(self, name: str) -> None:
         """Stop serving ``name`` and remove its directory, once no one is writing to it."""
+        from maxsim.index import IndexLockedError
+        from maxsim.index.lock import WriterLock
         from maxsim.index.storage import LOCK
 
         served = self.get(name)
@@ -174,14 +170,13 @@ class IndexRegistry:
                            "only indexes under its --index-dir (remove the directory yourself)")
         with served._write_mutex:
             served.check_live()
-            fd = os.open(served.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            lock = WriterLock(served.path / LOCK)  # the index's own writer lock: no one may be writing
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the index's own writer lock
-                except BlockingIOError:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                    raise ApiError(409, "INDEX_LOCKED", f"index {name!r} is being written by another process "
-                                   f"(pid {holder}); delete it once that writer is done") from None
+                lock.acquire(served.path)
+            except IndexLockedError as exc:
+                raise ApiError(409, "INDEX_LOCKED", f"index {name!r} cannot be deleted while another process "
+                               f"writes to it: {exc}") from None
+            try:
                 with self._lock:
                     self._indexes.pop(name, None)
                 served.deleted = True
@@ -190,7 +185,7 @@ class IndexRegistry:
                 os.rename(served.path, doomed)  # the name is free at once; a crash leaves only the hidden folder
                 shutil.rmtree(doomed, ignore_errors=True)
             finally:
-                os.close(fd)
+                lock.release()
 
     def close(self) -> None:
         with self._lock:

@@ -100,7 +100,7 @@ async def list_indexes(request: Request) -> Response:
         data = []
         for name in svc.indexes.names():
             try:
-                data.append(_describe(name, svc.indexes.get(name).reader, full=False))
+                data.append(_describe(name, svc.indexes.get(name).index, full=False))
             except Exception:  # noqa: BLE001 - deleted while listing
                 continue
         return {"object": "list", "data": data}
@@ -113,7 +113,7 @@ async def list_indexes(request: Request) -> Response:
 async def create_index(body: CreateIndexRequest, request: Request) -> Response:
     svc = service_of(request)
     served = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits)
-    return await json_response(_describe(body.name, served.reader, full=False), status=201)
+    return await json_response(_describe(body.name, served.index, full=False), status=201)
 
 
 @router.get("/v1/indexes/{name}", response_model=IndexDescription, summary="Size, dimensions and model of an index",
@@ -121,7 +121,7 @@ async def create_index(body: CreateIndexRequest, request: Request) -> Response:
 async def describe_index(name: str, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
-    return await json_response(await _in_thread(served, lambda: _describe(name, served.reader, full=True)))
+    return await json_response(await _in_thread(served, lambda: _describe(name, served.index, full=True)))
 
 
 @router.delete("/v1/indexes/{name}", response_model=DeleteIndexResponse,
@@ -139,7 +139,7 @@ async def delete_index(name: str, request: Request) -> Response:
 async def add_documents(name: str, body: AddDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
-    index = served.reader
+    index = served.index
     check_inputs(svc.settings.limits, len(body.documents), "documents")
     docs = [{"text": d} if isinstance(d, str) else d.model_dump() for d in body.documents]
     texts = [d["text"] for d in docs]
@@ -162,7 +162,7 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
         new_ids = await _in_thread(served, lambda: served.write(
             lambda w: w.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata)))
     svc.metrics.count_tokens("index-add", "document", tokens, len(texts))
-    n = await _in_thread(served, lambda: len(served.reader))
+    n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "ids": new_ids, "documents": n, "usage": _usage(tokens)}, status=201)
 
 
@@ -175,7 +175,7 @@ async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Req
     check_inputs(svc.settings.limits, len(body.ids), "ids")
     _check_utf8(body.ids, "ids")
     deleted = await _in_thread(served, lambda: served.write(lambda w: w.delete(body.ids)))
-    n = await _in_thread(served, lambda: len(served.reader))
+    n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "deleted": deleted, "documents": n})
 
 
@@ -186,7 +186,7 @@ async def delete_document(name: str, doc_id: str, request: Request) -> Response:
     served = svc.indexes.get(name)
     _check_utf8(doc_id, "doc_id")
     deleted = await _in_thread(served, lambda: served.write(lambda w: w.delete([doc_id])))
-    n = await _in_thread(served, lambda: len(served.reader))
+    n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "deleted": deleted, "documents": n})
 
 
@@ -196,7 +196,7 @@ async def delete_document(name: str, doc_id: str, request: Request) -> Response:
 async def search_index(name: str, body: SearchRequest, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
-    index = served.reader
+    index = served.index
     limits = svc.settings.limits
     if body.k > limits.max_k:
         raise ApiError(422, "INPUT_LIMIT_EXCEEDED", f"k: {body.k} exceeds the limit max_k={limits.max_k}")
