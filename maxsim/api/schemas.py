@@ -192,7 +192,8 @@ class ExplainResponse(BaseModel):
 
 class CreateIndexRequest(BaseModel):
     model_config = _STRICT
-    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters")
+    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters",
+                            json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"})
     dimensions: Literal[64, 96, 128] = 128
     nbits: Literal[1, 2, 4] = 2
 
@@ -232,9 +233,14 @@ class AddDocumentsResponse(BaseModel):
     usage: Usage
 
 
+class DeleteIndexResponse(BaseModel):
+    index: str
+    deleted: Literal[True]
+
+
 class DeleteDocumentsRequest(BaseModel):
     model_config = _STRICT
-    ids: Annotated[list[StrictStr], Field(min_length=1)]
+    ids: Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1)]
 
 
 class DeleteDocumentsResponse(BaseModel):
@@ -272,7 +278,18 @@ class SearchResponse(BaseModel):
     usage: Usage
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the field, or 'body'")
+    message: str
+    type: str
+    input: Any = Field(default=None, description="the rejected value, cut to 200 characters")
+
+
 class ErrorBody(BaseModel):
-    detail: str
-    code: str
-    request_id: str | None = None
+    """Every error answer. ``message`` and ``errors`` come with 422 INPUT_VALIDATION_ERROR only."""
+
+    detail: str = Field(description="what is wrong, in one line")
+    code: str = Field(description="e.g. INPUT_MODEL_NOT_FOUND, AUTH_INVALID_API_KEY, INDEX_NOT_FOUND (see docs/api.md)")
+    request_id: str = Field(description="also in the X-Request-ID header")
+    message: str | None = Field(default=None, description="422 INPUT_VALIDATION_ERROR: the same summary as detail")
+    errors: list[FieldError] | None = Field(default=None, description="422 INPUT_VALIDATION_ERROR: one per problem")

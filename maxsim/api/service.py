@@ -4,9 +4,7 @@ of every endpoint (resolve the model name, tokenise off the event loop, count, e
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,17 +13,15 @@ from starlette.concurrency import run_in_threadpool
 from maxsim.api.auth import KeyChecker
 from maxsim.api.batching import Batcher
 from maxsim.api.errors import ApiError, model_not_found
+from maxsim.api.index_registry import IndexRegistry
 from maxsim.api.limits import RateLimiter, check_tokens
 from maxsim.api.metrics import Metrics
 from maxsim.api.settings import (
     DEFAULT_MODEL_ALIASES,
     DENSE_MODEL_ALIASES,
-    INDEX_NAME,
     RERANKER_ALIASES,
     Settings,
-    SettingsError,
 )
-from maxsim.errors import MaxsimError
 from maxsim.text.clean import validate_texts
 
 log = logging.getLogger("maxsim.api")
@@ -38,91 +34,6 @@ class Tokenized:
     items: list[Any]  # TokenizedText
     tokens: int
     is_query: bool
-
-
-class IndexRegistry:
-    """Indexes served by name: the ones given with --index plus every index under index_dir."""
-
-    def __init__(self, settings: Settings, model: Any) -> None:
-        self.settings = settings
-        self.model = model
-        self._lock = threading.Lock()
-        self._indexes: dict[str, Any] = {}
-        self._paths: dict[str, Path] = {}
-
-    def open_all(self) -> None:
-        from maxsim.index import Index
-
-        for name, path in self.settings.indexes:
-            index = Index.open(path, model=self.model)
-            self._check_model(name, index)
-            self._indexes[name], self._paths[name] = index, Path(path).resolve()
-        if self.settings.index_dir:
-            root = Path(self.settings.index_dir)
-            root.mkdir(parents=True, exist_ok=True)
-            for sub in sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").exists()):
-                if sub.name in self._indexes or not INDEX_NAME.match(sub.name) or sub.resolve() in self._paths.values():
-                    continue
-                try:
-                    index = Index.open(sub, model=self.model)
-                    self._check_model(sub.name, index)
-                except (MaxsimError, Exception) as exc:  # noqa: BLE001 - one bad folder must not stop the server
-                    log.warning("not serving %s: %s", sub, exc)
-                    continue
-                self._indexes[sub.name], self._paths[sub.name] = index, sub.resolve()
-
-    def _check_model(self, name: str, index: Any) -> None:
-        if index.model_name not in (None, self.model.name):
-            index.close()
-            raise SettingsError(
-                f"index {name!r} was built with model {index.model_name!r}, but this server runs "
-                f"{self.model.name!r}; serve it with --model {index.model_name}"
-            )
-        if index.dim not in self.model.dims:
-            index.close()
-            raise SettingsError(f"index {name!r} has dim {index.dim}; the model serves {list(self.model.dims)}")
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._indexes)
-
-    def get(self, name: str) -> Any:
-        with self._lock:
-            index = self._indexes.get(name)
-        if index is None:
-            raise ApiError(404, "INDEX_NOT_FOUND", f"no index named {name!r}; known: {self.names()}")
-        return index
-
-    def create(self, name: str, dim: int, nbits: int) -> Any:
-        from maxsim.index import Index, IndexExistsError
-
-        if not self.settings.index_dir:
-            raise ApiError(403, "INDEX_CREATION_DISABLED", "this server was started without --index-dir, so it cannot create indexes")
-        if not INDEX_NAME.match(name):
-            raise ApiError(422, "INPUT_INVALID", f"name: {name!r} must match {INDEX_NAME.pattern}")
-        if dim not in self.model.dims:
-            raise ApiError(422, "INPUT_INVALID", f"dimensions: the model serves {list(self.model.dims)}, not {dim}")
-        with self._lock:
-            if name in self._indexes:
-                raise ApiError(409, "INDEX_EXISTS", f"an index named {name!r} already exists")
-            try:
-                index = Index.create(Path(self.settings.index_dir) / name, model=self.model, dim=dim, nbits=nbits)
-            except IndexExistsError:
-                raise ApiError(409, "INDEX_EXISTS", f"{name!r} already exists on disk and is not an empty index") from None
-            except ValueError as exc:
-                raise ApiError(422, "INPUT_INVALID", str(exc)) from None
-            self._indexes[name] = index
-            self._paths[name] = (Path(self.settings.index_dir) / name).resolve()
-            return index
-
-    def close(self) -> None:
-        with self._lock:
-            for index in self._indexes.values():
-                try:
-                    index.close()
-                except Exception:
-                    log.exception("closing an index failed")
-            self._indexes.clear()
 
 
 class Service:

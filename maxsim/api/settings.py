@@ -35,10 +35,12 @@ class SettingsError(MaxsimError, ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits. A request over one is refused with 413 (body) or 422 (the others),
+    """Per-request limits. A request over one is refused with 413 (body size), 408 (body time) or 422 (the others),
     and the message names the limit, e.g. ``max_inputs_per_request=512``."""
 
     max_body_bytes: int = 16 * 1024 * 1024
+    #: Seconds a request body may take to arrive in full once the headers are in (408 above).
+    body_timeout_s: float = 30.0
     max_inputs_per_request: int = 512
     max_tokens_per_request: int = 262_144
     max_k: int = 1000

@@ -20,6 +20,7 @@ from maxsim.api.settings import (
 
 _LIMIT_HELP = {
     "max_body_bytes": "largest request body in bytes (413 above)",
+    "body_timeout_s": "seconds a request body may take to arrive once its headers are in (408 above)",
     "max_inputs_per_request": "most texts (inputs, documents, ids) in one request (422 above)",
     "max_tokens_per_request": "most tokens in one request after truncation (422 above)",
     "max_k": "largest k of an index search (422 above)",
@@ -112,17 +113,24 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
     """Load the model, build the app and run uvicorn until interrupted."""
     import logging
 
+    from maxsim.api.listen import bind_listener
+
+    try:
+        settings.check_bind()
+        sock = bind_listener(settings.host, settings.port)  # before anything slow: a busy port fails at once
+    except SettingsError as exc:
+        print(f"maxsim serve: error: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvicorn
 
         from maxsim.api.app import create_app
     except ModuleNotFoundError as exc:
+        sock.close()
         print(f"maxsim serve: error: {exc.name} is missing; install the server extra: pip install 'maxsim[server]'",
               file=sys.stderr)
         return 2
     from maxsim.models.loading import load
-
-    settings.check_bind()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from maxsim.errors import MaxsimError
     from maxsim.index import IndexError_
@@ -131,10 +139,13 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
         model = load(settings.model, dtype=dtype, num_threads=threads)
         app = create_app(settings, model=model)
     except (MaxsimError, IndexError_) as exc:
+        sock.close()
         print(f"maxsim serve: error: {exc}", file=sys.stderr)
         return 2
     auth = "API keys required" if settings.auth_enabled else "no authentication (local use)"
-    print(f"maxsim: serving {model.name} on http://{settings.host}:{settings.port} ({auth}); "
+    port = sock.getsockname()[1]
+    print(f"maxsim: serving {model.name} on http://{settings.host}:{port} ({auth}); "
           f"page at /, OpenAPI at /docs", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    config = uvicorn.Config(app, log_level=settings.log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
