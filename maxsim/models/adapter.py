@@ -26,6 +26,10 @@ from maxsim.errors import MaxsimError
 LORA_PREFIX = "lora."
 
 
+class AdapterNotFoundError(MaxsimError, FileNotFoundError):
+    """No adapter file at the given path."""
+
+
 class AdapterError(MaxsimError, ValueError):
     """An adapter file that does not fit the model it is applied to."""
 
@@ -76,7 +80,7 @@ def read_adapter(path: str | Path) -> tuple[nn.Linear, dict[str, tuple[torch.Ten
     """(head, LoRA factors by module name, scale, metadata) from an adapter or a plain head file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"adapter file {path} does not exist")
+        raise AdapterNotFoundError(f"adapter file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from maxsim.errors import InputWarning, InvalidTypeError
+from maxsim.errors import InputWarning, InvalidArgumentError, InvalidTypeError
 from maxsim.scoring.rerank import ScoreScale, check_top_n, rerank_vectors, scale_scores
 from maxsim.text.clean import InputError, validate_texts
 from maxsim.tokens.late_interaction import LateInteractionTokenizer, TokenizedText
@@ -68,7 +68,7 @@ class Model:
         info: dict | None = None,
     ) -> None:
         if not heads:
-            raise ValueError("a model needs at least one projection head")
+            raise InvalidArgumentError("a model needs at least one projection head")
         self.encoder = encoder.eval().to(dtype)
         self.heads = {int(k): h.eval().float() for k, h in sorted(heads.items(), reverse=True)}
         self.tokenizer = tokenizer

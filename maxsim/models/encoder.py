@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maxsim.errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -33,7 +35,7 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+            raise InvalidArgumentError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 
     @property
     def head_dim(self) -> int:
@@ -151,7 +153,7 @@ class TransformerEncoder(nn.Module):
         """Token (+ absolute position) embeddings after the embedding LayerNorm: [B, L, H]."""
         length = input_ids.shape[1]
         if length > self.config.max_positions:
-            raise ValueError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
+            raise InvalidArgumentError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
         x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
         if self.position_embeddings is not None:
             x = x + self.position_embeddings.weight[:length]

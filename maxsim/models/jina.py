@@ -11,8 +11,8 @@ encoder, whose parameter names are the same minus the ``encoder.``/``mixer.``/``
 from __future__ import annotations
 
 import re
-from typing import Literal
 from collections.abc import Iterable
+from typing import Literal
 
 from maxsim.errors import MaxsimError
 from maxsim.models.encoder import EncoderConfig
@@ -31,6 +31,10 @@ _DIRECT = {
 }
 #: Keys that exist in real checkpoints and that ColBERT never uses.
 _IGNORED_PREFIXES = ("pooler.",)
+
+
+class UnknownWeightError(MaxsimError, KeyError):
+    """A checkpoint weight that has no place in the encoder."""
 
 
 class JinaConfigError(MaxsimError, ValueError):
@@ -109,10 +113,10 @@ def encoder_config(config: dict, notes: list[str]) -> EncoderConfig:
 def encoder_key(key: str, prefix: str) -> str | None:
     """Checkpoint key -> ``TransformerEncoder`` parameter name; None for keys ColBERT ignores.
 
-    Raises KeyError for a key of the backbone that has no place in the encoder.
+    Raises UnknownWeightError (a KeyError) for a key of the backbone that has no place in the encoder.
     """
     if not key.startswith(prefix):
-        raise KeyError(key)
+        raise UnknownWeightError(key)
     rest = key[len(prefix) :]
     if rest.startswith(_IGNORED_PREFIXES):
         return None
@@ -121,4 +125,4 @@ def encoder_key(key: str, prefix: str) -> str | None:
     m = _LAYER_KEY.match(rest)
     if m:
         return f"layers.{m.group(1)}.{m.group(2)}.{m.group(3)}"
-    raise KeyError(key)
+    raise UnknownWeightError(key)

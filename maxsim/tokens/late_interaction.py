@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tokenizers import Tokenizer
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.text.clean import InputError
 
 
@@ -36,9 +37,9 @@ class MarkerSettings:
 
     def __post_init__(self) -> None:
         if self.query_length < len(self.query_marker_ids) + 2:
-            raise ValueError(f"query_length {self.query_length} leaves no room for the query marker")
+            raise InvalidArgumentError(f"query_length {self.query_length} leaves no room for the query marker")
         if self.document_length < len(self.document_marker_ids) + 2:
-            raise ValueError(f"document_length {self.document_length} leaves no room for the document marker")
+            raise InvalidArgumentError(f"document_length {self.document_length} leaves no room for the document marker")
 
 
 @dataclass
