@@ -27,7 +27,9 @@ def restrict_to_queries(collection: Collection, query_ids: set[str]) -> Collecti
                       {q: collection.qrels[q] for q in keep}, collection.languages, dict(collection.meta))
 
 
-def cross_lingual_collection(queries_from: Collection, documents_from: Collection, name: str | None = None) -> Collection:
+def cross_lingual_collection(
+    queries_from: Collection, documents_from: Collection, name: str | None = None
+) -> Collection:
     """The questions of ``queries_from`` against the corpus and judgements of ``documents_from``.
 
     Only question ids judged in both sets are kept (each set may have dropped some questions);

@@ -208,7 +208,8 @@ def evaluate_collection(
                 d_dense[redo] = mean_pooled(backbone_states(dm, [d_items[i] for i in redo], config.cache_dir, dfp,
                                                             config.show_progress, memo))
             q_dense = mean_pooled(
-                backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress, memo)
+                backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress,
+                                memo)
             )
             s = torch.from_numpy(dense_scores(q_dense, d_dense))
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)

@@ -246,7 +246,8 @@ class Trainer:
         except (OSError, AdapterError) as exc:
             raise TrainingError(f"init_adapter {path}: {exc}") from None
         if head.weight.shape != self.head.weight.shape:
-            raise TrainingError(f"init_adapter {path}: head {tuple(head.weight.shape)}, the model's is {tuple(self.head.weight.shape)}")
+            raise TrainingError(f"init_adapter {path}: head {tuple(head.weight.shape)}, "
+                                f"the model's is {tuple(self.head.weight.shape)}")
         self.head.weight.copy_(head.weight)
         if self.head.bias is not None and head.bias is not None:
             self.head.bias.copy_(head.bias)

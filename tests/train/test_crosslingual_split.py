@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +18,8 @@ SQUAD = {"en": "squad-v1.1-en", "es": "squad-es", "it": "squad-it"}
 @pytest.fixture(scope="module")
 def split(shared_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("split")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_training_split.py"), str(shared_dir / "data"), str(out)],
-                   check=True, capture_output=True, cwd=ROOT)
+    script = ROOT / "scripts" / "make_training_split.py"
+    subprocess.run([sys.executable, str(script), str(shared_dir / "data"), str(out)], check=True, capture_output=True, cwd=ROOT)
     return out
 
 
