@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from maxsim.index import Index
+    from maxsim.collection import Index
     from maxsim.models.colbert import Model
     from maxsim.models.loading import load
 
@@ -24,7 +24,7 @@ _LAZY = {
     "Model": ("maxsim.models.colbert", "Model"),
     "maxsim_score": ("maxsim.scoring.maxsim", "maxsim_score"),
     "maxsim_scores": ("maxsim.scoring.maxsim", "maxsim_scores"),
-    "Index": ("maxsim.index", "Index"),
+    "Index": ("maxsim.collection", "Index"),
 }
 
 

@@ -255,3 +255,36 @@ def query_list(queries: Any) -> list[Any]:
     if len(queries) == 0:
         raise InvalidArgumentError("queries: the list is empty")
     return list(queries)
+
+
+def check_vectors(arrays: Any, dim: int, what: str) -> list[np.ndarray]:
+    """A non-empty list of finite float [n_tokens, dim] arrays (torch tensors too), returned as
+    contiguous float32 with every row L2-normalised."""
+    if isinstance(arrays, np.ndarray) and arrays.ndim == 2:
+        raise InvalidTypeError(f"{what}: pass a list of 2-D arrays (one per item), not a single array")
+    if arrays is None or isinstance(arrays, str | bytes) or not hasattr(arrays, "__len__"):
+        raise InvalidTypeError(f"{what}: expected a list of 2-D float arrays [n_tokens, {dim}]")
+    if len(arrays) == 0:
+        raise InvalidArgumentError(f"{what}: the list is empty")
+    out = []
+    for i, a in enumerate(arrays):
+        if hasattr(a, "detach"):  # torch tensor
+            a = a.detach().float().cpu().numpy()
+        a = np.asarray(a)
+        if a.ndim != 2:
+            raise InvalidArgumentError(f"{what}[{i}]: expected a 2-D array [n_tokens, {dim}], got shape {a.shape}")
+        if a.shape[1] != dim:
+            raise InvalidArgumentError(f"{what}[{i}]: wrong dim {a.shape[1]}, expected {dim}")
+        if a.shape[0] == 0:
+            raise InvalidArgumentError(f"{what}[{i}]: has no token vectors")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise InvalidArgumentError(f"{what}[{i}]: expected float vectors, got dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise InvalidArgumentError(f"{what}[{i}]: contains NaN or infinite values")
+        a = np.asarray(a, dtype=np.float64)  # float64: rows near 1e30 or 1e-30 normalise without overflow
+        scale = np.abs(a).max(axis=1, keepdims=True)
+        if (scale == 0).any():
+            raise InvalidArgumentError(f"{what}[{i}]: contains an all-zero vector, which cannot be normalised")
+        a = a / scale
+        out.append(np.ascontiguousarray(a / np.linalg.norm(a, axis=1, keepdims=True), dtype=np.float32))
+    return out

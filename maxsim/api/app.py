@@ -217,7 +217,11 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
 
     @app.get("/health", tags=["service"], summary="Liveness and what is served")
     async def health() -> dict:
+        dense = service.dense
         return {"status": "ok", "model": model.name, "model_names": service.model_names, "dimensions": list(model.dims),
+                "rerank_model_names": service.rerank_model_names, "rerank_scores": settings.rerank_scores,
+                "dense_model": dense and {"name": dense.name, "pooling": dense.pooling, "dimensions": dense.dim,
+                                          "names": service.dense_model_names},
                 "indexes": service.indexes.names(), "auth": service.keys.enabled,
                 "batching": settings.batching.enabled, "queue_depth": service.batcher.queue_depth}
 

@@ -85,6 +85,35 @@ class MultiVectorResponse(BaseModel):
     usage: Usage
 
 
+class EmbeddingsRequest(MultiVectorRequest):
+    """Body of ``POST /v1/embeddings``: the multi-vector body plus the fields of Jina's embeddings
+    API that clients send. What each does is in docs/api.md."""
+
+    input_type: InputType | None = None  # type: ignore[assignment]
+    dimensions: StrictInt | None = Field(  # type: ignore[assignment]
+        default=None, description="late-interaction models: 64, 96 or 128 (default 128); dense: 1..its size")
+    task: StrictStr | None = Field(default=None, description="retrieval.query, retrieval.passage, code.query, "
+                                   "code.passage, text-matching, separation or classification")
+    late_chunking: StrictBool | None = Field(
+        default=None, description="dense E5 model: the texts share context (docs/api.md)")
+    truncate: StrictBool | None = Field(default=None, description="false: an input over the model's limit is a 422")
+    normalized: StrictBool | None = Field(default=None, description="accepted; vectors are always unit length")
+
+
+class DenseEmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    id: str | None = None
+    embedding: list[float] | str | list[int] | dict[str, Any]
+
+
+class DenseEmbeddingResponse(BaseModel):
+    model: str
+    object: Literal["list"] = "list"
+    data: list[DenseEmbeddingItem]
+    usage: Usage
+
+
 class RerankDocument(BaseModel):
     """A document given as an object. Fields other than ``text`` are kept and returned."""
 

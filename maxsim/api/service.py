@@ -17,7 +17,14 @@ from maxsim.api.batching import Batcher
 from maxsim.api.errors import ApiError, model_not_found
 from maxsim.api.limits import RateLimiter, check_tokens
 from maxsim.api.metrics import Metrics
-from maxsim.api.settings import INDEX_NAME, Settings, SettingsError
+from maxsim.api.settings import (
+    DEFAULT_MODEL_ALIASES,
+    DENSE_MODEL_ALIASES,
+    INDEX_NAME,
+    RERANKER_ALIASES,
+    Settings,
+    SettingsError,
+)
 from maxsim.errors import MaxsimError
 from maxsim.text.clean import validate_texts
 
@@ -131,22 +138,85 @@ class Service:
         self.keys = KeyChecker(settings.api_keys)
         self.rates = RateLimiter(settings.limits.requests_per_minute, settings.limits.tokens_per_minute)
         self.indexes = IndexRegistry(settings, model)
-        names = [model.name, *settings.model_aliases]
-        self.model_names = list(dict.fromkeys(names))
+        #: Names of the late-interaction model (multi-vector answers, reranking), built-in ones first.
+        self.model_names = _unique([model.name, *DEFAULT_MODEL_ALIASES, *settings.model_aliases])
+        self.rerank_model_names = _unique([*self.model_names, *RERANKER_ALIASES])
+        self.dense = self._dense_model(model)
+        self.dense_model_names = _unique([self.dense.name, *DENSE_MODEL_ALIASES, *settings.dense_model_aliases]) \
+            if self.dense is not None else []
+        # the dense model's own queue: its passes differ from the late-interaction ones
+        self.dense_batcher = Batcher(self.dense, settings.batching, settings.limits.max_queue, self.metrics) \
+            if self.dense is not None else None
         self.indexes.open_all()  # here, so that a bad index fails create_app with its message
+
+    @staticmethod
+    def _dense_model(model: Any) -> Any:
+        from maxsim.models.colbert import Model
+        from maxsim.models.dense import dense_model_for
+
+        return dense_model_for(model) if isinstance(model, Model) else None
 
     def start(self) -> None:
         self.batcher.start()
+        if self.dense_batcher is not None:
+            self.dense_batcher.start()
 
     def stop(self) -> None:
         self.batcher.close()
+        if self.dense_batcher is not None:
+            self.dense_batcher.close()
         self.indexes.close()
 
     # ---- steps shared by the endpoints --------------------------------------------------------
-    def resolve_model(self, name: str) -> str:
-        if name not in self.model_names:
-            raise model_not_found(name, self.model_names)
-        return name
+    def resolve_model(self, name: str, endpoint: str = "/v1/multi-vector") -> str:
+        """Which model answers ``name`` on ``endpoint``: "late-interaction" or "dense"; else a 400
+        that lists the names this endpoint accepts."""
+        if endpoint == "/v1/rerank":
+            if name in self.rerank_model_names:
+                return "late-interaction"
+            known = self.rerank_model_names
+        else:
+            if name in self.model_names:
+                return "late-interaction"
+            if endpoint == "/v1/embeddings" and name in self.dense_model_names:
+                return "dense"
+            known = self.model_names + (self.dense_model_names if endpoint == "/v1/embeddings" else [])
+        err = model_not_found(name, known)
+        if name in self.dense_model_names:
+            err.detail += f"; {name!r} is the dense model here, served on /v1/embeddings"
+        elif name in self.rerank_model_names:
+            err.detail += f"; {name!r} is a reranker name, served on /v1/rerank"
+        err.args = (err.detail,)
+        raise err
+
+    async def tokenize_dense(self, texts: list[str], kind: str, what: str) -> Tokenized:
+        """Clean and tokenise for the dense model in a worker thread."""
+
+        def work() -> Tokenized:
+            items = self.dense.tokenize(validate_texts(texts, what), kind)
+            return Tokenized(items, int(sum(len(it) for it in items)), kind == "query")
+
+        return await run_in_threadpool(work)
+
+    async def encode_dense(self, items: list[Any], dim: int, request: Any = None) -> list[np.ndarray]:
+        """One vector per item through the dense model's queue."""
+        ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
+        if ticket is not None:
+            ticket.queued()  # the ticket counts for the late-interaction queue, which this request leaves alone
+        if self.dense_batcher is None:  # resolve_model never answers "dense" then
+            raise ApiError(400, "INPUT_MODEL_NOT_FOUND", "this server serves no dense model")
+        rows = await self.dense_batcher.encode(items, dim, self.settings.limits.request_timeout_s)
+        return [r[0] for r in rows]
+
+    async def encode_dense_late_chunked(self, texts: list[str], kind: str, dim: int, request: Any = None) -> list:
+        """Late chunking (``maxsim.models.dense.DenseModel.encode_late_chunked``): the request's texts
+        share forward passes, so it runs on its own, off the event loop, not through the queue."""
+        ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
+        if ticket is not None:
+            ticket.queued()
+        clean = validate_texts(texts, "input")
+        vectors, _, _ = await run_in_threadpool(self.dense.encode_late_chunked, clean, kind, dim)
+        return list(vectors)
 
     async def tokenize(self, texts: list[str], is_query: bool, what: str) -> Tokenized:
         """Clean and tokenise in a worker thread; check the token limit."""
@@ -194,6 +264,10 @@ class Service:
             "document_token_kinds": d_kinds,
             "matches": matches,
         }
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
 
 
 def _token_kinds(n: int, n_marker: int, expansion: np.ndarray | None, skipped: np.ndarray | None) -> list[str]:

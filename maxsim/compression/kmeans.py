@@ -168,12 +168,12 @@ def centroid_index(centroids: np.ndarray):
         index.add(c)
         return index
     quantizer = faiss.IndexFlatIP(c.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, c.shape[1], coarse_cells(len(c)), faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = 0
-    index.train(c)
-    index.add(c)
-    index.nprobe = ASSIGN_PROBES
-    return index
+    ivf = faiss.IndexIVFFlat(quantizer, c.shape[1], coarse_cells(len(c)), faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = 0
+    ivf.train(c)
+    ivf.add(c)
+    ivf.nprobe = ASSIGN_PROBES
+    return ivf
 
 
 def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, index=None) -> np.ndarray:

@@ -143,8 +143,8 @@ def evaluate_collection(
     """
     from maxsim.evaluation.bm25 import BM25Retriever
     from maxsim.evaluation.crosslingual import is_cross_lingual, query_language
-    from maxsim.evaluation.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items, dense_scores
     from maxsim.evaluation.encoding import backbone_states, mean_pooled, project
+    from maxsim.models.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items
 
     say = on_stage or (lambda s: None)
     qids = list(collection.queries)
@@ -211,7 +211,7 @@ def evaluate_collection(
                 backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress,
                                 memo)
             )
-            s = torch.from_numpy(dense_scores(q_dense, d_dense))
+            s = torch.from_numpy(q_dense @ d_dense.T)  # dot products of unit vectors
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
             runs["dense"] = _to_run(qids, doc_ids, top.indices.numpy(), top.values.numpy())
             res.seconds["dense"] = time.perf_counter() - t

@@ -1,8 +1,13 @@
-"""The on-disk late-interaction index: `Index`, its errors and its file format."""
+"""The on-disk late-interaction index of token vectors: `Index`, its search settings, its errors.
+
+For text (encode, then store or search) use ``maxsim.Index`` (:mod:`maxsim.collection`), which
+is this index plus the default model.
+"""
 
 from __future__ import annotations
 
 from maxsim.index.errors import (
+    IndexClosedError,
     IndexCorruptedError,
     IndexError_,
     IndexExistsError,
@@ -11,13 +16,16 @@ from maxsim.index.errors import (
     IndexReadOnlyError,
 )
 from maxsim.index.index import Index
+from maxsim.index.search import SearchConfig
 
 __all__ = [
     "Index",
+    "IndexClosedError",
     "IndexCorruptedError",
     "IndexError_",
     "IndexExistsError",
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexReadOnlyError",
+    "SearchConfig",
 ]

@@ -1,9 +1,11 @@
-"""Errors raised by the index. All derive from IndexError_ so callers can catch one class."""
+"""Errors raised by the index. All derive from IndexError_ (and so from MaxsimError)."""
 
 from __future__ import annotations
 
+from maxsim.errors import MaxsimError
 
-class IndexError_(Exception):  # noqa: N801 - avoid shadowing the builtin IndexError
+
+class IndexError_(MaxsimError):  # noqa: N801 - avoid shadowing the builtin IndexError
     """Base class of every error the index raises on purpose."""
 
 
@@ -25,3 +27,7 @@ class IndexCorruptedError(IndexError_):
 
 class IndexReadOnlyError(IndexError_):
     """A write on an index opened with readonly=True."""
+
+
+class IndexClosedError(IndexError_, ValueError):
+    """A method called on an index after close()."""

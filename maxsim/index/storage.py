@@ -282,7 +282,7 @@ class Segment:
 
 def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int, code_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Inverted lists centroid -> local docs: (ivf_offsets int64 [k + 1], ivf_docs uint16 [n_pairs])."""
-    from maxsim.search.kernels import build_ivf as kernel  # noqa: PLC0415 - numba, loaded on first use
+    from maxsim.index.kernels import build_ivf as kernel  # noqa: PLC0415 - numba, loaded on first use
 
     return kernel(codes, code_bits, np.ascontiguousarray(offsets, dtype=np.int64), int(n_centroids))
 
@@ -305,7 +305,7 @@ def write_segment(
 
 
 def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: bool = False) -> Segment:
-    from maxsim.search.kernels import max_code  # noqa: PLC0415 - numba, only once a segment is opened
+    from maxsim.index.kernels import max_code  # noqa: PLC0415 - numba, only once a segment is opened
 
     listing = read_json(root / name / FILES_JSON, "array directory listing")
     files = listing.get("files") if isinstance(listing.get("files"), dict) else {}

@@ -36,10 +36,12 @@ def lora_factors(module: nn.Module) -> tuple[dict[str, tuple[torch.Tensor, torch
     scale = None
     for name, sub in module.named_modules():
         a, b = getattr(sub, "lora_A", None), getattr(sub, "lora_B", None)
-        if not isinstance(a, nn.ModuleDict) or "default" not in a:
+        if not isinstance(a, nn.ModuleDict) or not isinstance(b, nn.ModuleDict) or "default" not in a:
             continue
-        factors[name] = (a["default"].weight.detach().float().clone(), b["default"].weight.detach().float().clone())
-        scale = float(sub.scaling["default"])
+        a_weight, b_weight = a["default"].weight, b["default"].weight
+        assert isinstance(a_weight, torch.Tensor) and isinstance(b_weight, torch.Tensor)
+        factors[name] = (a_weight.detach().float().clone(), b_weight.detach().float().clone())
+        scale = float(getattr(sub, "scaling")["default"])
     return factors, scale
 
 

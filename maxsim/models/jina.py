@@ -11,8 +11,10 @@ encoder, whose parameter names are the same minus the ``encoder.``/``mixer.``/``
 from __future__ import annotations
 
 import re
+from typing import Literal
 from collections.abc import Iterable
 
+from maxsim.errors import MaxsimError
 from maxsim.models.encoder import EncoderConfig
 
 #: Default of Jina's config class when ``rotary_emb_base`` is absent.
@@ -31,7 +33,7 @@ _DIRECT = {
 _IGNORED_PREFIXES = ("pooler.",)
 
 
-class JinaConfigError(ValueError):
+class JinaConfigError(MaxsimError, ValueError):
     """config.json describes something this backbone does not implement; the message says what."""
 
 
@@ -78,6 +80,7 @@ def encoder_config(config: dict, notes: list[str]) -> EncoderConfig:
         base = JINA_DEFAULT_ROTARY_BASE
         notes.append(f"config.json has no 'rotary_emb_base'; using the config class default {base:g}")
     act = config.get("hidden_act", "gelu")
+    activation: Literal["gelu", "gelu_tanh"]
     if act == "gelu":
         activation = "gelu"
     elif act in _TANH_GELUS:

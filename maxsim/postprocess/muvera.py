@@ -197,7 +197,7 @@ class Muvera:
             # one matmul for every repetition's hyperplanes: [n, r*k] -> bits [r, n, k]
             bits = (x @ self._simhash_flat > 0).reshape(n, r, cfg.k_sim).transpose(1, 0, 2).astype(np.int8)
             buckets = bits.astype(np.int64) @ self._weights  # [r, n]
-            if self.projections is None:
+            if self._projections_flat is None:
                 proj = np.broadcast_to(x, (r, n, p))
             else:
                 proj = (x @ self._projections_flat).reshape(n, r, p).transpose(1, 0, 2)  # [r, n, p]
@@ -217,7 +217,7 @@ class Muvera:
                         dist = (self._codes[empty][:, None, :] != bits[rep][None, :, :]).sum(axis=2)
                         out[rep, empty] = proj[rep][dist.argmin(axis=1)]
         raw = out.reshape(-1)
-        if self.final_index is None:
+        if self.final_index is None or self.final_sign is None:
             return raw
         weights = raw.astype(np.float64) * self.final_sign
         return np.bincount(self.final_index, weights=weights, minlength=self.output_dim).astype(np.float32)

@@ -134,6 +134,30 @@ class LateInteractionTokenizer:
             out.append(TokenizedText(arr, np.ones(len(arr), dtype=bool), keep, truncated))
         return out
 
+    def unknown_token_shares(self, texts: Sequence[str]) -> list[float]:
+        """For each text, the share of its word pieces that the vocabulary does not know (0.0 to 1.0).
+
+        Special tokens and bare space markers are not counted; a text with no pieces gives 0.0.
+        A query made mostly of unknown pieces (a script the vocabulary lacks) matches on almost
+        nothing but its markers.
+        """
+        unk = self._unknown_id()
+        if unk is None or not texts:
+            return [0.0] * len(texts)
+        shares = []
+        for ids in self._raw_ids(texts):
+            pieces = [i for i in ids[1:-1] if (self.tokenizer.id_to_token(i) or "").strip("\u2581\u0120 ")]
+            shares.append(sum(i == unk for i in pieces) / len(pieces) if pieces else 0.0)
+        return shares
+
+    def _unknown_id(self) -> int | None:
+        name = getattr(self.tokenizer.model, "unk_token", None)
+        for token in ([name] if isinstance(name, str) else []) + ["<unk>", "[UNK]"]:
+            idx = self.tokenizer.token_to_id(token)
+            if idx is not None:
+                return int(idx)
+        return None
+
     def tokens(self, ids: Iterable[int]) -> list[str]:
         return [self.tokenizer.id_to_token(int(i)) or "" for i in ids]
 

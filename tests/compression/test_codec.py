@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from maxsim.compression import choose_n_centroids, pack_codes, train_codec, unpack_codes
-from maxsim.search import kernels
+from maxsim.index import kernels
 
 
 @pytest.mark.parametrize("nbits", [1, 2, 4])

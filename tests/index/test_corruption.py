@@ -137,7 +137,7 @@ def test_packed_centroid_ids_are_bounds_checked(built, monkeypatch):
             Index.open(built)
     else:
         with Index.open(built) as index:
-            assert len(index.search_embeddings(np.eye(4, DIM, dtype=np.float32), k=3)) == 3
+            assert len(index.search_embeddings([np.eye(4, DIM, dtype=np.float32)], k=3)[0]) == 3
             with pytest.raises(IndexCorruptedError, match="checksum"):
                 index.verify()
 
@@ -202,7 +202,7 @@ def test_cli_reports_corruption_in_one_line(built):
     (_seg(built) / "offsets.npy").write_bytes(b"\x93NUMPY")
     script = textwrap.dedent(f"""
         import sys
-        from maxsim.index_cli import main
+        from maxsim.cli.index import main
         sys.exit(main(["info", {str(built)!r}]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -224,11 +224,11 @@ def test_older_format_index_still_opens_and_keeps_its_format(tmp_path, gen, monk
     assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == version
     with Index.open(path) as index:
         q = gen.query_for(gen.doc("d7"), seed=7)
-        assert index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        assert index.search_embeddings(q, k=1)[0][0]["id"] == "d7"
         index.add_embeddings([gen.doc(x) for x in ids[60:]], ids=ids[60:])
         index.delete(["d3"])
         assert index.optimize(force=True)
-        assert len(index) == 79 and index.search_embeddings(q, k=1)[0]["id"] == "d7"
+        assert len(index) == 79 and index.search_embeddings(q, k=1)[0][0]["id"] == "d7"
         index.verify()
     assert json.loads((path / storage.MANIFEST).read_text())["format_version"] == version
     assert np.load(_codec(path) / "centroids.npy").dtype == table_dtype

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from maxsim.index import Index
-from maxsim.search import SearchConfig
+from maxsim.index import SearchConfig
 
 from .conftest import DIM, Clustered
 
@@ -104,7 +104,7 @@ def _check(path: Path, gen: Clustered, live: set[str], deleted: set[str], in_fli
         for x, vecs in zip(sample, index.get_embeddings(sample), strict=True):
             assert vecs.shape == gen.doc(x).shape and (vecs * gen.doc(x)).sum(1).mean() > 0.5
         for x in sample[:5]:
-            hit = index.search_embeddings(gen.query_for(gen.doc(x), seed=1), k=1, config=SearchConfig(exact=False))[0]
+            hit = index.search_embeddings(gen.query_for(gen.doc(x), seed=1), k=1, config=SearchConfig(exact=False))[0][0]
             assert hit["id"] == x
         # a writer cleans whatever the crash left behind
         index.add_embeddings([gen.doc("probe")], ids=["probe"])

@@ -11,7 +11,7 @@ import pytest
 
 from maxsim.index import Index, IndexExistsError, IndexLockedError, IndexNotFoundError, IndexReadOnlyError
 from maxsim.scoring.maxsim import maxsim_scores
-from maxsim.search import SearchConfig
+from maxsim.index import SearchConfig
 
 from .conftest import DIM
 
@@ -31,12 +31,12 @@ def test_exact_mode_equals_brute_force_maxsim(tmp_path, gen):
     stored = index.get_embeddings(ids)  # what the index holds: decompressed unit vectors
     for s in range(5):
         q = gen.query_for(gen.doc(ids[s * 37]), seed=s)
-        hits = index.search_embeddings(q, k=20, config=EXACT)
+        hits = index.search_embeddings(q, k=20, config=EXACT)[0]
         brute = maxsim_scores(q, stored)
         order = np.lexsort((np.arange(len(ids)), -brute))[:20]
         assert [h["id"] for h in hits] == [ids[i] for i in order]
         np.testing.assert_allclose([h["score"] for h in hits], brute[order], rtol=1e-5, atol=1e-5)
-        assert index.search_embeddings(q, k=20, config=SearchConfig(exact=True, threads=2)) == hits
+        assert index.search_embeddings(q, k=20, config=SearchConfig(exact=True, threads=2))[0] == hits
     # and the compressed vectors are close to the originals
     cos = np.concatenate([(gen.doc(i) * v).sum(1) for i, v in zip(ids[:50], stored[:50], strict=True)])
     assert cos.mean() > 0.93
@@ -67,28 +67,28 @@ def test_add_delete_update_reopen_and_stable_ids(tmp_path, gen):
     index, ids = _build(tmp_path, gen, 200)
     assert len(index) == 200
     q7 = gen.query_for(gen.doc("doc-7"), seed=7)
-    assert index.search_embeddings(q7, k=1, config=APPROX)[0]["id"] == "doc-7"
+    assert index.search_embeddings(q7, k=1, config=APPROX)[0][0]["id"] == "doc-7"
 
     assert index.delete(["doc-7", "doc-8"]) == 2
     assert len(index) == 198 and "doc-7" not in index
-    assert all(h["id"] != "doc-7" for h in index.search_embeddings(q7, k=50, config=EXACT))
+    assert all(h["id"] != "doc-7" for h in index.search_embeddings(q7, k=50, config=EXACT)[0])
     # other documents keep their ids, texts and metadata after the delete
     q9 = gen.query_for(gen.doc("doc-9"), seed=9)
-    hit = index.search_embeddings(q9, k=1, config=APPROX)[0]
+    hit = index.search_embeddings(q9, k=1, config=APPROX)[0][0]
     assert hit["id"] == "doc-9" and hit["metadata"]["n"] == 9
 
     # add is searchable at once, against the existing centroids
     new = gen.doc("late")
     index.add_embeddings([new], ids=["late"], texts=["a late document"], metadata=[{"lang": "en"}])
-    hit = index.search_embeddings(gen.query_for(new, seed=3), k=1, config=APPROX)[0]
+    hit = index.search_embeddings(gen.query_for(new, seed=3), k=1, config=APPROX)[0][0]
     assert hit == {"id": "late", "score": hit["score"], "text": "a late document", "metadata": {"lang": "en"}}
 
     # update replaces vectors under the same id; None keeps the old text/metadata
     other = gen.doc("replacement")
     index.update_embeddings(["doc-9"], [other])
-    hits = index.search_embeddings(gen.query_for(other, seed=4), k=1, config=APPROX)
+    hits = index.search_embeddings(gen.query_for(other, seed=4), k=1, config=APPROX)[0]
     assert hits[0]["id"] == "doc-9" and hits[0]["metadata"]["n"] == 9
-    assert index.search_embeddings(q9, k=1, config=EXACT)[0]["id"] != "doc-9"
+    assert index.search_embeddings(q9, k=1, config=EXACT)[0][0]["id"] != "doc-9"
     index.update(["doc-10"], metadata=[{"n": 1000}])
     assert index.get(["doc-10"])[0]["metadata"] == {"n": 1000}
     assert len(index) == 199
@@ -96,8 +96,8 @@ def test_add_delete_update_reopen_and_stable_ids(tmp_path, gen):
 
     reopened = Index.open(tmp_path / "idx")
     assert len(reopened) == 199 and "doc-7" not in reopened and "late" in reopened
-    assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0]["id"] == "doc-9"
-    assert reopened.search_embeddings(q7, k=5)[0]["id"] != "doc-7"
+    assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0][0]["id"] == "doc-9"
+    assert reopened.search_embeddings(q7, k=5)[0][0]["id"] != "doc-7"
     assert reopened.info()["deleted_pending"] == 3
     assert reopened.optimize() is False  # nothing changed much: compacts without re-clustering
     assert len(reopened) == 199 and reopened.info()["deleted_pending"] == 0
@@ -106,8 +106,8 @@ def test_add_delete_update_reopen_and_stable_ids(tmp_path, gen):
     assert reopened.info()["version"] > codec_before and len(reopened) == 199
     cos = np.concatenate([(gen.doc(i) * v).sum(1) for i, v in zip(ids[20:60], reopened.get_embeddings(ids[20:60]), strict=True)])
     assert cos.mean() > 0.9
-    assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0]["id"] == "doc-9"
-    assert reopened.search_embeddings(gen.query_for(new, seed=3), k=1)[0]["id"] == "late"
+    assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0][0]["id"] == "doc-9"
+    assert reopened.search_embeddings(gen.query_for(new, seed=3), k=1)[0][0]["id"] == "late"
     reopened.verify()
     reopened.close()
 
@@ -182,24 +182,24 @@ def test_filters_key_value_and_sql(tmp_path, gen):
     ]:
         allowed = [i for i in range(600) if pred(i)]
         for config in (APPROX, EXACT):
-            hits = index.search_embeddings(q, k=10, filter=flt, config=config)
+            hits = index.search_embeddings(q, k=10, filter=flt, config=config)[0]
             assert len(hits) == min(10, len(allowed))
             assert all(pred(h["metadata"]["n"]) for h in hits), flt
         # the exact filtered ranking equals brute force over the allowed documents
         stored = index.get_embeddings([ids[i] for i in allowed])
         brute = maxsim_scores(q, stored)
-        hits = index.search_embeddings(q, k=5, filter=flt, config=EXACT)
+        hits = index.search_embeddings(q, k=5, filter=flt, config=EXACT)[0]
         assert [h["id"] for h in hits] == [ids[allowed[j]] for j in np.argsort(-brute, kind="stable")[:5]]
-    assert index.search_embeddings(q, k=10, filter={"lang": "xx"}) == []
+    assert index.search_embeddings(q, k=10, filter={"lang": "xx"})[0] == []
     # doc-30 itself is found when the filter allows it, through the approximate path
-    assert index.search_embeddings(q, k=1, filter={"lang": "en"}, config=APPROX)[0]["id"] == "doc-30"
+    assert index.search_embeddings(q, k=1, filter={"lang": "en"}, config=APPROX)[0][0]["id"] == "doc-30"
     # key/value filters are answered from an index of metadata, not a scan of the documents
     plan = index._catalog.query("EXPLAIN QUERY PLAN SELECT docno FROM meta_kv WHERE key = ? AND value IN (?)", ["lang", "fr"])
     assert any("USING PRIMARY KEY" in r[-1] or "USING INDEX" in r[-1] for r in plan), plan
     index.create_metadata_index("n")
     plan = index._catalog.query("EXPLAIN QUERY PLAN SELECT docno FROM docs WHERE (json_extract(metadata, '$.n') < 40)")
     assert any("USING INDEX meta_n" in r[-1] for r in plan), plan
-    assert len(index.search_embeddings(q, k=10, filter="json_extract(metadata, '$.n') < 40")) == 10
+    assert len(index.search_embeddings(q, k=10, filter="json_extract(metadata, '$.n') < 40")[0]) == 10
 
 
 def test_second_writer_is_refused_readers_are_not(tmp_path, gen):
@@ -212,7 +212,7 @@ def test_second_writer_is_refused_readers_are_not(tmp_path, gen):
         from maxsim.index import Index, IndexLockedError
         ix = Index.open({str(tmp_path / 'idx')!r})
         n = len(ix)
-        hits = ix.search_embeddings(np.eye(2, {DIM}, dtype=np.float32), k=3)
+        hits = ix.search_embeddings(np.eye(2, {DIM}, dtype=np.float32), k=3)[0]
         try:
             ix.delete(["doc-1"])
         except IndexLockedError as e:
@@ -226,7 +226,7 @@ def test_second_writer_is_refused_readers_are_not(tmp_path, gen):
     index.close()  # releases the lock: the other handle may now write, and readers see it
     other.add_embeddings([gen.doc("x")], ids=["x"])
     assert "x" in readonly and len(readonly) == 31
-    assert readonly.search_embeddings(gen.query_for(gen.doc("x"), seed=1), k=1)[0]["id"] == "x"
+    assert readonly.search_embeddings(gen.query_for(gen.doc("x"), seed=1), k=1)[0][0]["id"] == "x"
 
 
 def test_concurrent_searches_while_writing(tmp_path, gen):
@@ -256,12 +256,12 @@ def test_auto_optimize_retrains_as_the_collection_grows(tmp_path, gen):
     info = index.info()
     assert info["centroids"] > k0 and info["documents"] == 403 and info["segments"] <= 16
     q = gen.query_for(gen.doc("b"), seed=2)
-    assert index.search_embeddings(q, k=1, config=APPROX)[0]["id"] == "b"
+    assert index.search_embeddings(q, k=1, config=APPROX)[0][0]["id"] == "b"
     # many small adds are merged so the segment count stays bounded
     for i in range(40):
         index.add_embeddings([gen.doc(f"s{i}")], ids=[f"s{i}"])
     assert index.info()["segments"] <= 16
-    assert index.search_embeddings(gen.query_for(gen.doc("s5"), seed=5), k=1)[0]["id"] == "s5"
+    assert index.search_embeddings(gen.query_for(gen.doc("s5"), seed=5), k=1)[0][0]["id"] == "s5"
 
 
 def test_bytes_per_token_at_two_bits(tmp_path, gen):
@@ -305,5 +305,5 @@ def test_four_bits_store_twice_the_residual_and_reconstruct_better(tmp_path, gen
             assert np.load(seg / "residuals.npy", mmap_mode="r").shape[1] == DIM * nbits // 8
             cos[nbits] = float(np.mean([(gen.doc(x) * v).sum(1).mean() for x, v in zip(ids, stored, strict=False)]))
             q = gen.query_for(gen.doc("d42"), seed=42)
-            assert index.search_embeddings(q, k=1, config=APPROX)[0]["id"] == "d42"
+            assert index.search_embeddings(q, k=1, config=APPROX)[0][0]["id"] == "d42"
     assert cos[4] > cos[2] and cos[4] > 0.98

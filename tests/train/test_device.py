@@ -81,7 +81,7 @@ def test_cli_refuses_an_unavailable_device_before_any_work(tmp_path):
 
 
 def test_cli_parses_device():
-    from maxsim.train.cli import add_train_commands
+    from maxsim.cli.train import add_train_commands
 
     parser = argparse.ArgumentParser()
     add_train_commands(parser.add_subparsers())

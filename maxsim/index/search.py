@@ -5,7 +5,7 @@ Pipeline for one query Q float32 [nq, dim] and one segment:
 1. Centroid scores S = Q C^T [nq, k]. Each query token probes its ``nprobe`` best centroids;
    the documents in their inverted lists are the candidates, scored by summing, per query token,
    the best probed-centroid score (or the next centroid's score when none of the lists holds the
-   document): :func:`maxsim.search.kernels.ivf_candidates`.
+   document): :func:`maxsim.index.kernels.ivf_candidates`.
 2. The best ``n_candidates`` are re-scored by centroid interaction (MaxSim with each document
    token replaced by its centroid, over all centroids).
 3. The best ``n_exact`` of those get exact MaxSim on decompressed vectors; top ``k`` returned.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maxsim.search import kernels
+from maxsim.index import kernels
 
 if TYPE_CHECKING:
     from maxsim.compression.residual import ResidualCodec
