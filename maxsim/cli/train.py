@@ -41,6 +41,9 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--top-layers", type=int, default=2)
     p.add_argument("--eval-steps", type=int, default=200)
     p.add_argument("--save-steps", type=int, default=200)
+    p.add_argument("--init-adapter", default=None, metavar="FILE",
+                   help="warm start: the head and the LoRA factors of the layers it adapts from this adapter file "
+                   "(e.g. the shipped one); further adapted layers start fresh")
     p.add_argument("--cache-dir", default=None, help="cache frozen-backbone states here (trainable=head)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)

@@ -50,6 +50,11 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+def _item_key(fingerprint: str, item: TokenizedText) -> bytes:
+    return (fingerprint.encode() + b"|" + np.asarray(item.ids, dtype=np.int64).tobytes()
+            + np.asarray(item.attention, dtype=bool).tobytes())
+
+
 def _ids_key(items: list[TokenizedText]) -> str:
     h = hashlib.sha1()
     for it in items:
@@ -65,8 +70,26 @@ def backbone_states(
     cache_dir: str | Path | None = None,
     fingerprint: str | None = None,
     show_progress: bool = False,
+    memo: dict[bytes, np.ndarray] | None = None,
 ) -> States:
-    """Hidden states at all positions of each item (``item.keep`` is recorded, not applied)."""
+    """Hidden states at all positions of each item (``item.keep`` is recorded, not applied).
+
+    ``memo`` (one dict per evaluation run) keeps every input's states by model and input ids, so
+    an input met again in another collection is not run again: a cross-lingual set repeats the
+    questions of one monolingual set and the paragraphs of another.
+    """
+    if memo is not None and items:
+        fingerprint = fingerprint or model_fingerprint(model)
+        keys = [_item_key(fingerprint, it) for it in items]
+        todo = {k: it for k, it in zip(keys, items) if k not in memo}  # first item of each new input
+        if todo:
+            fresh = backbone_states(model, list(todo.values()), cache_dir, fingerprint, show_progress)
+            for n, k in enumerate(todo):
+                memo[k] = fresh.item(n)
+        lengths = np.fromiter((len(it) for it in items), dtype=np.int64, count=len(items))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        keep = np.concatenate([np.asarray(it.keep, bool) for it in items])
+        return States(np.concatenate([memo[k] for k in keys]), offsets, keep)
     path = None
     if cache_dir is not None:
         fingerprint = fingerprint or model_fingerprint(model)

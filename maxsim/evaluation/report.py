@@ -5,6 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 METRIC_NAMES = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100"}
+HALF_LABELS = {"monolingual": "monolingual", "cross_lingual": "cross-lingual"}
+
+
+def _lang(c: dict) -> str:
+    """``es`` for a monolingual collection, ``es>en`` for questions in es on passages in en."""
+    q = c.get("query_language")
+    return f"{q}>{c['language']}" if c.get("cross_lingual") and q else c["language"]
+
+
+def halves_table(data: dict, metric: str = "ndcg@10") -> str:
+    """Monolingual and cross-lingual averages side by side, with each dim's loss against the widest."""
+    systems = _systems(data)
+    halves = data.get("halves") or {}
+    lines = ["| half | queries | " + " | ".join(systems) + " |", "|" + "---|" * (2 + len(systems))]
+    for half, label in HALF_LABELS.items():
+        if half in halves:
+            avg = halves[half]["average"]
+            cells = [f"{100 * avg[s][metric]:.1f}" if s in avg else "" for s in systems]
+            lines.append(f"| {label} | {halves[half]['n_queries']} | " + " | ".join(cells) + " |")
+    dims = sorted((int(s.split("-")[1]) for s in systems if s.startswith("colbert-")), reverse=True)
+    if len(dims) > 1:
+        lines.append("")
+        for half, label in HALF_LABELS.items():
+            avg = halves.get(half, {}).get("average", {})
+            if all(f"colbert-{d}" in avg for d in dims):
+                top = avg[f"colbert-{dims[0]}"][metric]
+                rel = ", ".join(f"{d}: {100 * (avg[f'colbert-{d}'][metric] / top - 1):+.1f} %" for d in dims[1:])
+                lines.append(f"- {label}: against {dims[0]} dims, {rel}")
+    return "\n".join(lines)
 
 
 def _systems(data: dict) -> list[str]:
@@ -36,8 +65,16 @@ def markdown_table(data: dict, metric: str = "ndcg@10") -> str:
                 cells.append(f"**{text}**" if best is not None and abs(v - best) < 1e-12 else text)
         return f"| {label} | {lang} | {nq} | {nd} | " + " | ".join(cells) + " |"
 
-    for c in data["collections"]:
-        lines.append(row(c["name"], c["language"], str(c["n_queries"]), str(c["n_docs"]), c["metrics"]))
+    halves = data.get("halves") or {}
+    if len(halves) < 2:  # one kind of collection: one list, one average
+        for c in data["collections"]:
+            lines.append(row(c["name"], _lang(c), str(c["n_queries"]), str(c["n_docs"]), c["metrics"]))
+    else:  # monolingual, then cross-lingual collections, each with its own average
+        for half, label in HALF_LABELS.items():
+            members = [c for c in data["collections"] if bool(c.get("cross_lingual")) == (half == "cross_lingual")]
+            for c in members:
+                lines.append(row(c["name"], _lang(c), str(c["n_queries"]), str(c["n_docs"]), c["metrics"]))
+            lines.append(row(f"**average, {label}**", "", str(halves[half]["n_queries"]), "", halves[half]["average"]))
     lines.append(row("**average**", "", str(sum(c["n_queries"] for c in data["collections"])), "", data["average"]))
     return "\n".join(lines)
 
@@ -60,6 +97,8 @@ def markdown_report(data: dict) -> str:
     if sample:
         parts += [f"Sampled: at most {sample.get('max_queries')} queries and {sample.get('max_docs')} documents per collection (seed {sample.get('seed')}); judged documents of sampled queries are always kept.", ""]
     parts += [f"Model: `{data.get('model', '?')}`; dims {cfg.get('dims')}; top-{cfg.get('k')} runs; metrics by ranx; values x100.", ""]
+    if len(data.get("halves") or {}) > 1:
+        parts += ["## nDCG@10, monolingual and cross-lingual apart", "", halves_table(data), ""]
     for metric in cfg.get("metrics", ["ndcg@10"]):
         parts += [f"## {METRIC_NAMES.get(metric, metric)}", "", markdown_table(data, metric), ""]
     parts += ["## nDCG@10 by language (mean over collections)", "", language_table(data), ""]
@@ -106,18 +145,25 @@ def plot_dims(data: dict, path: Path, metric: str = "ndcg@10") -> Path:
     import matplotlib.pyplot as plt
 
     avg = data["average"]
+    halves = data.get("halves") or {}
+    groups = ({HALF_LABELS[h]: halves[h]["average"] for h in HALF_LABELS if h in halves}
+              if len(halves) > 1 else {"average": avg})
     dims = sorted(int(s.split("-")[1]) for s in avg if s.startswith("colbert-"))
     fig, ax = plt.subplots(figsize=(6, 4))
+    colours = ["C0", "C3"]
     if dims:
-        ax.plot(dims, [100 * avg[f"colbert-{d}"][metric] for d in dims], "o-", label="late interaction (average)")
         for c in data["collections"]:
             ys = [c["metrics"].get(f"colbert-{d}", {}).get(metric) for d in dims]
             if None not in ys:
                 ax.plot(dims, [100 * y for y in ys], "-", color="grey", alpha=0.25, linewidth=0.8)
+        for (label, values), colour in zip(groups.items(), colours):
+            ax.plot(dims, [100 * values[f"colbert-{d}"][metric] for d in dims], "o-", color=colour,
+                    label=f"late interaction ({label})")
         ax.set_xticks(dims)
-    for s, style in (("bm25", "--"), ("dense", ":")):
-        if s in avg:
-            ax.axhline(100 * avg[s][metric], linestyle=style, color="black", label=f"{s} (average)")
+    for (label, values), colour in zip(groups.items(), colours):
+        for s, style in (("bm25", "--"), ("dense", ":")):
+            if s in values:
+                ax.axhline(100 * values[s][metric], linestyle=style, color=colour, label=f"{s} ({label})")
     ax.set_xlabel("dim")
     ax.set_ylabel(METRIC_NAMES.get(metric, metric))
     ax.set_title(f"{METRIC_NAMES.get(metric, metric)} against dim (grey: single collections)")

@@ -51,6 +51,11 @@ class CollectionResult:
     n_docs: int
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> metric -> value
     seconds: dict[str, float] = field(default_factory=dict)
+    query_language: str | None = None  # differs from ``language`` on a cross-lingual collection
+
+    @property
+    def cross_lingual(self) -> bool:
+        return self.query_language is not None and self.query_language != self.language
 
 
 def colbert_system(dim: int) -> str:
@@ -128,13 +133,16 @@ def evaluate_collection(
     fingerprint: str | None = None,
     on_stage: Callable[[str], None] | None = None,
     dense_model=None,
+    memo: dict | None = None,
 ) -> CollectionResult:
     """All systems on one collection. ``head`` overrides the model's 128-wide head (e.g. a trained one).
 
     ``dense_model`` is the backbone the dense baseline mean-pools (default: ``model``). It must be
     given when ``model``'s encoder carries merged adapters, so the baseline stays the plain backbone.
+    ``memo``: states of inputs already encoded in this run (see :func:`backbone_states`).
     """
     from maxsim.evaluation.bm25 import BM25Retriever
+    from maxsim.evaluation.crosslingual import is_cross_lingual, query_language
     from maxsim.evaluation.encoding import backbone_states, mean_pooled, project
     from maxsim.models.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items
 
@@ -143,8 +151,10 @@ def evaluate_collection(
     qtexts = [collection.queries[q] for q in qids]
     doc_ids = list(collection.corpus)
     dtexts = [collection.corpus[d] for d in doc_ids]
-    lang = collection.languages[0] if len(collection.languages) == 1 else None
-    res = CollectionResult(collection.name, collection.language, len(qids), len(doc_ids))
+    # BM25 stems with one language's rules; a cross-lingual set gets plain tokens
+    lang = collection.languages[0] if len(collection.languages) == 1 and not is_cross_lingual(collection) else None
+    res = CollectionResult(collection.name, collection.language, len(qids), len(doc_ids),
+                           query_language=query_language(collection))
     runs: dict[str, Run] = {}
 
     if "bm25" in config.baselines:
@@ -161,13 +171,14 @@ def evaluate_collection(
         t = time.perf_counter()
         say("encoding documents")
         doc_items = model.tokenizer.documents(dtexts)
-        doc_states = backbone_states(model, doc_items, config.cache_dir, fingerprint, config.show_progress)
+        doc_states = backbone_states(model, doc_items, config.cache_dir, fingerprint, config.show_progress, memo)
         res.seconds["encode_documents"] = time.perf_counter() - t
 
         if config.colbert:
             t = time.perf_counter()
             say("encoding queries")
-            q_states = backbone_states(model, model.tokenizer.queries(qtexts), config.cache_dir, fingerprint, config.show_progress)
+            q_states = backbone_states(model, model.tokenizer.queries(qtexts), config.cache_dir, fingerprint,
+                                       config.show_progress, memo)
             res.seconds["encode_queries"] = time.perf_counter() - t
             t = time.perf_counter()
             h = head if head is not None else model.heads[max(model.heads)]
@@ -194,9 +205,11 @@ def evaluate_collection(
                 d_dense = np.zeros((len(d_items), dm._hidden_size()), dtype=np.float32)
                 redo = list(range(len(d_items)))
             if redo:  # inputs that differ from the ColBERT ones get their own pass
-                d_dense[redo] = mean_pooled(backbone_states(dm, [d_items[i] for i in redo], config.cache_dir, dfp, config.show_progress))
+                d_dense[redo] = mean_pooled(backbone_states(dm, [d_items[i] for i in redo], config.cache_dir, dfp,
+                                                            config.show_progress, memo))
             q_dense = mean_pooled(
-                backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress)
+                backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress,
+                                memo)
             )
             s = torch.from_numpy(q_dense @ d_dense.T)  # dot products of unit vectors
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
@@ -216,19 +229,41 @@ def average(results: Sequence[CollectionResult], metrics: Sequence[str]) -> dict
     return {s: {m: float(np.mean([r.metrics[s][m] for r in results])) for m in metrics} for s in systems}
 
 
+def language_label(r: CollectionResult) -> str:
+    """``es`` for a monolingual collection, ``es>en`` for Spanish questions on English passages."""
+    return f"{r.query_language}>{r.language}" if r.cross_lingual else r.language
+
+
 def by_language(results: Sequence[CollectionResult], metrics: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
     groups: dict[str, list[CollectionResult]] = {}
     for r in results:
-        groups.setdefault(r.language, []).append(r)
+        groups.setdefault(language_label(r), []).append(r)
     return {lang: average(rs, metrics) for lang, rs in sorted(groups.items())}
 
 
+def halves(results: Sequence[CollectionResult], metrics: Sequence[str]) -> dict[str, dict]:
+    """Monolingual and cross-lingual collections averaged apart (a half with no collection is left out)."""
+    out = {}
+    for half, members in (("monolingual", [r for r in results if not r.cross_lingual]),
+                          ("cross_lingual", [r for r in results if r.cross_lingual])):
+        if members:
+            out[half] = {"collections": [r.name for r in members], "n_queries": sum(r.n_queries for r in members),
+                         "average": average(members, metrics)}
+    return out
+
+
 def results_to_json(results: Sequence[CollectionResult], config: EvalConfig, extra: dict | None = None) -> dict:
+    rows = []
+    for r in results:
+        row = asdict(r)
+        row["cross_lingual"] = r.cross_lingual
+        rows.append(row)
     return {
         "config": {**asdict(config), "dims": list(config.dims), "baselines": list(config.baselines)},
         **(extra or {}),
-        "collections": [asdict(r) for r in results],
+        "collections": rows,
         "average": average(results, config.metrics),
+        "halves": halves(results, config.metrics),
         "by_language": by_language(results, config.metrics),
     }
 
@@ -281,6 +316,7 @@ def evaluate(
     fingerprint = model_fingerprint(model) if model is not None else None
     t0 = time.perf_counter()
     results = []
+    memo: dict = {}  # states by (model, input): cross-lingual sets reuse their monolingual inputs
     for n, folder in enumerate(folders, 1):
         col = load_collection(folder, split)
         if max_queries or max_docs:
@@ -288,7 +324,7 @@ def evaluate(
         say(f"[{n}/{len(folders)}] {col.name} ({col.language}): {len(col.queries)} queries, {len(col.corpus)} docs")
         r = evaluate_collection(col, model, config, head=head, fingerprint=fingerprint,
                                 on_stage=(lambda s: say(f"    {s}")) if config.show_progress else None,
-                                dense_model=dense_model)
+                                dense_model=dense_model, memo=memo)
         line = "  ".join(f"{s} {100 * m['ndcg@10']:.1f}" for s, m in r.metrics.items() if "ndcg@10" in m)
         say(f"    nDCG@10: {line}")
         results.append(r)

@@ -77,6 +77,7 @@ def run_from_args(args) -> int:
             distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, bf16=args.bf16,
             top_layers=args.top_layers, seed=args.seed, save_steps=args.save_steps, eval_steps=args.eval_steps,
             cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
+            init_adapter=getattr(args, "init_adapter", None),
         )
         pairs = gather_pairs(args.data)
         for folder in args.carve:

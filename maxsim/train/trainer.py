@@ -105,6 +105,7 @@ class TrainingArguments:
     eval_steps: int = 200
     logging_steps: int = 20
     cache_dir: str | None = None  # backbone states of a frozen backbone (trainable="head")
+    init_adapter: str | None = None  # start the head and matching LoRA factors from this adapter file
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -119,6 +120,8 @@ class TrainingArguments:
             raise TrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.dims or any(d < 1 for d in self.dims):
             raise TrainingError(f"dims must be positive, got {self.dims}")
+        if self.init_adapter is not None and not Path(self.init_adapter).is_file():
+            raise TrainingError(f"init_adapter {self.init_adapter} does not exist")
         self.device = str(self.device)
         resolve_device(self.device)  # an unknown or unavailable device fails here, before any work
 
@@ -202,6 +205,8 @@ class Trainer:
                 self.forward = TopLayersForward(model, self.head, top, args.doc_maxlen, bf16=args.bf16)
             else:
                 self.forward = EncoderForward(model, self.head, args.doc_maxlen, bf16=args.bf16)
+        if args.init_adapter:
+            self._start_from_adapter(Path(args.init_adapter))
         self.trainable = {n: p for n, p in self.forward.named_parameters() if p.requires_grad}
         self.loss = MatryoshkaLoss(
             args.dims,
@@ -226,6 +231,42 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.state = TrainerState()
         self.out = Path(args.output_dir)
+
+    @torch.no_grad()
+    def _start_from_adapter(self, path: Path) -> None:
+        """Warm start: the head, and the LoRA factors of every module the file and the run share.
+
+        Modules adapted here but not in the file keep their fresh factors (B = 0, so they start as
+        the identity); the file's factors must all find a trained module of the same rank and scale.
+        """
+        from maxsim.models.adapter import AdapterError, read_adapter
+
+        try:
+            head, lora, scale, _ = read_adapter(path)
+        except (OSError, AdapterError) as exc:
+            raise TrainingError(f"init_adapter {path}: {exc}") from None
+        if head.weight.shape != self.head.weight.shape:
+            raise TrainingError(f"init_adapter {path}: head {tuple(head.weight.shape)}, "
+                                f"the model's is {tuple(self.head.weight.shape)}")
+        self.head.weight.copy_(head.weight)
+        if self.head.bias is not None and head.bias is not None:
+            self.head.bias.copy_(head.bias)
+        if not lora:
+            return
+        if self.args.trainable != "lora":
+            raise TrainingError(f"init_adapter {path} holds LoRA factors; they need trainable='lora'")
+        modules = dict(self.model.encoder.named_modules())
+        for name, (a, b) in lora.items():
+            target = modules.get(name)
+            if target is None or not hasattr(target, "lora_A"):
+                raise TrainingError(f"init_adapter {path}: {name} carries LoRA factors but is not adapted in this run "
+                                    "(adapt at least as many top layers)")
+            own_scale = float(target.scaling["default"])
+            if abs(own_scale - scale) > 1e-6 or target.lora_A["default"].weight.shape != a.shape:
+                raise TrainingError(f"init_adapter {path}: {name} has rank {a.shape[0]}, scale {scale}; this run uses "
+                                    f"rank {target.lora_A['default'].weight.shape[0]}, scale {own_scale}")
+            target.lora_A["default"].weight.copy_(a)
+            target.lora_B["default"].weight.copy_(b)
 
     # ------------------------------------------------------------------ checkpoints
     @property

@@ -122,3 +122,28 @@ def test_lora_in_top_layers_trains_and_the_adapter_reproduces_it(make_tiny, pair
     texts = ["w1 w2 w3 f1 .", "w9 w8"]
     for a, b in zip(model.encode_documents(texts), fresh.encode_documents(texts)):
         assert a.shape == b.shape and abs(a - b).max() < 5e-3
+
+
+def test_warm_start_from_an_adapter_with_more_adapted_layers(make_tiny, pairs, tmp_path):
+    """--init-adapter: the run starts exactly where the adapter is, even with more layers adapted."""
+    pairs = mine_bm25_negatives(pairs, n=1)
+    common = dict(trainable="lora", lora_r=4, batch_size=8, learning_rate=1e-2, save_steps=0, eval_steps=0,
+                  show_progress=False)
+
+    def trainer(out: str, **kw) -> Trainer:
+        return Trainer(make_tiny(), TrainingArguments(output_dir=str(tmp_path / out), **{**common, **kw}), pairs)
+
+    first = trainer("a", lora_layers=1, epochs=6)
+    first.train()
+    adapter = str(tmp_path / "a" / "head.safetensors")
+    untrained = fixed_batch_loss(trainer("c", lora_layers=2))
+    deeper = trainer("b", lora_layers=2, init_adapter=adapter)
+    assert fixed_batch_loss(deeper) == pytest.approx(fixed_batch_loss(first), rel=1e-2)
+    assert fixed_batch_loss(deeper) < 0.9 * untrained
+    two_layers = str(deeper.save_head(tmp_path / "two.safetensors"))  # factors in layers 0 and 1
+    with pytest.raises(TrainingError, match="layers.0.* not adapted in this run"):
+        trainer("d", lora_layers=1, init_adapter=two_layers)
+    with pytest.raises(TrainingError, match="rank 4"):
+        trainer("e", lora_layers=2, lora_r=8, init_adapter=adapter)
+    with pytest.raises(TrainingError, match="does not exist"):
+        TrainingArguments(output_dir=str(tmp_path / "f"), init_adapter=str(tmp_path / "missing.safetensors"))
