@@ -43,21 +43,29 @@ class IndexRegistry:
         self._indexes: dict[str, Any] = {}
         self._paths: dict[str, Path] = {}
 
-    def open_all(self) -> None:
+    def _open(self, path: Path | str) -> Any:
+        """An index directory, or a sharded index (``shards.json``: searched on all shards at once)."""
         from maxsim.index import Index
+        from maxsim.index.sharded import ShardedIndex, is_sharded
 
+        if is_sharded(path):
+            return ShardedIndex.open(path, model=self.model)
+        return Index.open(path, model=self.model)
+
+    def open_all(self) -> None:
         for name, path in self.settings.indexes:
-            index = Index.open(path, model=self.model)
+            index = self._open(path)
             self._check_model(name, index)
             self._indexes[name], self._paths[name] = index, Path(path).resolve()
         if self.settings.index_dir:
             root = Path(self.settings.index_dir)
             root.mkdir(parents=True, exist_ok=True)
-            for sub in sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").exists()):
+            for sub in sorted(p for p in root.iterdir()
+                              if p.is_dir() and ((p / "manifest.json").exists() or (p / "shards.json").exists())):
                 if sub.name in self._indexes or not INDEX_NAME.match(sub.name) or sub.resolve() in self._paths.values():
                     continue
                 try:
-                    index = Index.open(sub, model=self.model)
+                    index = self._open(sub)
                     self._check_model(sub.name, index)
                 except (MaxsimError, Exception) as exc:  # noqa: BLE001 - one bad folder must not stop the server
                     log.warning("not serving %s: %s", sub, exc)

@@ -83,17 +83,24 @@ def build_progress(index: Index) -> BuildProgress | None:
 
 
 def sample_tokens(docs: Iterable[VectorDoc], n_tokens: int) -> np.ndarray:
-    """The token vectors of the first documents of ``docs``, up to ``n_tokens`` rows (float32)."""
-    parts, have = [], 0
+    """The token vectors of the first documents of ``docs``, up to ``n_tokens`` rows (float32,
+    unit rows), filled into one preallocated array (no second copy of the sample)."""
+    out: np.ndarray | None = None
+    have = 0
     for doc in docs:
-        parts.append(np.asarray(doc.vectors, dtype=np.float32))
-        have += len(doc.vectors)
+        v = np.asarray(doc.vectors)
+        if out is None:
+            out = np.empty((n_tokens, v.shape[1]), dtype=np.float32)
+        take = min(len(v), n_tokens - have)
+        out[have : have + take] = v[:take]
+        have += take
         if have >= n_tokens:
             break
-    if not parts:
+    if out is None or have == 0:
         raise InvalidArgumentError("build: the source yielded no documents to train the centroids on")
-    x = np.concatenate(parts)[:n_tokens]
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    out = out[:have]
+    out /= np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12)
+    return out
 
 
 def train_shared_codec(sample: np.ndarray, expected_tokens: int, nbits: int, *, seed: int = 0) -> ResidualCodec:
@@ -104,7 +111,7 @@ def train_shared_codec(sample: np.ndarray, expected_tokens: int, nbits: int, *, 
     return train_codec(sample, k, nbits, seed=seed, table_bits=storage.table_bits(storage.FORMAT_VERSION))
 
 
-def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progress: BuildProgress) -> None:
+def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progress: BuildProgress | None) -> None:
     """Make ``codec`` the codec of the empty ``index`` and start its build record (one commit)."""
     index._acquire_writer()
     if index.count() or index._refresh().segments:
@@ -113,7 +120,8 @@ def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progr
     try:
         with index._catalog.transaction() as conn:
             Catalog.set_state(conn, codec=name, tokens_trained=int(tokens_trained))
-            conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (BUILD_STATE, progress.to_json()))
+            if progress is not None:
+                conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (BUILD_STATE, progress.to_json()))
             Catalog.bump_version(conn)
     except BaseException:
         storage.remove_dir(index.path / name)
