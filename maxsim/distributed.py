@@ -193,7 +193,7 @@ def build_distributed(path: str | os.PathLike, input: str | os.PathLike, *,  # n
     """Build a sharded index at ``path`` from ``input`` on a Ray cluster (see the module docstring).
 
     ``workers``: encoder actors (default: the cluster's GPUs with ``device="cuda"``, else its
-    CPUs minus the writers, at least 1). ``model_factory`` (a picklable callable returning an
+    CPUs minus one for reading, at least 1). ``model_factory`` (a picklable callable returning an
     encoder) replaces ``model`` (a name; default the offline default model). Re-running a build
     that was interrupted writes only the documents that are missing.
     """
@@ -219,20 +219,22 @@ def build_distributed(path: str | os.PathLike, input: str | os.PathLike, *,  # n
         docs = list(encoded_docs(sample_model, islice(iter_documents(input), sample_docs), dim))
         sample = np.concatenate([d.vectors for d in docs])
         codec = train_shared_codec(sample, int(len(sample) / len(docs) * total), nbits)
-        del sample_model
-        sharded = ShardedIndex.create(root, n_shards, dim=dim, nbits=nbits)
+        sharded = ShardedIndex.create(root, n_shards, model=sample_model, dim=dim, nbits=nbits)  # records its name
         try:
             for s in sharded.shards:
                 install_codec(s, codec, int(len(sample) / len(docs) * total / n_shards),
                               BuildProgress(extra={"distributed": True}))
         finally:
             sharded.close()
+            del sample_model
     resources = ray.cluster_resources()
     if workers is None:
-        avail = int(resources.get("GPU", 0)) if device == "cuda" else int(resources.get("CPU", 1)) - n_shards
+        # one CPU stays free for Ray Data's read tasks
+        avail = int(resources.get("GPU", 0)) if device == "cuda" else int(resources.get("CPU", 1)) - 1
         workers = max(1, avail)
-    writer_cls = ray.remote(num_cpus=1 if resources.get("CPU", 1) > n_shards else 0,
-                            max_restarts=-1, max_task_retries=-1)(ShardWriter)
+    # writers reserve no CPU: they hold no slot the encoders or the readers wait for (a writer
+    # with a CPU reserved could starve the read tasks, and the pipeline would stall)
+    writer_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(ShardWriter)
     writers = [writer_cls.remote(str(shard_dir(root, i))) for i in range(n_shards)]
     try:
         ds, kind = read_dataset(input)
