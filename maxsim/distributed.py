@@ -23,7 +23,6 @@ a real cluster; see docs/scale.md).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from itertools import islice
@@ -293,6 +292,3 @@ def encode_throughput(texts: list[str], *, workers: int, model: str | None = Non
     seconds = time.perf_counter() - t0
     return {"workers": workers, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj)

@@ -15,7 +15,6 @@ a model (the text build in :mod:`maxsim.build` encodes, then feeds this).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,6 +300,3 @@ def batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
     if buf:
         yield buf
 
-
-def chunk_count(n_docs: int, chunk_docs: int = CHUNK_DOCS) -> int:
-    return math.ceil(n_docs / chunk_docs)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -358,6 +357,3 @@ class _ShardSearcher:
     def search(self, qs: list[np.ndarray], k: int, flt: Any, config: SearchConfig | None) -> list[list[SearchHit]]:
         return self.index.search_embeddings(qs, k=k, filter=flt, config=config)
 
-
-def read_manifest(path: str | os.PathLike) -> dict:
-    return json.loads((Path(path) / SHARDS_JSON).read_text())

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from maxsim.index import Index, SearchConfig
 from maxsim.index.build import VectorDoc, build_from_vectors, build_progress
