@@ -127,11 +127,11 @@ def build(path: str | os.PathLike, input: str | os.PathLike, *, model: Encoder |
           batch_size: int = ENCODE_BATCH, progress: bool = True) -> Index:
     """Build (or resume) an index at ``path`` from ``input`` in bounded memory; returns it open
     (``maxsim.Index``). See the module docstring."""
-    if model is None or isinstance(model, str):
-        model = load_encoder(model or _recorded_model(path))
-    total = count_documents(input)
+    total = count_documents(input)  # bad input fails before the model loads
     if total == 0:
         raise InvalidArgumentError(f"{input} holds no documents")
+    if model is None or isinstance(model, str):
+        model = load_encoder(model or _recorded_model(path))
     root = Path(path)
     resuming = (root / storage.MANIFEST).exists()
     cache: list[VectorDoc] = []

@@ -150,3 +150,18 @@ def test_text_build_from_jsonl_beir_and_parquet(tmp_path, default_model):
             else:
                 assert got[0]["metadata"] == {"i": 3}
             assert idx.search("rivers number 6", k=1)[0][0]["id"] == f"{prefix}6"
+
+
+def test_cli_build_rejects_bad_arguments(tmp_path, capsys):
+    from maxsim.cli.index import main
+
+    docs = tmp_path / "d.jsonl"
+    docs.write_text('{"id": "a", "text": "x"}\n')
+    assert main(["build", str(tmp_path / "i"), str(docs), "--shards", "2"]) == 2
+    assert "--ray-address" in capsys.readouterr().err
+    assert main(["build", str(tmp_path / "i"), str(tmp_path / "missing.jsonl")]) == 2
+    assert "input not found" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert main(["build", str(tmp_path / "i"), str(tmp_path / "folder")]) == 2
+    assert "corpus.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "i").exists()  # nothing was created
