@@ -99,7 +99,7 @@ def run_methods(store: QdrantStore, queries: list[np.ndarray], exact_top: list[l
             best_ms = float("inf")
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                hits = store.search_embeddings(q, k, first_stage=first_stage, prefetch_limit=limit)
+                [hits] = store.search_embeddings(q, k, first_stage=first_stage, prefetch_limit=limit)
                 best_ms = min(best_ms, (time.perf_counter() - t0) * 1000)
             lat[m].append(best_ms)
             got = [h["id"] for h in hits]
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     location = f"edge:{tmp}" if args.engine == "edge" else tmp
     store = QdrantStore.create(location, "bench", dim=args.dim, model=model.name, settings=settings, batch_size=128)
     t0 = time.perf_counter()
-    store.add_embeddings(ids, doc_vecs, texts=doc_texts)
+    store.add_embeddings(doc_vecs, ids, texts=doc_texts)
     store.optimize()
     ingest_s = time.perf_counter() - t0
     print(f"ingested in {ingest_s:.1f}s (MUVERA dim {muvera.output_dim})")
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     for row, (first_stage, limit) in zip(rows, plan, strict=True):  # throughput with batched requests
         t0 = time.perf_counter()
         for i in range(0, len(q_vecs), args.batch):
-            store.search_embeddings_batch(q_vecs[i : i + args.batch], k, first_stage=first_stage, prefetch_limit=limit)
+            store.search_embeddings(q_vecs[i : i + args.batch], k, first_stage=first_stage, prefetch_limit=limit)
         row["batched_qps"] = len(q_vecs) / (time.perf_counter() - t0)
     store.close()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                     "load_average_after": load_avg},
         "timing": "latency: one query_points request per query and method, methods interleaved per query, "
                   "best of --repeats runs per query; "
-                  "batched_qps: search_embeddings_batch in batches of --batch",
+                  "batched_qps: search_embeddings with --batch queries per call",
         "batch": args.batch,
         "repeats": args.repeats,
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),

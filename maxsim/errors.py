@@ -34,3 +34,8 @@ class DuplicateIdError(MaxsimError, ValueError):
 
 class MissingModelError(MaxsimError, RuntimeError):
     """A text method (add, search) on a store that was given no model."""
+
+
+class InputWarning(UserWarning):
+    """Input that works but probably not as meant: an empty query, a query of mostly unknown
+    tokens, a document cut at the token limit. The command line prints each as one stderr line."""

@@ -20,7 +20,8 @@ InputKind = Literal["query", "document"]
 
 
 class RerankResult(TypedDict, total=False):
-    """One ranked document, shaped like an item of Jina's /v1/rerank `results`."""
+    """One ranked document: the fields of an item of Jina's /v1/rerank `results`; ``document`` is the
+    text itself (over HTTP it is `{"text": ...}`)."""
 
     index: int
     relevance_score: float

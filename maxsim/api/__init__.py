@@ -1,7 +1,7 @@
-"""The HTTP service: Jina-compatible multi-vector and rerank endpoints, indexes, a search page.
+"""The HTTP service: Jina-compatible multi-vector, embeddings and rerank endpoints, indexes, a search page.
 
 >>> from maxsim.api import Settings, create_app      # doctest: +SKIP
->>> app = create_app(Settings(index_dir="indexes"))   # loads the default model
+>>> app = create_app(Settings(index_dir="indexes"))   # doctest: +SKIP
 
 Needs the ``server`` extra (``pip install 'maxsim[server]'``). Importing this package is cheap:
 FastAPI and the model are imported by ``create_app``.

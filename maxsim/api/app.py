@@ -2,7 +2,7 @@
 
 Layers, outermost first:
 1. ``Gate`` (pure ASGI): request id, authentication, request rate limit, access log, metrics.
-2. ``BodySizeLimit`` (pure ASGI): 413 for bodies over ``max_body_bytes``.
+2. ``RequestBody`` (pure ASGI): size (413), time (408), Content-Encoding, what JSON parsing lets through (422).
 3. FastAPI: validation (422), routes, error handlers that answer ``{"detail", "code", "request_id"}``.
 """
 
@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from maxsim.api.batching import Ticket
-from maxsim.api.errors import ApiError, dumps
-from maxsim.api.limits import BodySizeLimit
+from maxsim.api.body import RequestBody
+from maxsim.api.errors import ApiError, dumps, error_body, validation_body
+from maxsim.api.responses import AUTH, JINA_ERRORS, errors
 from maxsim.api.service import Service
 from maxsim.api.settings import Settings
 from maxsim.errors import MaxsimError
@@ -40,7 +43,7 @@ _MAX_ECHO = 200  # characters of a rejected input echoed back in a 422
 _ENCODES = re.compile(r"^/v1/(multi-vector|embeddings|rerank|explain|indexes/[^/]+/(search|documents))$")
 
 
-def request_id_of(scope: dict) -> str:
+def request_id_of(scope: MutableMapping[str, Any]) -> str:
     state = scope.setdefault("state", {})
     rid = state.get("request_id")
     if rid is None:
@@ -48,10 +51,6 @@ def request_id_of(scope: dict) -> str:
         rid = incoming if _RID.match(incoming) else uuid.uuid4().hex
         state["request_id"] = rid
     return rid
-
-
-def _error_body(status: int, code: str, detail: Any, rid: str, **extra: Any) -> dict:
-    return {"detail": detail, "code": code, "request_id": rid, **extra}
 
 
 class Gate:
@@ -93,7 +92,7 @@ class Gate:
                     state["ticket"] = Ticket(svc.batcher)  # released once its job is queued, or below
         except ApiError as exc:
             svc.metrics.inc("maxsim_rejected_total", {"code": exc.code})
-            body = dumps(_error_body(exc.status, exc.code, exc.detail, rid))
+            body = dumps(error_body(exc.code, exc.detail, rid))
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             await send_wrapped({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -126,6 +125,30 @@ def _short(value: Any) -> Any:
         return _short(value.decode("utf-8", "replace"))
     text = json.dumps(value, ensure_ascii=False, default=str)
     return value if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def _parse_failure(cause: BaseException) -> str:
+    """What made the body unreadable, for the few failures the JSON parser does not report itself."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte at position {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "arrays and objects nest too deeply"
+    return f"the body could not be read as JSON ({type(cause).__name__}: {_short(str(cause))})"
+
+
+def _allowed_methods(routes: Any, scope: MutableMapping[str, Any]) -> set[str]:
+    """Methods of every route whose path matches (Starlette names only the first one's)."""
+    allowed: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # an included router
+        if inner is not None:
+            allowed |= _allowed_methods(inner.routes, scope)
+        elif getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+            allowed |= set(route.methods)
+    return allowed
 
 
 class SafeJSONResponse(JSONResponse):
@@ -165,63 +188,71 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> SafeJSONResponse:
         service.metrics.inc("maxsim_rejected_total", {"code": exc.code})
-        return SafeJSONResponse(_error_body(exc.status, exc.code, exc.detail, request_id_of(request.scope)),
-                            status_code=exc.status, headers=exc.headers)
+        return SafeJSONResponse(error_body(exc.code, exc.detail, request_id_of(request.scope)),
+                                status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> SafeJSONResponse:
-        fastapi_shape, jina_shape = [], []
+        problems = []
         for e in exc.errors():
             loc = [p for p in e.get("loc", ()) if p != "body"] or ["body"]
             field = ".".join(str(p) for p in loc)
             msg = e.get("msg", "invalid value")
             if e.get("type") == "json_invalid":
                 reason = (e.get("ctx") or {}).get("error", "")
-                msg = f"the body is not valid JSON ({reason}) at character {loc[0]}" if reason else "the body is not valid JSON"
+                msg = (f"the body is not valid JSON ({reason}) at character {loc[0]}" if reason
+                       else "the body is not valid JSON")
                 field = "body"
-            fastapi_shape.append({"loc": list(e.get("loc", ())), "msg": msg, "type": e.get("type", "value_error"),
-                                  "input": _short(e.get("input"))})
-            jina_shape.append({"field": field, "message": msg, "type": e.get("type", "value_error"),
-                               "input": _short(e.get("input"))})
-        summary = "; ".join(f"{j['field']}: {j['message']}" for j in jina_shape[:5])
-        return SafeJSONResponse(
-            _error_body(422, "INPUT_VALIDATION_ERROR", fastapi_shape, request_id_of(request.scope),
-                        message=f"invalid request: {summary}", errors=jina_shape),
-            status_code=422,
-        )
+            problems.append({"field": field, "message": msg, "type": e.get("type", "value_error"),
+                             "input": _short(e.get("input"))})
+        return SafeJSONResponse(validation_body(problems, request_id_of(request.scope)), status_code=422)
 
     @app.exception_handler(MaxsimError)
     async def maxsim_error(request: Request, exc: MaxsimError) -> SafeJSONResponse:
-        return SafeJSONResponse(_error_body(422, "INPUT_INVALID", str(exc), request_id_of(request.scope)), status_code=422)
+        return SafeJSONResponse(error_body("INPUT_INVALID", str(exc), request_id_of(request.scope)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> SafeJSONResponse:
-        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-        detail = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}"
-        return SafeJSONResponse(_error_body(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), detail,
-                                        request_id_of(request.scope)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        rid = request_id_of(request.scope)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not parse the body
+            problem = {"field": "body", "message": _parse_failure(exc.__cause__), "type": "body_invalid", "input": None}
+            return SafeJSONResponse(validation_body([problem], rid), status_code=422)
+        headers = dict(getattr(exc, "headers", None) or {})
+        detail = str(exc.detail)
+        if exc.status_code == 404:
+            detail = f"no route {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            allowed = _allowed_methods(request.app.router.routes, request.scope)
+            headers["Allow"] = ", ".join(sorted(allowed))
+            detail = f"{request.url.path} does not take {request.method}; it takes {', '.join(sorted(allowed))}"
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        return SafeJSONResponse(error_body(code, detail, rid), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> SafeJSONResponse:
         rid = request_id_of(request.scope)
         log.error("%s internal error: %r", rid, exc, exc_info=exc)
-        return SafeJSONResponse(_error_body(500, "INTERNAL_ERROR", f"internal error; quote request id {rid}", rid),
-                            status_code=500)
+        return SafeJSONResponse(error_body("INTERNAL_ERROR", f"internal error; quote request id {rid}", rid),
+                                status_code=500)
 
     from maxsim.api.routes_index import router as index_router
     from maxsim.api.routes_jina import router as jina_router
 
-    app.include_router(jina_router)
+    app.include_router(jina_router, responses=JINA_ERRORS)
     app.include_router(index_router)
 
     @app.get("/health", tags=["service"], summary="Liveness and what is served")
     async def health() -> dict:
+        dense = service.dense
         return {"status": "ok", "model": model.name, "model_names": service.model_names, "dimensions": list(model.dims),
+                "rerank_model_names": service.rerank_model_names, "rerank_scores": settings.rerank_scores,
+                "dense_model": dense and {"name": dense.name, "pooling": dense.pooling, "dimensions": dense.dim,
+                                          "names": service.dense_model_names},
                 "indexes": service.indexes.names(), "auth": service.keys.enabled,
                 "batching": settings.batching.enabled, "queue_depth": service.batcher.queue_depth}
 
-    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", response_class=PlainTextResponse,
+             responses=errors(*AUTH))
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -231,6 +262,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes, request_id=request_id_of)
+    app.add_middleware(RequestBody, max_bytes=settings.limits.max_body_bytes,
+                       timeout_s=settings.limits.body_timeout_s, request_id=request_id_of)
     app.add_middleware(Gate, service=service)
     return app

@@ -13,6 +13,8 @@ import base64
 
 import numpy as np
 
+from maxsim.errors import InvalidArgumentError
+
 EMBEDDING_TYPES = ("float", "base64", "binary", "ubinary")
 
 
@@ -31,7 +33,7 @@ def encode_vectors(v: np.ndarray, kind: str) -> list | np.ndarray:
         return packed.tolist()
     if kind == "binary":
         return (packed.astype(np.int16) - 128).astype(np.int8).tolist()
-    raise ValueError(f"unknown embedding type {kind!r}; use one of {EMBEDDING_TYPES}")
+    raise InvalidArgumentError(f"unknown embedding type {kind!r}; use one of {EMBEDDING_TYPES}")
 
 
 def decode_vectors(value: list, kind: str, dim: int) -> np.ndarray:
@@ -44,4 +46,4 @@ def decode_vectors(value: list, kind: str, dim: int) -> np.ndarray:
         return np.unpackbits(np.asarray(value, dtype=np.uint8).reshape(len(value), -1), axis=1)[:, :dim]
     if kind == "binary":
         return np.unpackbits((np.asarray(value, dtype=np.int16) + 128).astype(np.uint8).reshape(len(value), -1), axis=1)[:, :dim]
-    raise ValueError(f"unknown embedding type {kind!r}; use one of {EMBEDDING_TYPES}")
+    raise InvalidArgumentError(f"unknown embedding type {kind!r}; use one of {EMBEDDING_TYPES}")

@@ -1,100 +1,13 @@
-"""Request limits: body size (an ASGI middleware, 413), counts and tokens (422), rate limits (429)."""
+"""Request limits: counts and tokens (422), rate limits (429). The body's size and time limits are in ``body``."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from maxsim.api.errors import ApiError, limit_exceeded
 from maxsim.api.settings import Limits
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
-
-
-class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413 before the app reads them.
-
-    A declared Content-Length over the limit is refused at once; a chunked body is read up to the
-    limit and refused as soon as it goes over, so a huge upload is never held in memory.
-    """
-
-    def __init__(self, app: Any, max_bytes: int, request_id: Callable[[Scope], str]) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.request_id = request_id
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, send, declared)
-            return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await self._refuse(scope, send, size)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-        whole = b"".join(chunks)
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": whole, "more_body": False}
-            return await receive()
-
-        await self.app(_as_json(scope), replay, send)
-
-    async def _refuse(self, scope: Scope, send: Send, size: int) -> None:
-        rid = self.request_id(scope)
-        detail = f"request body of {size} bytes{' or more' if _content_length(scope) is None else ''} exceeds the limit max_body_bytes={self.max_bytes}"
-        body = json.dumps({"detail": detail, "code": "INPUT_BODY_TOO_LARGE", "request_id": rid}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", rid.encode()), (b"connection", b"close"),
-        ]})
-        await send({"type": "http.response.body", "body": body})
-
-
-#: Content types under which a body is still read as JSON: curl's default and none at all.
-_LENIENT_TYPES = (b"", b"application/x-www-form-urlencoded", b"text/plain")
-
-
-def _as_json(scope: Scope) -> Scope:
-    """Every endpoint takes JSON: read a body sent without a JSON content type as JSON anyway."""
-    headers = scope.get("headers", [])
-    ctype = next((v for k, v in headers if k == b"content-type"), b"")
-    if ctype.split(b";")[0].strip().lower() not in _LENIENT_TYPES:
-        return scope
-    rest = [(k, v) for k, v in headers if k != b"content-type"]
-    scope["headers"] = [*rest, (b"content-type", b"application/json")]  # in place: outer layers read scope["route"]
-    return scope
-
-
-def _content_length(scope: Scope) -> int | None:
-    for k, v in scope.get("headers", []):
-        if k == b"content-length":
-            try:
-                return int(v)
-            except ValueError:
-                return None
-    return None
 
 
 def check_inputs(limits: Limits, n: int, what: str) -> None:
@@ -122,7 +35,8 @@ class RateLimiter:
     request; ``spend_tokens`` spends a request's tokens once they are counted.
     """
 
-    def __init__(self, requests_per_minute: int, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, requests_per_minute: int, tokens_per_minute: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rpm = requests_per_minute
         self.tpm = tokens_per_minute
         self.clock = clock

@@ -1,7 +1,8 @@
-"""Index endpoints: list, create, describe, add documents, delete documents, search.
+"""Index endpoints: list, create, describe, delete, add documents, delete documents, search.
 
 Writes answer only after the index has committed them (durable: fsynced arrays, then one
-SQLite commit with synchronous=FULL), so an acknowledged write survives a crash.
+SQLite commit with synchronous=FULL), so an acknowledged write survives a crash. Each write
+opens its own writer and closes it (see ``index_registry``): other processes can write between.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from maxsim.api.errors import ApiError
+from maxsim.api.index_registry import ServedIndex
 from maxsim.api.limits import check_inputs
+from maxsim.api.responses import AUTH, BODY, ENCODES, errors
 from maxsim.api.routes_jina import (
     _usage,
     client_of,
@@ -28,6 +31,7 @@ from maxsim.api.schemas import (
     CreateIndexRequest,
     DeleteDocumentsRequest,
     DeleteDocumentsResponse,
+    DeleteIndexResponse,
     IndexDescription,
     IndexList,
     SearchRequest,
@@ -74,53 +78,75 @@ def _check_utf8(value: Any, what: str) -> None:
         raise ApiError(422, "INPUT_INVALID", f"{what}: contains a lone surrogate (not valid Unicode)") from None
 
 
-async def _in_thread(fn: Any) -> Any:
+async def _in_thread(served: ServedIndex, fn: Any) -> Any:
     from maxsim.index import IndexLockedError, IndexReadOnlyError
 
     try:
         return await run_in_threadpool(fn)
-    except (IndexLockedError, IndexReadOnlyError, KeyError, ValueError, TypeError) as exc:
-        raise _index_error(exc) from None
+    except ApiError:
+        raise
+    except Exception as exc:
+        served.check_live()  # deleted while this request used it: 404, whatever the index raised
+        if isinstance(exc, IndexLockedError | IndexReadOnlyError | KeyError | ValueError | TypeError):
+            raise _index_error(exc) from None
+        raise
 
 
-@router.get("/v1/indexes", response_model=IndexList, summary="List the served indexes")
+@router.get("/v1/indexes", response_model=IndexList, summary="List the served indexes", responses=errors(*AUTH))
 async def list_indexes(request: Request) -> Response:
     svc = service_of(request)
 
     def build() -> dict:
         data = []
         for name in svc.indexes.names():
-            data.append(_describe(name, svc.indexes.get(name), full=False))
+            try:
+                data.append(_describe(name, svc.indexes.get(name).index, full=False))
+            except Exception:  # noqa: BLE001 - deleted while listing
+                continue
         return {"object": "list", "data": data}
 
     return await json_response(await run_in_threadpool(build))
 
 
-@router.post("/v1/indexes", response_model=IndexDescription, status_code=201, summary="Create an empty index")
+@router.post("/v1/indexes", response_model=IndexDescription, status_code=201, summary="Create an empty index",
+             responses=errors(*AUTH, *BODY, 403, 409))
 async def create_index(body: CreateIndexRequest, request: Request) -> Response:
     svc = service_of(request)
-    index = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits)
-    return await json_response(_describe(body.name, index, full=False), status=201)
+    served = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits)
+    return await json_response(_describe(body.name, served.index, full=False), status=201)
 
 
-@router.get("/v1/indexes/{name}", response_model=IndexDescription, summary="Size, dimensions and model of an index")
+@router.get("/v1/indexes/{name}", response_model=IndexDescription, summary="Size, dimensions and model of an index",
+            responses=errors(*AUTH, 404, 422))
 async def describe_index(name: str, request: Request) -> Response:
     svc = service_of(request)
-    index = svc.indexes.get(name)
-    return await json_response(await _in_thread(lambda: _describe(name, index, full=True)))
+    served = svc.indexes.get(name)
+    return await json_response(await _in_thread(served, lambda: _describe(name, served.index, full=True)))
+
+
+@router.delete("/v1/indexes/{name}", response_model=DeleteIndexResponse,
+               summary="Delete an index and its files (only indexes under --index-dir)",
+               responses=errors(*AUTH, 403, 404, 409, 422))
+async def delete_index(name: str, request: Request) -> Response:
+    svc = service_of(request)
+    await run_in_threadpool(svc.indexes.delete, name)
+    return await json_response({"index": name, "deleted": True})
 
 
 @router.post("/v1/indexes/{name}/documents", response_model=AddDocumentsResponse, status_code=201,
-             summary="Add documents (text, optional id and metadata); answers once they are durable")
+             summary="Add documents (text, optional id and metadata); answers once they are durable",
+             responses=errors(*AUTH, *BODY, *ENCODES, 404, 409))
 async def add_documents(name: str, body: AddDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
-    index = svc.indexes.get(name)
+    served = svc.indexes.get(name)
+    index = served.index
     check_inputs(svc.settings.limits, len(body.documents), "documents")
     docs = [{"text": d} if isinstance(d, str) else d.model_dump() for d in body.documents]
     texts = [d["text"] for d in docs]
     given = [d.get("id") for d in docs]
     if any(i is not None for i in given) and any(i is None for i in given):
-        raise ApiError(422, "INPUT_INVALID", "documents: give an id to every document or to none (ids are then generated)")
+        raise ApiError(422, "INPUT_INVALID",
+                       "documents: give an id to every document or to none (ids are then generated)")
     ids = given if given and given[0] is not None else None
     metadata = [d.get("metadata") for d in docs]
     _check_utf8(given, "documents[].id")
@@ -130,43 +156,47 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
     clean = validate_texts(texts, "documents")  # what is stored: the text that was encoded
     if index.model_name is None:
         # an index that has not recorded a model yet: let it encode, so it records ours
-        new_ids = await _in_thread(lambda: index.add(clean, ids=ids, metadata=metadata))
+        new_ids = await _in_thread(served, lambda: served.write(lambda w: w.add(clean, ids=ids, metadata=metadata)))
     else:
         vectors = await svc.encode(tok.items, index.dim, request)
-        new_ids = await _in_thread(lambda: index.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata))
+        new_ids = await _in_thread(served, lambda: served.write(
+            lambda w: w.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata)))
     svc.metrics.count_tokens("index-add", "document", tokens, len(texts))
-    n = await run_in_threadpool(len, index)
+    n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "ids": new_ids, "documents": n, "usage": _usage(tokens)}, status=201)
 
 
 @router.post("/v1/indexes/{name}/documents/delete", response_model=DeleteDocumentsResponse,
-             summary="Delete documents by id (all or nothing: an unknown id is a 404)")
+             summary="Delete documents by id (all or nothing: an unknown id is a 404)",
+             responses=errors(*AUTH, *BODY, 404, 409))
 async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
-    index = svc.indexes.get(name)
+    served = svc.indexes.get(name)
     check_inputs(svc.settings.limits, len(body.ids), "ids")
     _check_utf8(body.ids, "ids")
-    deleted = await _in_thread(lambda: index.delete(body.ids))
-    n = await run_in_threadpool(len, index)
+    deleted = await _in_thread(served, lambda: served.write(lambda w: w.delete(body.ids)))
+    n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "deleted": deleted, "documents": n})
 
 
 @router.delete("/v1/indexes/{name}/documents/{doc_id}", response_model=DeleteDocumentsResponse,
-               summary="Delete one document by id")
+               summary="Delete one document by id", responses=errors(*AUTH, 404, 409, 422))
 async def delete_document(name: str, doc_id: str, request: Request) -> Response:
     svc = service_of(request)
-    index = svc.indexes.get(name)
+    served = svc.indexes.get(name)
     _check_utf8(doc_id, "doc_id")
-    deleted = await _in_thread(lambda: index.delete([doc_id]))
-    n = await run_in_threadpool(len, index)
+    deleted = await _in_thread(served, lambda: served.write(lambda w: w.delete([doc_id])))
+    n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "deleted": deleted, "documents": n})
 
 
 @router.post("/v1/indexes/{name}/search", response_model=SearchResponse,
-             summary="Search an index; 'filter' keeps documents whose metadata matches every key")
+             summary="Search an index; 'filter' keeps documents whose metadata matches every key",
+             responses=errors(*AUTH, *BODY, *ENCODES, 404))
 async def search_index(name: str, body: SearchRequest, request: Request) -> Response:
     svc = service_of(request)
-    index = svc.indexes.get(name)
+    served = svc.indexes.get(name)
+    index = served.index
     limits = svc.settings.limits
     if body.k > limits.max_k:
         raise ApiError(422, "INPUT_LIMIT_EXCEEDED", f"k: {body.k} exceeds the limit max_k={limits.max_k}")
@@ -176,7 +206,7 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
     q_tok = await svc.tokenize([body.query], True, "query")
     tokens = svc.check_tokens(q_tok, client=client_of(request), headers=rate_headers(request))
     q = (await svc.encode(q_tok.items, index.dim, request))[0]
-    hits = await _in_thread(lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
+    hits = await _in_thread(served, lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
     svc.metrics.count_tokens("index-search", "query", tokens, 1)
     results = []
     for h in hits:

@@ -85,6 +85,35 @@ class MultiVectorResponse(BaseModel):
     usage: Usage
 
 
+class EmbeddingsRequest(MultiVectorRequest):
+    """Body of ``POST /v1/embeddings``: the multi-vector body plus the fields of Jina's embeddings
+    API that clients send. What each does is in docs/api.md."""
+
+    input_type: InputType | None = None  # type: ignore[assignment]
+    dimensions: StrictInt | None = Field(  # type: ignore[assignment]
+        default=None, description="late-interaction models: 64, 96 or 128 (default 128); dense: 1..its size")
+    task: StrictStr | None = Field(default=None, description="retrieval.query, retrieval.passage, code.query, "
+                                   "code.passage, text-matching, separation or classification")
+    late_chunking: StrictBool | None = Field(
+        default=None, description="dense E5 model: the texts share context (docs/api.md)")
+    truncate: StrictBool | None = Field(default=None, description="false: an input over the model's limit is a 422")
+    normalized: StrictBool | None = Field(default=None, description="accepted; vectors are always unit length")
+
+
+class DenseEmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    id: str | None = None
+    embedding: list[float] | str | list[int] | dict[str, Any]
+
+
+class DenseEmbeddingResponse(BaseModel):
+    model: str
+    object: Literal["list"] = "list"
+    data: list[DenseEmbeddingItem]
+    usage: Usage
+
+
 class RerankDocument(BaseModel):
     """A document given as an object. Fields other than ``text`` are kept and returned."""
 
@@ -163,7 +192,8 @@ class ExplainResponse(BaseModel):
 
 class CreateIndexRequest(BaseModel):
     model_config = _STRICT
-    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters")
+    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters",
+                            json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"})
     dimensions: Literal[64, 96, 128] = 128
     nbits: Literal[1, 2, 4] = 2
 
@@ -203,9 +233,14 @@ class AddDocumentsResponse(BaseModel):
     usage: Usage
 
 
+class DeleteIndexResponse(BaseModel):
+    index: str
+    deleted: Literal[True]
+
+
 class DeleteDocumentsRequest(BaseModel):
     model_config = _STRICT
-    ids: Annotated[list[StrictStr], Field(min_length=1)]
+    ids: Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1)]
 
 
 class DeleteDocumentsResponse(BaseModel):
@@ -243,7 +278,18 @@ class SearchResponse(BaseModel):
     usage: Usage
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the field, or 'body'")
+    message: str
+    type: str
+    input: Any = Field(default=None, description="the rejected value, cut to 200 characters")
+
+
 class ErrorBody(BaseModel):
-    detail: str
-    code: str
-    request_id: str | None = None
+    """Every error answer. ``message`` and ``errors`` come with 422 INPUT_VALIDATION_ERROR only."""
+
+    detail: str = Field(description="what is wrong, in one line")
+    code: str = Field(description="e.g. INPUT_MODEL_NOT_FOUND, AUTH_INVALID_API_KEY, INDEX_NOT_FOUND (see docs/api.md)")
+    request_id: str = Field(description="also in the X-Request-ID header")
+    message: str | None = Field(default=None, description="422 INPUT_VALIDATION_ERROR: the same summary as detail")
+    errors: list[FieldError] | None = Field(default=None, description="422 INPUT_VALIDATION_ERROR: one per problem")

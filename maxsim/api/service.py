@@ -4,9 +4,7 @@ of every endpoint (resolve the model name, tokenise off the event loop, count, e
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +13,15 @@ from starlette.concurrency import run_in_threadpool
 from maxsim.api.auth import KeyChecker
 from maxsim.api.batching import Batcher
 from maxsim.api.errors import ApiError, model_not_found
+from maxsim.api.index_registry import IndexRegistry
 from maxsim.api.limits import RateLimiter, check_tokens
 from maxsim.api.metrics import Metrics
-from maxsim.api.settings import INDEX_NAME, Settings, SettingsError
-from maxsim.errors import MaxsimError
+from maxsim.api.settings import (
+    DEFAULT_MODEL_ALIASES,
+    DENSE_MODEL_ALIASES,
+    RERANKER_ALIASES,
+    Settings,
+)
 from maxsim.text.clean import validate_texts
 
 log = logging.getLogger("maxsim.api")
@@ -31,99 +34,6 @@ class Tokenized:
     items: list[Any]  # TokenizedText
     tokens: int
     is_query: bool
-
-
-class IndexRegistry:
-    """Indexes served by name: the ones given with --index plus every index under index_dir."""
-
-    def __init__(self, settings: Settings, model: Any) -> None:
-        self.settings = settings
-        self.model = model
-        self._lock = threading.Lock()
-        self._indexes: dict[str, Any] = {}
-        self._paths: dict[str, Path] = {}
-
-    def _open(self, path: Path | str) -> Any:
-        """An index directory, or a sharded index (``shards.json``: searched on all shards at once)."""
-        from maxsim.index import Index
-        from maxsim.index.sharded import ShardedIndex, is_sharded
-
-        if is_sharded(path):
-            return ShardedIndex.open(path, model=self.model)
-        return Index.open(path, model=self.model)
-
-    def open_all(self) -> None:
-        for name, path in self.settings.indexes:
-            index = self._open(path)
-            self._check_model(name, index)
-            self._indexes[name], self._paths[name] = index, Path(path).resolve()
-        if self.settings.index_dir:
-            root = Path(self.settings.index_dir)
-            root.mkdir(parents=True, exist_ok=True)
-            for sub in sorted(p for p in root.iterdir()
-                              if p.is_dir() and ((p / "manifest.json").exists() or (p / "shards.json").exists())):
-                if sub.name in self._indexes or not INDEX_NAME.match(sub.name) or sub.resolve() in self._paths.values():
-                    continue
-                try:
-                    index = self._open(sub)
-                    self._check_model(sub.name, index)
-                except (MaxsimError, Exception) as exc:  # noqa: BLE001 - one bad folder must not stop the server
-                    log.warning("not serving %s: %s", sub, exc)
-                    continue
-                self._indexes[sub.name], self._paths[sub.name] = index, sub.resolve()
-
-    def _check_model(self, name: str, index: Any) -> None:
-        if index.model_name not in (None, self.model.name):
-            index.close()
-            raise SettingsError(
-                f"index {name!r} was built with model {index.model_name!r}, but this server runs "
-                f"{self.model.name!r}; serve it with --model {index.model_name}"
-            )
-        if index.dim not in self.model.dims:
-            index.close()
-            raise SettingsError(f"index {name!r} has dim {index.dim}; the model serves {list(self.model.dims)}")
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._indexes)
-
-    def get(self, name: str) -> Any:
-        with self._lock:
-            index = self._indexes.get(name)
-        if index is None:
-            raise ApiError(404, "INDEX_NOT_FOUND", f"no index named {name!r}; known: {self.names()}")
-        return index
-
-    def create(self, name: str, dim: int, nbits: int) -> Any:
-        from maxsim.index import Index, IndexExistsError
-
-        if not self.settings.index_dir:
-            raise ApiError(403, "INDEX_CREATION_DISABLED", "this server was started without --index-dir, so it cannot create indexes")
-        if not INDEX_NAME.match(name):
-            raise ApiError(422, "INPUT_INVALID", f"name: {name!r} must match {INDEX_NAME.pattern}")
-        if dim not in self.model.dims:
-            raise ApiError(422, "INPUT_INVALID", f"dimensions: the model serves {list(self.model.dims)}, not {dim}")
-        with self._lock:
-            if name in self._indexes:
-                raise ApiError(409, "INDEX_EXISTS", f"an index named {name!r} already exists")
-            try:
-                index = Index.create(Path(self.settings.index_dir) / name, model=self.model, dim=dim, nbits=nbits)
-            except IndexExistsError:
-                raise ApiError(409, "INDEX_EXISTS", f"{name!r} already exists on disk and is not an empty index") from None
-            except ValueError as exc:
-                raise ApiError(422, "INPUT_INVALID", str(exc)) from None
-            self._indexes[name] = index
-            self._paths[name] = (Path(self.settings.index_dir) / name).resolve()
-            return index
-
-    def close(self) -> None:
-        with self._lock:
-            for index in self._indexes.values():
-                try:
-                    index.close()
-                except Exception:
-                    log.exception("closing an index failed")
-            self._indexes.clear()
 
 
 class Service:
@@ -139,22 +49,85 @@ class Service:
         self.keys = KeyChecker(settings.api_keys)
         self.rates = RateLimiter(settings.limits.requests_per_minute, settings.limits.tokens_per_minute)
         self.indexes = IndexRegistry(settings, model)
-        names = [model.name, *settings.model_aliases]
-        self.model_names = list(dict.fromkeys(names))
+        #: Names of the late-interaction model (multi-vector answers, reranking), built-in ones first.
+        self.model_names = _unique([model.name, *DEFAULT_MODEL_ALIASES, *settings.model_aliases])
+        self.rerank_model_names = _unique([*self.model_names, *RERANKER_ALIASES])
+        self.dense = self._dense_model(model)
+        self.dense_model_names = _unique([self.dense.name, *DENSE_MODEL_ALIASES, *settings.dense_model_aliases]) \
+            if self.dense is not None else []
+        # the dense model's own queue: its passes differ from the late-interaction ones
+        self.dense_batcher = Batcher(self.dense, settings.batching, settings.limits.max_queue, self.metrics) \
+            if self.dense is not None else None
         self.indexes.open_all()  # here, so that a bad index fails create_app with its message
+
+    @staticmethod
+    def _dense_model(model: Any) -> Any:
+        from maxsim.models.colbert import Model
+        from maxsim.models.dense import dense_model_for
+
+        return dense_model_for(model) if isinstance(model, Model) else None
 
     def start(self) -> None:
         self.batcher.start()
+        if self.dense_batcher is not None:
+            self.dense_batcher.start()
 
     def stop(self) -> None:
         self.batcher.close()
+        if self.dense_batcher is not None:
+            self.dense_batcher.close()
         self.indexes.close()
 
     # ---- steps shared by the endpoints --------------------------------------------------------
-    def resolve_model(self, name: str) -> str:
-        if name not in self.model_names:
-            raise model_not_found(name, self.model_names)
-        return name
+    def resolve_model(self, name: str, endpoint: str = "/v1/multi-vector") -> str:
+        """Which model answers ``name`` on ``endpoint``: "late-interaction" or "dense"; else a 400
+        that lists the names this endpoint accepts."""
+        if endpoint == "/v1/rerank":
+            if name in self.rerank_model_names:
+                return "late-interaction"
+            known = self.rerank_model_names
+        else:
+            if name in self.model_names:
+                return "late-interaction"
+            if endpoint == "/v1/embeddings" and name in self.dense_model_names:
+                return "dense"
+            known = self.model_names + (self.dense_model_names if endpoint == "/v1/embeddings" else [])
+        err = model_not_found(name, known)
+        if name in self.dense_model_names:
+            err.detail += f"; {name!r} is the dense model here, served on /v1/embeddings"
+        elif name in self.rerank_model_names:
+            err.detail += f"; {name!r} is a reranker name, served on /v1/rerank"
+        err.args = (err.detail,)
+        raise err
+
+    async def tokenize_dense(self, texts: list[str], kind: str, what: str) -> Tokenized:
+        """Clean and tokenise for the dense model in a worker thread."""
+
+        def work() -> Tokenized:
+            items = self.dense.tokenize(validate_texts(texts, what), kind)
+            return Tokenized(items, int(sum(len(it) for it in items)), kind == "query")
+
+        return await run_in_threadpool(work)
+
+    async def encode_dense(self, items: list[Any], dim: int, request: Any = None) -> list[np.ndarray]:
+        """One vector per item through the dense model's queue."""
+        ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
+        if ticket is not None:
+            ticket.queued()  # the ticket counts for the late-interaction queue, which this request leaves alone
+        if self.dense_batcher is None:  # resolve_model never answers "dense" then
+            raise ApiError(400, "INPUT_MODEL_NOT_FOUND", "this server serves no dense model")
+        rows = await self.dense_batcher.encode(items, dim, self.settings.limits.request_timeout_s)
+        return [r[0] for r in rows]
+
+    async def encode_dense_late_chunked(self, texts: list[str], kind: str, dim: int, request: Any = None) -> list:
+        """Late chunking (``maxsim.models.dense.DenseModel.encode_late_chunked``): the request's texts
+        share forward passes, so it runs on its own, off the event loop, not through the queue."""
+        ticket = request.scope.get("state", {}).get("ticket") if request is not None else None
+        if ticket is not None:
+            ticket.queued()
+        clean = validate_texts(texts, "input")
+        vectors, _, _ = await run_in_threadpool(self.dense.encode_late_chunked, clean, kind, dim)
+        return list(vectors)
 
     async def tokenize(self, texts: list[str], is_query: bool, what: str) -> Tokenized:
         """Clean and tokenise in a worker thread; check the token limit."""
@@ -202,6 +175,10 @@ class Service:
             "document_token_kinds": d_kinds,
             "matches": matches,
         }
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
 
 
 def _token_kinds(n: int, n_marker: int, expansion: np.ndarray | None, skipped: np.ndarray | None) -> list[str]:

@@ -13,8 +13,17 @@ from pathlib import Path
 
 from maxsim.errors import MaxsimError
 
-#: Model names that Jina clients send; the loaded model answers to these as well as to its own name.
+#: Late-interaction model names that Jina clients send; the loaded model answers to these (and to
+#: its own name and to ``--model-alias``) on /v1/multi-vector, /v1/embeddings and /v1/rerank.
 DEFAULT_MODEL_ALIASES: tuple[str, ...] = ("jina-colbert-v2", "jina-colbert-v1-en")
+#: Reranker names that Jina clients send by default (LangChain, LlamaIndex, Haystack and rerankers:
+#: v1-base-en; LiteLLM's documented example: v2-base-multilingual); /v1/rerank only.
+RERANKER_ALIASES: tuple[str, ...] = ("jina-reranker-v1-base-en", "jina-reranker-v2-base-multilingual")
+#: Embedding model names that Jina clients send by default (LangChain: v2-base-en; LlamaIndex,
+#: Haystack and LiteLLM's documented example: v3); /v1/embeddings only, answered by the dense model.
+DENSE_MODEL_ALIASES: tuple[str, ...] = ("jina-embeddings-v2-base-en", "jina-embeddings-v3")
+#: Scales of /v1/rerank scores (see maxsim.scoring.rerank).
+RERANK_SCORE_SCALES: tuple[str, ...] = ("maxsim", "unit")
 
 #: Index names allowed in URLs and on disk.
 INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -26,10 +35,12 @@ class SettingsError(MaxsimError, ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits. A request over one is refused with 413 (body) or 422 (the others),
+    """Per-request limits. A request over one is refused with 413 (body size), 408 (body time) or 422 (the others),
     and the message names the limit, e.g. ``max_inputs_per_request=512``."""
 
     max_body_bytes: int = 16 * 1024 * 1024
+    #: Seconds a request body may take to arrive in full once the headers are in (408 above).
+    body_timeout_s: float = 30.0
     max_inputs_per_request: int = 512
     max_tokens_per_request: int = 262_144
     max_k: int = 1000
@@ -83,7 +94,12 @@ class Settings:
     ----------
     host, port : where ``maxsim serve`` binds (the app itself does not bind).
     model : model folder or hub id for ``maxsim.load`` (None: the offline default model).
-    model_aliases : extra names the model answers to in the ``model`` field of requests.
+    model_aliases : names the late-interaction model answers to, added to ``DEFAULT_MODEL_ALIASES``
+        (and, on /v1/rerank, ``RERANKER_ALIASES``).
+    dense_model_aliases : names the dense model answers to on /v1/embeddings, added to
+        ``DENSE_MODEL_ALIASES``.
+    rerank_scores : "maxsim" (raw MaxSim sums) or "unit" (mean best cosine per query token,
+        floored at 0: a 0-1 scale; see ``maxsim.scoring.rerank``).
     indexes : (name, path) pairs of existing indexes to serve.
     index_dir : directory where ``POST /v1/indexes`` creates new indexes; indexes already in it
         are served too. None disables creation.
@@ -94,7 +110,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     model: str | None = None
-    model_aliases: tuple[str, ...] = DEFAULT_MODEL_ALIASES
+    model_aliases: tuple[str, ...] = ()
+    dense_model_aliases: tuple[str, ...] = ()
+    rerank_scores: str = "maxsim"
     indexes: tuple[tuple[str, str], ...] = ()
     index_dir: str | None = None
     api_keys: frozenset[str] = frozenset()
@@ -115,6 +133,13 @@ class Settings:
         for key in self.api_keys:
             if not isinstance(key, str) or len(key) < 8 or key != key.strip():
                 raise SettingsError("every API key must be a string of at least 8 characters without surrounding spaces")
+        both = set(self.model_aliases) & set(self.dense_model_aliases + DENSE_MODEL_ALIASES)
+        both |= set(self.dense_model_aliases) & set(self.model_aliases + DEFAULT_MODEL_ALIASES + RERANKER_ALIASES)
+        if both:
+            raise SettingsError(f"model names {sorted(both)} are given to both the late-interaction "
+                                "and the dense model")
+        if self.rerank_scores not in RERANK_SCORE_SCALES:
+            raise SettingsError(f"rerank_scores must be one of {list(RERANK_SCORE_SCALES)}, got {self.rerank_scores!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise SettingsError(f"log_level must be one of critical/error/warning/info/debug, got {self.log_level!r}")
 

@@ -1,45 +1,66 @@
 """``maxsim index create | add | delete | search | info | optimize``: the on-disk index from the shell.
 
 Registered on the main parser by :func:`add_index_commands`. ``add`` reads JSONL, one document
-per line: ``{"id": str, "text": str, "metadata": {...}}`` (``metadata`` optional; ``id``
-optional too, a random one is made). ``search`` prints one JSON line per query:
-``{"query": str, "hits": [{"id", "score", "text", "metadata"}, ...]}``.
+per line: ``{"id": str, "text": str, "metadata": {...}}`` (``metadata`` and ``id`` optional), or
+the rows of a BEIR ``corpus.jsonl`` (``{"_id", "title", "text"}``; the title goes before the text).
+A document without an id gets ``"sha1:<hex of its text>"``, so adding a file twice adds nothing.
+``search`` prints one JSON line per query: ``{"query": str, "hits": [{"id", "score", "text",
+"metadata"}, ...]}``.
+
+``add`` reads and checks the whole input before it loads the model or writes anything; an id
+already in the index is skipped when its text and metadata are unchanged, is an error when they
+differ, and is replaced with ``--upsert``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from maxsim.cli.common import (
+    STDIN,
+    CliError,
+    load_model_named,
+    parse_json_object,
+    positive_int,
+    read_lines,
+    read_text_file,
+    require_file,
+    utf8_errors,
+    warn,
+)
 from maxsim.documents import read_documents
-
-
-class IndexCliError(ValueError):
-    """Bad command-line input: printed as one line, without a traceback."""
+from maxsim.types import SUPPORTED_DIMS
 
 
 def add_index_commands(subparsers: Any) -> None:
     """Register ``index create|add|delete|search|info|optimize`` on an argparse subparsers object."""
     index = subparsers.add_parser("index", help="a compressed, updatable on-disk index",
                                   description=__doc__.split("\n\n")[0])
-    sub = index.add_subparsers(dest="index_command", required=True)
+    sub = index.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("create", help="create an empty index")
     p.add_argument("path", help="index directory")
     p.add_argument("--model", default=None, help="model name or path (default: the default model)")
-    p.add_argument("--dim", type=int, default=128, help="vector width (default 128)")
+    p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
-    p.set_defaults(index_func=_cmd_create)
+    p.set_defaults(func=_cmd_create)
 
-    p = sub.add_parser("add", help="encode JSONL documents and add them")
+    p = sub.add_parser("add", help="encode JSONL documents (maxsim or BEIR corpus rows) and add them")
     p.add_argument("path")
-    p.add_argument("input", help="JSONL file of {id, text, metadata?}, or - for stdin")
-    p.add_argument("--batch-size", type=int, default=256, help="documents per durable add (default 256)")
-    p.set_defaults(index_func=_cmd_add)
+    p.add_argument("input", help="JSONL of {id?, text, metadata?} or BEIR {_id, title, text}; - for stdin")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="documents per durable add (default 256)")
+    p.add_argument("--upsert", action="store_true",
+                   help="replace documents whose id is already in the index (default: skip unchanged ones, "
+                        "refuse changed ones)")
+    p.set_defaults(func=_cmd_add)
 
     p = sub.add_parser("build", help="build an index from a large input in bounded memory (resumable), "
                                      "or on a Ray cluster with --ray-address")
@@ -60,105 +81,180 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("path")
     p.add_argument("ids", nargs="*", help="ids to delete")
     p.add_argument("--ids-file", default=None, help="file with one id per line, or - for stdin")
-    p.set_defaults(index_func=_cmd_delete)
+    p.set_defaults(func=_cmd_delete)
 
     p = sub.add_parser("search", help="search with text queries")
     p.add_argument("path")
     p.add_argument("queries", nargs="*", help="query texts (or --queries-file)")
     p.add_argument("--queries-file", default=None, help="file with one query per line, or - for stdin")
-    p.add_argument("-k", "--top-k", type=int, default=10)
+    p.add_argument("-k", "--top-k", type=positive_int, default=10, help="hits per query (default 10)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--filter", default=None, help='metadata key/value filter as JSON, e.g. \'{"lang": "en"}\'')
     group.add_argument("--where", default=None,
                        help="SQL WHERE over docs(id, text, metadata), e.g. \"json_extract(metadata, '$.year') > 2020\"")
     p.add_argument("--exact", action="store_true", help="score every document exactly (slow on large indexes)")
-    p.set_defaults(index_func=_cmd_search)
+    p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("info", help="print the index's settings and sizes as JSON")
     p.add_argument("path")
-    p.add_argument("--verify", action="store_true", help="also checksum every file (reads the whole index)")
-    p.set_defaults(index_func=_cmd_info)
+    p.add_argument("--verify", action="store_true",
+                   help="also checksum every file and check the catalog; says whether the check passed")
+    p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("optimize", help="re-train centroids and compact")
     p.add_argument("path")
-    p.set_defaults(index_func=_cmd_optimize)
-
-    index.set_defaults(func=run_index_command)
+    p.set_defaults(func=_cmd_optimize)
 
 
-def run_index_command(args: argparse.Namespace) -> int:
-    """Run a parsed ``maxsim index ...`` command; user errors print one line and return 2."""
-    from maxsim.index.errors import IndexError_
+# ----------------------------------------------------------------------------------- opening
+def _open(path: str, *, readonly: bool = False, with_model: bool = False) -> Any:
+    """Open the index; with ``with_model``, attach the model it was built with (loaded once)."""
+    from maxsim.index import Index
 
-    try:
-        return int(args.index_func(args) or 0)
-    except (IndexError_, IndexCliError, ValueError, TypeError, KeyError, OSError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"maxsim index {args.index_command}: error: {msg}", file=sys.stderr)
-        return 2
-
-
-def _lines(path: str) -> list[str]:
-    if path == "-":
-        return [ln.strip() for ln in sys.stdin if ln.strip()]
-    if not Path(path).is_file():
-        raise IndexCliError(f"file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        return [ln.strip() for ln in f if ln.strip()]
+    index = Index.open(path, readonly=readonly)
+    if with_model:
+        try:
+            model = load_model_named(index.model_name or None)
+        except BaseException:
+            index.close()
+            raise
+        index.model = model
+    return index
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from maxsim.collection import Index
+    from maxsim.index import Index
+    from maxsim.index.errors import IndexExistsError
 
-    model = None
-    if args.model is not None:
-        import maxsim
-
-        model = maxsim.load(args.model)
-    with Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite) as index:
+    model = load_model_named(args.model) if args.model is not None else None
+    try:
+        index = Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite)
+    except IndexExistsError as exc:  # the library names its keyword; the user typed a flag
+        raise CliError(str(exc).replace("overwrite=True", "--overwrite")) from None
+    with index:
         print(json.dumps(index.info()))
     return 0
 
 
+# ----------------------------------------------------------------------------------- add
+@dataclass
+class _AddPlan:
+    """What ``index add`` will do, decided before the model loads: which lines to skip or replace."""
+
+    documents: int = 0  # non-blank lines
+    skip_lines: set[int] = field(default_factory=set)  # duplicates in the input, unchanged stored documents
+    replace_ids: set[str] = field(default_factory=set)  # stored and changed (with --upsert)
+    unchanged: int = 0
+    duplicates: int = 0
+
+
+def _fingerprint(text: str, metadata: dict | None) -> tuple[str, str | None]:
+    meta = json.dumps(metadata, sort_keys=True, ensure_ascii=False) if metadata else None
+    return hashlib.sha1(text.encode("utf-8")).hexdigest(), meta
+
+
+def _documents(source: str, data: str | None) -> Iterator[dict[str, Any]]:
+    """Documents of the input with their line numbers; ``data`` holds stdin, read once."""
+    name = "<stdin>" if source == STDIN else source
+    if data is not None:
+        yield from read_documents(io.StringIO(data), name, content_ids=True, line_numbers=True)
+        return
+    with utf8_errors(source, "input"), open(source, encoding="utf-8") as f:
+        yield from read_documents(f, name, content_ids=True, line_numbers=True)
+
+
+def _stored(index: Any, ids: list[str]) -> dict[str, dict]:
+    """The stored documents among ``ids`` (get() is strict, so ask which are there first)."""
+    known = [doc_id for doc_id in ids if doc_id in index]
+    return {d["id"]: d for d in index.get(known)} if known else {}
+
+
+def _plan_add(index: Any, source: str, data: str | None, upsert: bool) -> _AddPlan:
+    """Read the whole input once (every line checked) and compare its ids with the index."""
+    plan = _AddPlan()
+    first: dict[str, tuple[int, tuple[str, str | None]]] = {}
+    for doc in _documents(source, data):
+        plan.documents += 1
+        fp = _fingerprint(doc["text"], doc["metadata"])
+        seen = first.get(doc["id"])
+        if seen is None:
+            first[doc["id"]] = (doc["line"], fp)
+        elif seen[1] == fp:
+            plan.skip_lines.add(doc["line"])
+            plan.duplicates += 1
+        else:
+            raise CliError(f"{source}: id {doc['id']!r} is on lines {seen[0]} and {doc['line']} with different "
+                           "text or metadata; keep one")
+    ids = list(first)
+    for start in range(0, len(ids), 500):
+        stored = _stored(index, ids[start : start + 500])
+        for doc_id, doc in stored.items():
+            line, (text_hash, meta) = first[doc_id]
+            same_text = hashlib.sha1((doc["text"] or "").encode("utf-8")).hexdigest() == text_hash
+            same_meta = meta is None or _fingerprint("", doc["metadata"])[1] == meta
+            if same_text and same_meta:
+                plan.skip_lines.add(line)
+                plan.unchanged += 1
+            elif upsert:
+                plan.replace_ids.add(doc_id)
+            else:
+                raise CliError(f"{source}:{line}: id {doc_id!r} is already in the index with other text or "
+                               "metadata; pass --upsert to replace it")
+    return plan
+
+
 def _cmd_add(args: argparse.Namespace) -> int:
-    from maxsim.collection import Index
+    from tqdm.auto import tqdm
 
-    if args.batch_size < 1:
-        raise IndexCliError("--batch-size must be >= 1")
-    if args.input != "-" and not Path(args.input).is_file():
-        raise IndexCliError(f"input file not found: {args.input}")
-    stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
-    added = 0
-    try:
-        with Index.open(args.path) as index:
+    # Every input byte is read and checked before the model loads or anything is written.
+    data = read_text_file(STDIN, "input") if args.input == STDIN else None
+    if data is None:
+        require_file(args.input, "input")
+    with _open(args.path) as index:
+        plan = _plan_add(index, args.input, data, args.upsert)
+        if plan.documents == 0:
+            warn(f"input {args.input}: no documents in it (blank or empty)")
+        to_write = plan.documents - len(plan.skip_lines)
+        added = replaced = 0
+        if to_write:
+            index.model = load_model_named(index.model_name or None)
+            bar = tqdm(total=to_write, unit="doc", desc="adding", file=sys.stderr, disable=None)
             batch: list[dict] = []
-            for doc in read_documents(stream, "<stdin>" if args.input == "-" else args.input):
-                batch.append(doc)
-                if len(batch) >= args.batch_size:
-                    added += _add_batch(index, batch)
-                    batch = []
-            if batch:
-                added += _add_batch(index, batch)
-            print(json.dumps({"added": added, "documents": len(index)}))
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
+
+            def flush() -> None:
+                nonlocal added, replaced
+                new = [d for d in batch if d["id"] not in plan.replace_ids]
+                old = [d for d in batch if d["id"] in plan.replace_ids]
+                if new:
+                    index.add([d["text"] for d in new], ids=[d["id"] for d in new],
+                              metadata=[d["metadata"] for d in new])
+                if old:
+                    index.update([d["id"] for d in old], texts=[d["text"] for d in old],
+                                 metadata=[d["metadata"] for d in old])
+                added, replaced = added + len(new), replaced + len(old)
+                bar.update(len(batch))
+                batch.clear()
+
+            try:
+                for doc in _documents(args.input, data):
+                    if doc["line"] not in plan.skip_lines:
+                        batch.append(doc)
+                        if len(batch) >= args.batch_size:
+                            flush()
+                if batch:
+                    flush()
+            finally:
+                bar.close()
+        print(json.dumps({"added": added, "replaced": replaced, "unchanged": plan.unchanged + plan.duplicates,
+                          "documents": len(index)}))
     return 0
-
-
-def _add_batch(index: Any, batch: list[dict]) -> int:
-    import uuid
-
-    ids = [d["id"] or uuid.uuid4().hex for d in batch]
-    index.add([d["text"] for d in batch], ids=ids, metadata=[d["metadata"] for d in batch])
-    return len(batch)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
     if args.sample_docs < 1:
-        raise IndexCliError("--sample-docs must be >= 1")
+        raise CliError("--sample-docs must be >= 1")
     if args.ray_address is None and (args.shards is not None or args.workers is not None or args.device != "cpu"):
-        raise IndexCliError("--shards, --workers and --device need --ray-address (a distributed build)")
+        raise CliError("--shards, --workers and --device need --ray-address (a distributed build)")
     if args.ray_address is not None:
         from maxsim.distributed import build_distributed
 
@@ -175,39 +271,28 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- the rest
 def _cmd_delete(args: argparse.Namespace) -> int:
-    from maxsim.collection import Index
-
-    ids = list(args.ids) + (_lines(args.ids_file) if args.ids_file else [])
+    ids = list(args.ids) + (read_lines(args.ids_file, "--ids-file") if args.ids_file else [])
     if not ids:
-        raise IndexCliError("give ids to delete, or --ids-file")
-    with Index.open(args.path) as index:
+        raise CliError("give ids to delete, or --ids-file")
+    with _open(args.path) as index:
         n = index.delete(ids)
         print(json.dumps({"deleted": n, "documents": len(index)}))
     return 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from maxsim.collection import Index
     from maxsim.index import SearchConfig
 
-    queries = list(args.queries) + (_lines(args.queries_file) if args.queries_file else [])
+    queries = list(args.queries) + (read_lines(args.queries_file, "--queries-file") if args.queries_file else [])
     if not queries:
-        raise IndexCliError("give query texts, or --queries-file")
-    if args.top_k < 1:
-        raise IndexCliError("--top-k must be >= 1")
-    flt: Any = None
-    if args.filter is not None:
-        try:
-            flt = json.loads(args.filter)
-        except json.JSONDecodeError as e:
-            raise IndexCliError(f"--filter is not valid JSON ({e.msg})") from None
-        if not isinstance(flt, dict):
-            raise IndexCliError("--filter must be a JSON object of metadata key/values")
-    elif args.where is not None:
-        flt = args.where
+        raise CliError("give query texts, or --queries-file")
+    flt: Any = parse_json_object(args.filter, "--filter") if args.filter is not None else args.where
     config = SearchConfig(exact=True) if args.exact else None
-    with Index.open(args.path, readonly=True) as index:
+    with _open(args.path, readonly=True, with_model=True) as index:
+        if len(index) == 0:
+            warn(f"the index at {args.path} holds no documents: every search is empty")
         results = index.search(queries, k=args.top_k, filter=flt, config=config)
     for query, hits in zip(queries, results, strict=True):
         print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
@@ -215,30 +300,36 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from maxsim.collection import Index
+    from maxsim.index.errors import IndexCorruptedError
 
-    with Index.open(args.path, readonly=True) as index:
-        if args.verify:
+    with _open(args.path, readonly=True) as index:
+        info = index.info()
+        if not args.verify:
+            print(json.dumps(info))
+            return 0
+        try:
             index.verify()
-        print(json.dumps(index.info()))
+        except IndexCorruptedError as exc:
+            print(json.dumps({**info, "verified": False, "problem": str(exc)}))
+            raise CliError(f"--verify: the check FAILED: {exc}") from None
+        print(json.dumps({**info, "verified": True}))
+        print("maxsim index info: --verify: the check passed (every file matches its checksum, the catalog is intact)",
+              file=sys.stderr)
     return 0
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from maxsim.collection import Index
-
-    with Index.open(args.path) as index:
+    with _open(args.path) as index:
         index.optimize()
         print(json.dumps(index.info()))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``maxsim index ...`` on its own: ``python -m maxsim.cli.index create ...``."""
-    parser = argparse.ArgumentParser(prog="maxsim")
-    add_index_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["index", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """``python -m maxsim.cli.index info PATH``: the ``maxsim index`` family on its own."""
+    from maxsim.cli.main import main as maxsim_main
+
+    return maxsim_main(["index", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

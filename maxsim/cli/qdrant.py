@@ -6,26 +6,26 @@ local mode, ``edge:<dir>`` for Qdrant Edge, or an ``http(s)://`` URL for a serve
 with ``--api-key`` or the ``QDRANT_API_KEY`` environment variable).
 
 Input of ``add`` is JSONL, one document per line: ``{"id": str, "text": str, "metadata": {...}}``
-(``metadata`` optional; without ``id`` a document gets ``"sha1:<hex of its text>"``, so
-re-adding a file stays idempotent). ``search`` prints one JSON line per query:
-``{"query": str, "hits": [{"id", "score", "text", "metadata"}, ...]}``.
+(``metadata`` optional; without ``id`` a document gets ``"sha1:<hex of its text>"``). ``add``
+upserts: a stored id is replaced (a line without ``metadata`` keeps the stored metadata), so
+re-adding a file stays idempotent; it prints ``{"added", "updated", "documents"}``. ``search``
+prints one JSON line per query: ``{"query": str, "hits": [{"id", "score", "text", "metadata"}, ...]}``.
+
+Errors are one line on stderr naming the problem (and the flag to change), exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
-from pathlib import Path
+import warnings
 from typing import Any
 
+from maxsim.cli.common import CliError, load_model_named, parse_json_object, read_lines, require_file, utf8_errors
 from maxsim.documents import read_documents
-
-
-class CliInputError(ValueError):
-    """Bad command-line input: a message for the user, printed without a traceback."""
+from maxsim.errors import MaxsimError
 
 
 def add_qdrant_commands(subparsers: Any) -> None:
@@ -65,7 +65,7 @@ def add_qdrant_commands(subparsers: Any) -> None:
     group.add_argument("--recreate", action="store_true", help="drop an existing collection first")
     p.set_defaults(qdrant_func=_cmd_create)
 
-    p = sub.add_parser("add", help="encode JSONL documents and upsert them")
+    p = sub.add_parser("add", help="encode JSONL documents and upsert them (stored ids are replaced)")
     common(p)
     p.add_argument("input", help="JSONL file of {id, text, metadata?}, or - for stdin")
     p.add_argument("--model", default=None, help="model name or path (default: the collection's model)")
@@ -88,9 +88,18 @@ def add_qdrant_commands(subparsers: Any) -> None:
 
 def run_qdrant_command(args: argparse.Namespace) -> int:
     """Run a parsed ``maxsim qdrant ...`` command; user errors print one line and return 2."""
+    from maxsim.integrations.qdrant.errors import QdrantServerError
+
+    # qdrant-client checks the server version in a thread and warns when it cannot: the command
+    # itself then fails with one line that says why
+    warnings.filterwarnings("ignore", message="Failed to obtain server version")
     try:
         return int(args.qdrant_func(args) or 0)
-    except (CliInputError, ValueError, TypeError, ImportError) as exc:
+    except QdrantServerError as exc:
+        flags = "--api-key (or $QDRANT_API_KEY)" if "API key" in str(exc) else "--location (and --timeout)"
+        print(f"maxsim qdrant {args.qdrant_command}: error: {exc}; check {flags}", file=sys.stderr)
+        return 2
+    except (MaxsimError, ValueError, TypeError, ImportError) as exc:
         print(f"maxsim qdrant {args.qdrant_command}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -105,19 +114,13 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 def _check_location(location: str) -> None:
     if location == ":memory:":
-        raise CliInputError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
+        raise CliError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
 
-
-@functools.lru_cache(maxsize=2)
-def _load_model(name: str | None) -> Any:
-    """Load once per process (in-process callers and tests run several commands)."""
-    import maxsim
-
-    return maxsim.load(name)
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
     from maxsim.integrations.qdrant import QdrantSettings, QdrantStore
+    from maxsim.models.default_model import DEFAULT_MODEL_NAME
     from maxsim.postprocess.muvera import MuveraConfig
 
     _check_location(args.location)
@@ -130,7 +133,8 @@ def _cmd_create(args: argparse.Namespace) -> int:
         long_docs=args.long_docs, max_tokens=args.max_tokens, shard_number=args.shard_number,
         replication_factor=args.replication_factor,
     )
-    model_name = args.model if args.model is not None else _load_model(None).name
+    # the collection records the model's name; the default model's is known without loading it
+    model_name = args.model if args.model not in (None, "", "default") else DEFAULT_MODEL_NAME
     store = QdrantStore.create(args.location, args.collection, dim=args.dim, model=model_name, settings=settings,
                                api_key=_api_key(args), timeout=args.timeout, exist_ok=args.exist_ok,
                                recreate=args.recreate)
@@ -147,9 +151,9 @@ def _open(args: argparse.Namespace) -> Any:
     store = QdrantStore.open(args.location, args.collection, api_key=_api_key(args), timeout=args.timeout,
                              batch_size=getattr(args, "batch_size", 64))
     try:
-        model = _load_model(args.model if args.model is not None else store.model_name)
+        model = load_model_named(args.model if args.model is not None else store.model_name)
         if args.model is None and store.model_name and model.name != store.model_name:
-            raise CliInputError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
+            raise CliError(f"the collection's model {store.model_name!r} loaded as {model.name!r}; pass --model")
     except Exception:
         store.close()
         raise
@@ -158,43 +162,61 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    if args.input != "-" and not Path(args.input).is_file():
-        raise CliInputError(f"input file not found: {args.input}")
+    require_file(args.input, "input")
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be a positive integer, got {args.batch_size}")
     store = _open(args)
     try:
+        before = store.count()
         if args.input == "-":
-            n = store.add(read_documents(sys.stdin, "<stdin>", content_ids=True))
+            n = _upsert_documents(store, read_documents(sys.stdin, "<stdin>", content_ids=True), args.batch_size)
         else:
-            with open(args.input, encoding="utf-8") as f:
-                n = store.add(read_documents(f, args.input, content_ids=True))
-        print(json.dumps({"added": n, "documents": store.count()}))
+            with utf8_errors(args.input, "input"), open(args.input, encoding="utf-8") as f:
+                n = _upsert_documents(store, read_documents(f, args.input, content_ids=True), args.batch_size)
+        after = store.count()
+        print(json.dumps({"added": after - before, "updated": n - (after - before), "documents": after}))
     finally:
         store.close()
     return 0
 
 
+def _upsert_documents(store: Any, documents: Any, batch_size: int) -> int:
+    """Upsert ``{"id", "text", "metadata"}`` records in batches; returns how many were written."""
+    n = 0
+    batch: list[dict] = []
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) == batch_size:
+            n += len(store.upsert([d["text"] for d in batch], [d["id"] for d in batch], [d["metadata"] for d in batch]))
+            batch = []
+    if batch:
+        n += len(store.upsert([d["text"] for d in batch], [d["id"] for d in batch], [d["metadata"] for d in batch]))
+    return n
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     queries = list(args.queries)
     if args.queries_file is not None:
-        if args.queries_file == "-":
-            queries += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            if not Path(args.queries_file).is_file():
-                raise CliInputError(f"queries file not found: {args.queries_file}")
-            with open(args.queries_file, encoding="utf-8") as f:
-                queries += [line.strip() for line in f if line.strip()]
+        queries += read_lines(args.queries_file, "--queries-file")
     if not queries:
-        raise CliInputError("give at least one query (positional or --queries-file)")
+        raise CliError("give at least one query (positional or --queries-file)")
+    if args.top_k < 1:
+        raise CliError(f"-k/--top-k must be a positive integer, got {args.top_k}")
+    if args.first_stage != "none" and args.prefetch_limit < args.top_k:
+        raise CliError(f"--prefetch-limit ({args.prefetch_limit}) must be at least -k/--top-k ({args.top_k})")
     flt = None
     if args.filter is not None:
+        flt = parse_json_object(args.filter, "--filter")
+        from maxsim.integrations.qdrant import parse_filter
+
         try:
-            flt = json.loads(args.filter)
-        except json.JSONDecodeError as exc:
-            raise CliInputError(f"--filter is not valid JSON ({exc.msg})") from None
+            parse_filter(flt)
+        except MaxsimError as exc:
+            raise CliError(f"--filter: {exc}") from None
     store = _open(args)
     try:
-        results = store.search_batch(queries, args.top_k, first_stage=args.first_stage,
-                                     prefetch_limit=args.prefetch_limit, filter=flt)
+        results = store.search(queries, args.top_k, flt, first_stage=args.first_stage,
+                               prefetch_limit=args.prefetch_limit)
         for q, hits in zip(queries, results, strict=True):
             print(json.dumps({"query": q, "hits": hits}, ensure_ascii=False))
     finally:

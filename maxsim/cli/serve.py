@@ -6,6 +6,10 @@ import argparse
 import sys
 
 from maxsim.api.settings import (
+    DEFAULT_MODEL_ALIASES,
+    DENSE_MODEL_ALIASES,
+    RERANK_SCORE_SCALES,
+    RERANKER_ALIASES,
     BatchSettings,
     Limits,
     Settings,
@@ -16,6 +20,7 @@ from maxsim.api.settings import (
 
 _LIMIT_HELP = {
     "max_body_bytes": "largest request body in bytes (413 above)",
+    "body_timeout_s": "seconds a request body may take to arrive once its headers are in (408 above)",
     "max_inputs_per_request": "most texts (inputs, documents, ids) in one request (422 above)",
     "max_tokens_per_request": "most tokens in one request after truncation (422 above)",
     "max_k": "largest k of an index search (422 above)",
@@ -28,14 +33,22 @@ _LIMIT_HELP = {
 
 def add_serve_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "serve", help="HTTP service: Jina-compatible /v1/multi-vector and /v1/rerank, indexes, a search page",
+        "serve",
+        help="HTTP service: Jina-compatible /v1/multi-vector, /v1/embeddings and /v1/rerank, indexes, a search page",
         description="Serve a model (and indexes) over HTTP. OpenAPI at /docs, search page at /.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", default=None, help="model folder or hub id (default: the offline default model)")
-    p.add_argument("--model-alias", action="append", default=None, metavar="NAME",
-                   help="another name the model answers to (default: jina-colbert-v2, jina-colbert-v1-en)")
+    p.add_argument("--model-alias", action="append", default=[], metavar="NAME",
+                   help="another name the late-interaction model answers to, added to the built-in ones "
+                        f"({', '.join(DEFAULT_MODEL_ALIASES)}; on /v1/rerank also {', '.join(RERANKER_ALIASES)})")
+    p.add_argument("--dense-model-alias", action="append", default=[], metavar="NAME",
+                   help="another name the dense model answers to on /v1/embeddings, added to the built-in ones "
+                        f"({', '.join(DENSE_MODEL_ALIASES)})")
+    p.add_argument("--rerank-scores", default="maxsim", choices=list(RERANK_SCORE_SCALES),
+                   help="maxsim: raw MaxSim sums (default); unit: the mean best cosine per query token, "
+                        "floored at 0, a 0-1 scale for clients' score thresholds")
     p.add_argument("--index", action="append", default=[], metavar="NAME=PATH", help="serve an existing index (repeatable)")
     p.add_argument("--index-dir", default=None, metavar="DIR",
                    help="where POST /v1/indexes creates indexes; indexes already in it are served too")
@@ -58,7 +71,7 @@ def add_serve_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "auto"],
                    help="compute dtype (default auto: bfloat16 where the CPU has native bf16, else float32; "
-                        "float32 gives vectors identical to `maxsim encode`)")
+                        "float32 gives vectors identical to `maxsim embed` and the Python API)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
@@ -72,7 +85,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         host=args.host,
         port=args.port,
         model=args.model,
-        model_aliases=tuple(args.model_alias) if args.model_alias else Settings().model_aliases,
+        model_aliases=tuple(args.model_alias),
+        dense_model_aliases=tuple(args.dense_model_alias),
+        rerank_scores=args.rerank_scores,
         indexes=tuple(parse_index_arg(v) for v in args.index),
         index_dir=args.index_dir,
         api_keys=api_keys,
@@ -98,17 +113,24 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
     """Load the model, build the app and run uvicorn until interrupted."""
     import logging
 
+    from maxsim.api.listen import bind_listener
+
+    try:
+        settings.check_bind()
+        sock = bind_listener(settings.host, settings.port)  # before anything slow: a busy port fails at once
+    except SettingsError as exc:
+        print(f"maxsim serve: error: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvicorn
 
         from maxsim.api.app import create_app
     except ModuleNotFoundError as exc:
+        sock.close()
         print(f"maxsim serve: error: {exc.name} is missing; install the server extra: pip install 'maxsim[server]'",
               file=sys.stderr)
         return 2
     from maxsim.models.loading import load
-
-    settings.check_bind()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from maxsim.errors import MaxsimError
     from maxsim.index import IndexError_
@@ -117,10 +139,13 @@ def serve(settings: Settings, threads: int | None = None, dtype: str | None = No
         model = load(settings.model, dtype=dtype, num_threads=threads)
         app = create_app(settings, model=model)
     except (MaxsimError, IndexError_) as exc:
+        sock.close()
         print(f"maxsim serve: error: {exc}", file=sys.stderr)
         return 2
     auth = "API keys required" if settings.auth_enabled else "no authentication (local use)"
-    print(f"maxsim: serving {model.name} on http://{settings.host}:{settings.port} ({auth}); "
+    port = sock.getsockname()[1]
+    print(f"maxsim: serving {model.name} on http://{settings.host}:{port} ({auth}); "
           f"page at /, OpenAPI at /docs", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    config = uvicorn.Config(app, log_level=settings.log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from maxsim.errors import InvalidArgumentError
+
 SUPPORTED_NBITS: tuple[int, ...] = (1, 2, 4)
 
 
 def check_nbits(nbits: int, dim: int) -> None:
     """Raise ValueError unless ``nbits`` is supported and ``dim * nbits`` fills whole bytes."""
     if nbits not in SUPPORTED_NBITS:
-        raise ValueError(f"nbits must be one of {SUPPORTED_NBITS}, got {nbits!r}")
+        raise InvalidArgumentError(f"nbits must be one of {SUPPORTED_NBITS}, got {nbits!r}")
     if dim <= 0 or (dim * nbits) % 8 != 0:
-        raise ValueError(f"dim * nbits must be a positive multiple of 8, got dim={dim}, nbits={nbits}")
+        raise InvalidArgumentError(f"dim * nbits must be a positive multiple of 8, got dim={dim}, nbits={nbits}")
 
 
 def pack_codes(codes: np.ndarray, nbits: int) -> np.ndarray:
@@ -61,7 +63,7 @@ def id_bits(n_centroids: int) -> int:
     (12, 13, 1)
     """
     if not 1 <= n_centroids <= 1 << 16:
-        raise ValueError(f"centroid ids are packed for 1..65536 centroids, got {n_centroids}")
+        raise InvalidArgumentError(f"centroid ids are packed for 1..65536 centroids, got {n_centroids}")
     return max(1, (n_centroids - 1).bit_length())
 
 

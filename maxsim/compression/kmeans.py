@@ -14,6 +14,8 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from maxsim.errors import InvalidArgumentError
+
 #: Upper bound on centroids: centroid ids are stored as uint16 up to this many.
 MAX_CENTROIDS = 1 << 16
 #: Centroids per square root of the token count (PLAID uses 16).
@@ -48,7 +50,7 @@ def choose_n_centroids(n_tokens: int, centroid_bytes: float = 0.0) -> int:
     (4096, 2048, 8192)
     """
     if n_tokens <= 0:
-        raise ValueError("cannot choose centroids for an empty collection")
+        raise InvalidArgumentError("cannot choose centroids for an empty collection")
     target = CENTROIDS_PER_SQRT_TOKEN * math.sqrt(n_tokens)
     k = 1 << max(0, round(math.log2(target)))
     k = min(k, max(1, n_tokens // 8), MAX_CENTROIDS)
@@ -67,7 +69,7 @@ def train_centroids(
     ``FLAT_MAX_CENTROIDS`` the k-means is two-level (``_train_two_level``).
     """
     if sample.ndim != 2 or len(sample) == 0:
-        raise ValueError(f"k-means needs a non-empty 2-D sample, got shape {sample.shape}")
+        raise InvalidArgumentError(f"k-means needs a non-empty 2-D sample, got shape {sample.shape}")
     x = np.ascontiguousarray(sample, dtype=np.float32)
     k = max(1, min(int(n_centroids), len(x)))
     if k == len(x):
@@ -168,12 +170,12 @@ def centroid_index(centroids: np.ndarray):
         index.add(c)
         return index
     quantizer = faiss.IndexFlatIP(c.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, c.shape[1], coarse_cells(len(c)), faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = 0
-    index.train(c)
-    index.add(c)
-    index.nprobe = ASSIGN_PROBES
-    return index
+    ivf = faiss.IndexIVFFlat(quantizer, c.shape[1], coarse_cells(len(c)), faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = 0
+    ivf.train(c)
+    ivf.add(c)
+    ivf.nprobe = ASSIGN_PROBES
+    return ivf
 
 
 def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, index=None) -> np.ndarray:

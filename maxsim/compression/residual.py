@@ -20,6 +20,7 @@ import numpy as np
 
 from maxsim.compression.bits import check_nbits, pack_codes, unpack_table
 from maxsim.compression.kmeans import assign_centroids, centroid_index, train_centroids
+from maxsim.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,20 +50,20 @@ class ResidualCodec:
         check_nbits(self.nbits, dim)
         buckets = 1 << self.nbits
         if self.cutoffs.shape != (dim, buckets - 1) or self.weights.shape != (dim, buckets):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"codec arrays disagree: centroids {self.centroids.shape}, cutoffs {self.cutoffs.shape}, "
                 f"weights {self.weights.shape}, nbits {self.nbits}"
             )
         if self.table_grid is not None and (self.table_bits not in (4,) or self.table_grid.shape != (1 << self.table_bits, dim)):
-            raise ValueError(f"codec grid {self.table_grid.shape} / {self.table_bits} bits does not fit dim {dim}")
+            raise InvalidArgumentError(f"codec grid {self.table_grid.shape} / {self.table_bits} bits does not fit dim {dim}")
 
     def table_codes(self) -> np.ndarray:
         """Grid levels of the centroids, uint8 [k, dim]; ValueError if they are not on the grid."""
         if self.table_grid is None:
-            raise ValueError("this codec's centroids are not on a grid")
+            raise InvalidArgumentError("this codec's centroids are not on a grid")
         q = _grid_levels(self.centroids, self.table_grid)
         if not np.array_equal(grid_values(q, self.table_grid), self.centroids):
-            raise ValueError("the codec's centroids are not on its grid (train with train_codec(table_bits=...))")
+            raise InvalidArgumentError("the codec's centroids are not on its grid (train with train_codec(table_bits=...))")
         return q
 
     @property
@@ -175,7 +176,7 @@ def train_codec(
     grid = None
     if table_bits:
         if table_bits != 4:
-            raise ValueError(f"table_bits must be 0 or 4, got {table_bits!r}")
+            raise InvalidArgumentError(f"table_bits must be 0 or 4, got {table_bits!r}")
         levels, grid = to_grid(centroids, table_bits)
         centroids = grid_values(levels, grid)
     else:

@@ -117,10 +117,10 @@ def project(states: States, head: nn.Linear, dims: list[int], chunk: int = 65536
 
 
 def mean_pooled(states: States) -> np.ndarray:
-    """Mean over every position of each input, L2-normalised: float32 [n, hidden]."""
+    """The dense model's pooling (``maxsim.models.dense.mean_pool``) of each input: float32 [n, hidden]."""
+    from maxsim.models.dense import mean_pool
+
     out = np.zeros((len(states), states.rows.shape[1]), dtype=np.float32)
     for i in range(len(states)):
-        rows = states.item(i).astype(np.float32)
-        if len(rows):
-            out[i] = rows.mean(axis=0)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out[i] = mean_pool(states.item(i))
+    return out

@@ -135,8 +135,8 @@ def evaluate_collection(
     given when ``model``'s encoder carries merged adapters, so the baseline stays the plain backbone.
     """
     from maxsim.evaluation.bm25 import BM25Retriever
-    from maxsim.evaluation.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items, dense_scores
     from maxsim.evaluation.encoding import backbone_states, mean_pooled, project
+    from maxsim.models.dense import DOCUMENT_PREFIX, QUERY_PREFIX, dense_items
 
     say = on_stage or (lambda s: None)
     qids = list(collection.queries)
@@ -198,7 +198,7 @@ def evaluate_collection(
             q_dense = mean_pooled(
                 backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress)
             )
-            s = torch.from_numpy(dense_scores(q_dense, d_dense))
+            s = torch.from_numpy(q_dense @ d_dense.T)  # dot products of unit vectors
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
             runs["dense"] = _to_run(qids, doc_ids, top.indices.numpy(), top.values.numpy())
             res.seconds["dense"] = time.perf_counter() - t

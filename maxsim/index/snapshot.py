@@ -73,7 +73,7 @@ class SnapshotLoader:
         codec, lut = self.codec(codec_name) if codec_name else (None, None)
         segments, live = [], []
         for name, seg_codec in seg_rows:
-            if seg_codec != codec_name:
+            if seg_codec != codec_name or codec is None:
                 raise IndexCorruptedError(f"segment {name} uses codec {seg_codec}, the index uses {codec_name}")
             if name not in self._segments:
                 self._segments[name] = storage.load_segment(self.root, name, codec)

@@ -26,6 +26,10 @@ from maxsim.errors import MaxsimError
 LORA_PREFIX = "lora."
 
 
+class AdapterNotFoundError(MaxsimError, FileNotFoundError):
+    """No adapter file at the given path."""
+
+
 class AdapterError(MaxsimError, ValueError):
     """An adapter file that does not fit the model it is applied to."""
 
@@ -36,10 +40,12 @@ def lora_factors(module: nn.Module) -> tuple[dict[str, tuple[torch.Tensor, torch
     scale = None
     for name, sub in module.named_modules():
         a, b = getattr(sub, "lora_A", None), getattr(sub, "lora_B", None)
-        if not isinstance(a, nn.ModuleDict) or "default" not in a:
+        if not isinstance(a, nn.ModuleDict) or not isinstance(b, nn.ModuleDict) or "default" not in a:
             continue
-        factors[name] = (a["default"].weight.detach().float().clone(), b["default"].weight.detach().float().clone())
-        scale = float(sub.scaling["default"])
+        a_weight, b_weight = a["default"].weight, b["default"].weight
+        assert isinstance(a_weight, torch.Tensor) and isinstance(b_weight, torch.Tensor)
+        factors[name] = (a_weight.detach().float().clone(), b_weight.detach().float().clone())
+        scale = float(getattr(sub, "scaling")["default"])
     return factors, scale
 
 
@@ -74,7 +80,7 @@ def read_adapter(path: str | Path) -> tuple[nn.Linear, dict[str, tuple[torch.Ten
     """(head, LoRA factors by module name, scale, metadata) from an adapter or a plain head file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"adapter file {path} does not exist")
+        raise AdapterNotFoundError(f"adapter file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = dict(fh.metadata() or {})

@@ -37,6 +37,7 @@ from torch import nn
 
 from maxsim.errors import MaxsimError
 from maxsim.models.colbert import Model
+from maxsim.models.encoder import TransformerEncoder
 from maxsim.tokens.late_interaction import LateInteractionTokenizer, MarkerSettings
 
 STANFORD_METADATA = "artifact.metadata"
@@ -95,8 +96,8 @@ def read_files(path: Path) -> CheckpointFiles:
         raise CheckpointError(f"{root}: not a folder")
     config_path = root / "config.json"
     if not config_path.is_file():
-        files = sorted(p.name for p in root.iterdir())
-        raise CheckpointError(f"{root}: no config.json, so not a transformers/ColBERT checkpoint (files: {files})")
+        names = sorted(p.name for p in root.iterdir())
+        raise CheckpointError(f"{root}: no config.json, so not a transformers/ColBERT checkpoint (files: {names})")
     files = CheckpointFiles(root, _read_json(config_path, "config.json"), _weight_files(root))
     if (root / STANFORD_METADATA).is_file():
         files.stanford = _read_json(root / STANFORD_METADATA, STANFORD_METADATA)
@@ -265,11 +266,13 @@ def load_tokenizer(files: CheckpointFiles) -> Tokenizer:
 def _special_id(tok: Tokenizer, files: CheckpointFiles, name: str, fallbacks: tuple[str, ...]) -> int | None:
     for source in (files.special_tokens, files.tokenizer_config):
         text = _token_text(source.get(name))
-        if text is not None and tok.token_to_id(text) is not None:
-            return int(tok.token_to_id(text))
+        found = tok.token_to_id(text) if text is not None else None
+        if found is not None:
+            return int(found)
     for text in fallbacks:
-        if tok.token_to_id(text) is not None:
-            return int(tok.token_to_id(text))
+        found = tok.token_to_id(text)
+        if found is not None:
+            return int(found)
     return None
 
 
@@ -456,13 +459,15 @@ def load_checkpoint(
     state = read_tensors(files.weight_files, dtype)
     head = resolve_head(files, state, notes)
     backbone_keys = {k: v for k, v in state.items() if k not in _HEAD_KEYS and k != "linear.bias"}
+    encoder: nn.Module
     if jina.is_jina_state(backbone_keys):
-        encoder = _jina_encoder(files, backbone_keys, notes)
-        max_positions, family = encoder.config.max_positions, "jina-xlm-roberta-rotary"
+        own = _jina_encoder(files, backbone_keys, notes)
+        encoder, max_positions, family = own, own.config.max_positions, "jina-xlm-roberta-rotary"
     else:
         try:
-            encoder, max_positions = hf_backbones.build(files.config, dtype)
-            hf_backbones.load_weights(encoder, backbone_keys, notes)
+            hf_encoder, max_positions = hf_backbones.build(files.config, dtype)
+            hf_backbones.load_weights(hf_encoder, backbone_keys, notes)
+            encoder = hf_encoder
         except hf_backbones.BackboneError as exc:
             raise CheckpointError(f"{files.root}: {exc}") from None
         family = f"transformers:{files.config.get('model_type')}"
@@ -512,9 +517,8 @@ def _hidden_size(encoder: nn.Module, config: dict) -> int:
     return int(config.get("hidden_size", config.get("d_model", -1)))
 
 
-def _jina_encoder(files: CheckpointFiles, state: dict[str, torch.Tensor], notes: list[str]) -> nn.Module:
+def _jina_encoder(files: CheckpointFiles, state: dict[str, torch.Tensor], notes: list[str]) -> TransformerEncoder:
     from maxsim.models import jina
-    from maxsim.models.encoder import TransformerEncoder
 
     try:
         config = jina.encoder_config(files.config, notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -12,7 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from maxsim.scoring.maxsim import maxsim_scores
+from maxsim.errors import InputWarning, InvalidArgumentError, InvalidTypeError
+from maxsim.scoring.rerank import ScoreScale, check_top_n, rerank_vectors, scale_scores
 from maxsim.text.clean import InputError, validate_texts
 from maxsim.tokens.late_interaction import LateInteractionTokenizer, TokenizedText
 from maxsim.types import SUPPORTED_DIMS, RerankResult, TokenVectors
@@ -66,7 +68,7 @@ class Model:
         info: dict | None = None,
     ) -> None:
         if not heads:
-            raise ValueError("a model needs at least one projection head")
+            raise InvalidArgumentError("a model needs at least one projection head")
         self.encoder = encoder.eval().to(dtype)
         self.heads = {int(k): h.eval().float() for k, h in sorted(heads.items(), reverse=True)}
         self.tokenizer = tokenizer
@@ -113,6 +115,7 @@ class Model:
         """
         texts = validate_texts(texts, "queries")
         dim = self._check_dim(dim)
+        self._warn_about_queries(texts)
         return self._encode(self.tokenizer.queries(texts), dim, show_progress)
 
     def encode_documents(
@@ -133,7 +136,13 @@ class Model:
         if mode not in ("truncate", "window"):
             raise InputError(f"long_documents must be 'truncate' or 'window', got {mode!r}")
         if mode == "truncate":
-            return self._encode(self.tokenizer.documents(texts), dim, show_progress)
+            items = self.tokenizer.documents(texts)
+            cut = [i for i, item in enumerate(items) if item.truncated]
+            if cut:
+                warnings.warn(f"{len(cut)} of {len(texts)} documents (first: documents[{cut[0]}]) are longer than "
+                              f"{self.document_length} tokens and were cut there; pass long_documents='window' "
+                              "to keep every token", InputWarning, stacklevel=2)
+            return self._encode(items, dim, show_progress)
         limit = min(self.max_positions, self.document_length)
         return self._encode(self.tokenizer.documents(texts, truncate=False), dim, show_progress, limit)
 
@@ -144,25 +153,27 @@ class Model:
         top_n: int | None = None,
         dim: int | None = None,
         return_documents: bool = True,
+        scale: ScoreScale = "maxsim",
     ) -> list[RerankResult]:
-        """Documents sorted by MaxSim against the query, best first, like Jina's /v1/rerank results."""
+        """Documents sorted by MaxSim against the query, best first, with the fields of Jina's
+        /v1/rerank results (``document`` is the text itself here, ``{"text": ...}`` over HTTP).
+
+        ``scale="unit"``: scores in [0, 1] (see ``maxsim.scoring.rerank``); the order is the same.
+        """
+        if isinstance(documents, (str, bytes)):  # a str is a sequence of characters: refuse, do not echo "o"
+            raise InvalidTypeError(f"documents must be a list of str, not a single {type(documents).__name__}; "
+                                   "wrap it: [document]")
         if not isinstance(query, str):
             raise InputError(f"query must be a str, not {type(query).__name__}")
         docs = validate_texts(documents, "documents")
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-            raise InputError(f"top_n must be a positive integer, got {top_n!r}")
+        check_top_n(top_n)
+        scale_scores(np.zeros(0), 1, scale)  # an unknown scale fails before any encoding
         if not docs:
             return []
         q = self.encode_queries([query], dim=dim)[0]
-        scores = maxsim_scores(q, self.encode_documents(docs, dim=dim))
-        order = np.argsort(-scores, kind="stable")[: top_n or len(docs)]
-        results: list[RerankResult] = []
-        for i in order:
-            r: RerankResult = {"index": int(i), "relevance_score": float(scores[i])}
-            if return_documents:
-                r["document"] = documents[i]
-            results.append(r)
-        return results
+        returned = list(documents) if return_documents else None
+        return rerank_vectors(q, self.encode_documents(docs, dim=dim), top_n=top_n, scale=scale,
+                              returned=returned)  # type: ignore[return-value]
 
     def document_tokens(self, text: str) -> list[str]:
         """The token strings of a document's kept rows, aligned with ``encode_documents`` output."""
@@ -181,6 +192,19 @@ class Model:
         return self._run(full, head=None, show_progress=False)
 
     # ------------------------------------------------------------------ internals
+    def _warn_about_queries(self, texts: list[str]) -> None:
+        """Queries that encode but match on little: empty ones and ones of mostly unknown pieces."""
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            warnings.warn(f"queries[{empty[0]}] is empty ({len(empty)} of {len(texts)} empty): it matches on "
+                          "nothing but the query markers", InputWarning, stacklevel=3)
+        shares = self.tokenizer.unknown_token_shares(texts)
+        unknown = [i for i, share in enumerate(shares) if share > 0.5]
+        if unknown:
+            warnings.warn(f"queries[{unknown[0]}] is mostly tokens the model's vocabulary does not know "
+                          f"({shares[unknown[0]]:.0%} unknown; {len(unknown)} of {len(texts)} queries like that): "
+                          "it will match poorly", InputWarning, stacklevel=3)
+
     def _check_dim(self, dim: int | None) -> int:
         if dim is None:
             return self.dims[0]

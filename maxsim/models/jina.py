@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Literal
 
+from maxsim.errors import MaxsimError
 from maxsim.models.encoder import EncoderConfig
 
 #: Default of Jina's config class when ``rotary_emb_base`` is absent.
@@ -31,7 +33,11 @@ _DIRECT = {
 _IGNORED_PREFIXES = ("pooler.",)
 
 
-class JinaConfigError(ValueError):
+class UnknownWeightError(MaxsimError, KeyError):
+    """A checkpoint weight that has no place in the encoder."""
+
+
+class JinaConfigError(MaxsimError, ValueError):
     """config.json describes something this backbone does not implement; the message says what."""
 
 
@@ -78,6 +84,7 @@ def encoder_config(config: dict, notes: list[str]) -> EncoderConfig:
         base = JINA_DEFAULT_ROTARY_BASE
         notes.append(f"config.json has no 'rotary_emb_base'; using the config class default {base:g}")
     act = config.get("hidden_act", "gelu")
+    activation: Literal["gelu", "gelu_tanh"]
     if act == "gelu":
         activation = "gelu"
     elif act in _TANH_GELUS:
@@ -106,10 +113,10 @@ def encoder_config(config: dict, notes: list[str]) -> EncoderConfig:
 def encoder_key(key: str, prefix: str) -> str | None:
     """Checkpoint key -> ``TransformerEncoder`` parameter name; None for keys ColBERT ignores.
 
-    Raises KeyError for a key of the backbone that has no place in the encoder.
+    Raises UnknownWeightError (a KeyError) for a key of the backbone that has no place in the encoder.
     """
     if not key.startswith(prefix):
-        raise KeyError(key)
+        raise UnknownWeightError(key)
     rest = key[len(prefix) :]
     if rest.startswith(_IGNORED_PREFIXES):
         return None
@@ -118,4 +125,4 @@ def encoder_key(key: str, prefix: str) -> str | None:
     m = _LAYER_KEY.match(rest)
     if m:
         return f"layers.{m.group(1)}.{m.group(2)}.{m.group(3)}"
-    raise KeyError(key)
+    raise UnknownWeightError(key)

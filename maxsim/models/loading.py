@@ -76,8 +76,10 @@ def load(
     if name_or_path in _DEFAULT_ALIASES:
         if query_length is not None:
             raise ModelLoadError("the default model's query_length is fixed at 32")
-        extra = {"document_length": document_length} if document_length is not None else {}
-        return load_default_model(dtype=torch_dtype, num_threads=num_threads, **extra)
+        if document_length is not None:
+            return load_default_model(dtype=torch_dtype, num_threads=num_threads, document_length=document_length)
+        return load_default_model(dtype=torch_dtype, num_threads=num_threads)
+    assert name_or_path is not None  # None is a default alias, handled above
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         return _load_folder(path, torch_dtype, num_threads, **lengths)

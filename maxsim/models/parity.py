@@ -19,9 +19,9 @@ import numpy as np
 
 @lru_cache(maxsize=8)
 def _model(checkpoint_dir: str):
-    import maxsim
+    from maxsim.models.loading import load
 
-    return maxsim.load(checkpoint_dir, dtype="float32")
+    return load(checkpoint_dir, dtype="float32")
 
 
 def encode(checkpoint_dir: str, texts: list[str], is_query: bool, dim: int) -> list[np.ndarray]:

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.types import TokenVectors
 
 #: Qdrant (and most single-vector stores) cap a dense vector at 65,536 dimensions.
@@ -81,15 +82,15 @@ class MuveraConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.k_sim, int) or not 0 <= self.k_sim <= 12:
-            raise ValueError(f"k_sim must be an integer in [0, 12] (2**k_sim partitions); got {self.k_sim!r}")
+            raise InvalidArgumentError(f"k_sim must be an integer in [0, 12] (2**k_sim partitions); got {self.k_sim!r}")
         if not isinstance(self.dim_proj, int) or self.dim_proj < 1:
-            raise ValueError(f"dim_proj must be a positive integer; got {self.dim_proj!r}")
+            raise InvalidArgumentError(f"dim_proj must be a positive integer; got {self.dim_proj!r}")
         if not isinstance(self.repetitions, int) or self.repetitions < 1:
-            raise ValueError(f"repetitions must be a positive integer; got {self.repetitions!r}")
+            raise InvalidArgumentError(f"repetitions must be a positive integer; got {self.repetitions!r}")
         if self.final_dim is not None and (not isinstance(self.final_dim, int) or self.final_dim < 1):
-            raise ValueError(f"final_dim must be None or a positive integer; got {self.final_dim!r}")
+            raise InvalidArgumentError(f"final_dim must be None or a positive integer; got {self.final_dim!r}")
         if not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+            raise InvalidArgumentError(f"seed must be an integer; got {self.seed!r}")
 
     @property
     def raw_dim(self) -> int:
@@ -110,7 +111,7 @@ class MuveraConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown MuveraConfig keys: {sorted(unknown)}")
+            raise InvalidArgumentError(f"unknown MuveraConfig keys: {sorted(unknown)}")
         return cls(**data)
 
 
@@ -128,11 +129,11 @@ class Muvera:
     def __init__(self, dim: int, config: MuveraConfig | None = None) -> None:
         config = config if config is not None else MuveraConfig()
         if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive integer; got {dim!r}")
+            raise InvalidArgumentError(f"dim must be a positive integer; got {dim!r}")
         if config.dim_proj > dim:
-            raise ValueError(f"dim_proj ({config.dim_proj}) cannot exceed the token dim ({dim})")
+            raise InvalidArgumentError(f"dim_proj ({config.dim_proj}) cannot exceed the token dim ({dim})")
         if config.output_dim > MAX_OUTPUT_DIM:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"MUVERA output dim {config.output_dim} exceeds {MAX_OUTPUT_DIM}; lower repetitions, k_sim or "
                 "dim_proj, or set final_dim"
             )
@@ -188,7 +189,7 @@ class Muvera:
     def _encode(self, vectors: TokenVectors, *, is_query: bool) -> np.ndarray:
         x = np.asarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"MUVERA expects token vectors of shape [n_tokens, {self.dim}]; got {x.shape}")
+            raise InvalidArgumentError(f"MUVERA expects token vectors of shape [n_tokens, {self.dim}]; got {x.shape}")
         cfg = self.config
         r, b, p = cfg.repetitions, 1 << cfg.k_sim, cfg.dim_proj
         out = np.zeros((r, b, p), dtype=np.float32)
@@ -197,7 +198,7 @@ class Muvera:
             # one matmul for every repetition's hyperplanes: [n, r*k] -> bits [r, n, k]
             bits = (x @ self._simhash_flat > 0).reshape(n, r, cfg.k_sim).transpose(1, 0, 2).astype(np.int8)
             buckets = bits.astype(np.int64) @ self._weights  # [r, n]
-            if self.projections is None:
+            if self._projections_flat is None:
                 proj = np.broadcast_to(x, (r, n, p))
             else:
                 proj = (x @ self._projections_flat).reshape(n, r, p).transpose(1, 0, 2)  # [r, n, p]
@@ -217,7 +218,7 @@ class Muvera:
                         dist = (self._codes[empty][:, None, :] != bits[rep][None, :, :]).sum(axis=2)
                         out[rep, empty] = proj[rep][dist.argmin(axis=1)]
         raw = out.reshape(-1)
-        if self.final_index is None:
+        if self.final_index is None or self.final_sign is None:
             return raw
         weights = raw.astype(np.float64) * self.final_sign
         return np.bincount(self.final_index, weights=weights, minlength=self.output_dim).astype(np.float32)
@@ -231,7 +232,7 @@ def pooled_vector(vectors: TokenVectors) -> np.ndarray:
     """
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
-        raise ValueError(f"pooled_vector expects [n_tokens, dim]; got shape {x.shape}")
+        raise InvalidArgumentError(f"pooled_vector expects [n_tokens, dim]; got shape {x.shape}")
     if len(x) == 0:
         return np.zeros(x.shape[1], dtype=np.float32)
     mean = x.mean(axis=0)

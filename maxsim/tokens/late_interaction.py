@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tokenizers import Tokenizer
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.text.clean import InputError
 
 
@@ -36,9 +37,9 @@ class MarkerSettings:
 
     def __post_init__(self) -> None:
         if self.query_length < len(self.query_marker_ids) + 2:
-            raise ValueError(f"query_length {self.query_length} leaves no room for the query marker")
+            raise InvalidArgumentError(f"query_length {self.query_length} leaves no room for the query marker")
         if self.document_length < len(self.document_marker_ids) + 2:
-            raise ValueError(f"document_length {self.document_length} leaves no room for the document marker")
+            raise InvalidArgumentError(f"document_length {self.document_length} leaves no room for the document marker")
 
 
 @dataclass
@@ -133,6 +134,30 @@ class LateInteractionTokenizer:
             keep = (arr != s.pad_token_id) & ~np.isin(arr, skip)
             out.append(TokenizedText(arr, np.ones(len(arr), dtype=bool), keep, truncated))
         return out
+
+    def unknown_token_shares(self, texts: Sequence[str]) -> list[float]:
+        """For each text, the share of its word pieces that the vocabulary does not know (0.0 to 1.0).
+
+        Special tokens and bare space markers are not counted; a text with no pieces gives 0.0.
+        A query made mostly of unknown pieces (a script the vocabulary lacks) matches on almost
+        nothing but its markers.
+        """
+        unk = self._unknown_id()
+        if unk is None or not texts:
+            return [0.0] * len(texts)
+        shares = []
+        for ids in self._raw_ids(texts):
+            pieces = [i for i in ids[1:-1] if (self.tokenizer.id_to_token(i) or "").strip("\u2581\u0120 ")]
+            shares.append(sum(i == unk for i in pieces) / len(pieces) if pieces else 0.0)
+        return shares
+
+    def _unknown_id(self) -> int | None:
+        name = getattr(self.tokenizer.model, "unk_token", None)
+        for token in ([name] if isinstance(name, str) else []) + ["<unk>", "[UNK]"]:
+            idx = self.tokenizer.token_to_id(token)
+            if idx is not None:
+                return int(idx)
+        return None
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         return [self.tokenizer.id_to_token(int(i)) or "" for i in ids]

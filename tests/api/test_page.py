@@ -93,6 +93,24 @@ def test_search_shows_results_and_token_highlight(browser, page_server):
     page.close()
 
 
+def test_search_says_when_an_index_is_empty(browser, page_server):
+    import httpx
+
+    assert httpx.post(page_server.url + "/v1/indexes", json={"name": "blank"}).status_code == 201
+    page = browser.new_page()
+    page.goto(page_server.url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.select_option("#index-select", "blank")
+    assert 'The index "blank" is empty' in page.inner_text("#search-status")
+    page.fill("#search-query", "anything at all")
+    page.click("#search-button")
+    page.wait_for_function("document.getElementById('search-status').textContent.includes('is empty')")
+    assert page.locator("#search-results li.result").count() == 0
+    page.select_option("#index-select", "wiki")  # a non-empty index clears the note
+    assert "empty" not in page.inner_text("#search-status")
+    page.close()
+
+
 def test_rerank_tab(browser, page_server):
     page = browser.new_page()
     page.goto(page_server.url + "/")

@@ -43,11 +43,14 @@ def test_text_api(tmp_path, default_model):
 
 
 def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
-    import maxsim
-
     # every command loads the model; hand them the session's copy instead of re-reading it
-    real_load = maxsim.load
-    monkeypatch.setattr(maxsim, "load", lambda name=None, **kw: default_model if name in (None, default_model.name) else real_load(name, **kw))
+    from maxsim.cli.common import load_model_named
+    from maxsim.models import loading
+
+    real_load = loading.load
+    load_model_named.cache_clear()
+    monkeypatch.setattr(loading, "load", lambda name=None, **kw: (
+        default_model if name in (None, default_model.name) else real_load(name, **kw)))
     path = str(tmp_path / "idx")
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps({"id": i, "text": t, "metadata": m}) for i, t, m in DOCS) + "\n")
@@ -60,7 +63,7 @@ def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
     code, out, _ = run("create", path)
     assert code == 0 and json.loads(out)["documents"] == 0
     code, out, _ = run("add", path, str(docs), "--batch-size", "3")
-    assert code == 0 and json.loads(out) == {"added": len(DOCS), "documents": len(DOCS)}
+    assert code == 0 and json.loads(out) == {"added": len(DOCS), "replaced": 0, "unchanged": 0, "documents": len(DOCS)}
     code, out, _ = run("search", path, "capital of Spain", "programming language", "-k", "2")
     lines = [json.loads(x) for x in out.splitlines()]
     assert code == 0 and [ln["hits"][0]["id"] for ln in lines] == ["madrid", "python"]
@@ -82,8 +85,8 @@ def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
     bad.write_text('{"id": "x", "text": "ok"}\n{"id": 5, "text": "no"}\n')
     code, _, err = run("add", path, str(bad))
     assert code == 2 and "bad.jsonl:2: 'id' must be a non-empty string" in err
-    code, _, err = run("add", path, str(docs))
-    assert code == 2 and "already in the index" in err
+    code, out, err = run("add", path, str(docs))  # the same file again: only the deleted one is added
+    assert code == 0 and json.loads(out)["added"] == 1 and json.loads(out)["unchanged"] == len(DOCS) - 1  # madrid again
     code, _, err = run("search", str(tmp_path / "nope"), "x")
     assert code == 2 and "no index at" in err
     code, _, err = run("search", path, "x", "--filter", "[1]")

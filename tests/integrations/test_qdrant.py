@@ -18,6 +18,14 @@ import pytest
 pytest.importorskip("qdrant_client")
 pytest.importorskip("qdrant_edge")
 
+from maxsim.errors import (  # noqa: E402
+    DuplicateIdError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    MaxsimError,
+    MissingModelError,
+    UnknownIdError,
+)
 from maxsim.integrations.qdrant import (  # noqa: E402
     MAXSIM_NAMESPACE,
     MULTIVECTOR_MAX_FLOATS,
@@ -29,6 +37,7 @@ from maxsim.integrations.qdrant import (  # noqa: E402
     pool_tokens,
     with_retry,
 )
+from maxsim.integrations.qdrant.errors import CollectionError, QdrantServerError  # noqa: E402
 from maxsim.postprocess.muvera import MuveraConfig  # noqa: E402
 from maxsim.scoring.maxsim import maxsim_score, maxsim_scores  # noqa: E402
 
@@ -68,7 +77,7 @@ def store(request, tmp_path: Path, corpus: dict):
     settings = QdrantSettings(muvera=SMALL_MUVERA)
     s = QdrantStore.create(_location(request.param, tmp_path), "test", dim=DIM, model="toy", settings=settings,
                            batch_size=16)
-    s.add_embeddings(corpus["ids"], corpus["docs"], texts=corpus["texts"], metadata=corpus["meta"])
+    s.add_embeddings(corpus["docs"], corpus["ids"], texts=corpus["texts"], metadata=corpus["meta"])
     yield s
     s.close()
 
@@ -84,7 +93,7 @@ def test_covering_first_stage_equals_exact_maxsim(store: QdrantStore, corpus: di
     k = 10
     for q in corpus["queries"]:
         want_ids, want_scores = _exact(q, corpus["docs"], corpus["ids"], k)
-        hits = store.search_embeddings(q, k, first_stage=first_stage, prefetch_limit=N_DOCS, exact_first_stage=True)
+        [hits] = store.search_embeddings(q, k, first_stage=first_stage, prefetch_limit=N_DOCS, exact_first_stage=True)
         assert [h["id"] for h in hits] == want_ids
         np.testing.assert_allclose([h["score"] for h in hits], want_scores, rtol=1e-5, atol=1e-5)
 
@@ -92,34 +101,39 @@ def test_covering_first_stage_equals_exact_maxsim(store: QdrantStore, corpus: di
 @pytest.mark.parametrize("first_stage", ["muvera", "none"])
 def test_batch_search_equals_one_by_one(store: QdrantStore, corpus: dict, first_stage: str) -> None:
     queries = corpus["queries"]
-    batch = store.search_embeddings_batch(queries, 7, first_stage=first_stage, prefetch_limit=N_DOCS,
-                                          filter={"lang": ["en", "fr"]}, exact_first_stage=True)
-    single = [store.search_embeddings(q, 7, first_stage=first_stage, prefetch_limit=N_DOCS,
-                                      filter={"lang": ["en", "fr"]}, exact_first_stage=True) for q in queries]
+    batch = store.search_embeddings(queries, 7, {"lang": ["en", "fr"]}, first_stage=first_stage,
+                                    prefetch_limit=N_DOCS, exact_first_stage=True)
+    single = [store.search_embeddings(q, 7, {"lang": ["en", "fr"]}, first_stage=first_stage, prefetch_limit=N_DOCS,
+                                      exact_first_stage=True)[0] for q in queries]
     assert batch == single
     assert len(batch) == len(queries) and all(len(hits) == 7 for hits in batch)
-    assert store.search_embeddings_batch([], 7) == []
-    with pytest.raises(ValueError, match=r"query 1: token vectors must have shape"):
-        store.search_embeddings_batch([queries[0], np.zeros((2, 3), dtype=np.float32)])
+    with pytest.raises(InvalidArgumentError, match="queries: the list is empty"):
+        store.search_embeddings([], 7)
+    with pytest.raises(InvalidArgumentError, match=r"queries\[1\]: wrong dim 3, expected 64"):
+        store.search_embeddings([queries[0], np.zeros((2, 3), dtype=np.float32)])
 
 
 def test_ids_payloads_and_stable_point_ids(store: QdrantStore, corpus: dict) -> None:
     assert store.count() == N_DOCS
-    hits = store.search_embeddings(corpus["queries"][1], 3)
+    [hits] = store.search_embeddings(corpus["queries"][1], 3)
     assert hits[0]["id"] == "doc-7"
     assert hits[0]["text"] == "text of document 7"
     assert hits[0]["metadata"] == corpus["meta"][7]
-    got = store.get(["doc-3", "doc-39", "missing"])
-    assert set(got) == {"doc-3", "doc-39"}
-    assert got["doc-3"]["text"] == "text of document 3" and got["doc-3"]["metadata"] == corpus["meta"][3]
+    got = store.get(["doc-39", "doc-3"])
+    assert [g["id"] for g in got] == ["doc-39", "doc-3"]
+    assert got[1] == {"id": "doc-3", "text": "text of document 3", "metadata": corpus["meta"][3]}
+    with pytest.raises(UnknownIdError, match="missing"):
+        store.get(["doc-3", "missing"])
     assert point_id("doc-3") == str(uuid.uuid5(MAXSIM_NAMESPACE, "doc-3"))
 
 
-def test_readding_is_idempotent(store: QdrantStore, corpus: dict) -> None:
+def test_upserting_again_is_idempotent(store: QdrantStore, corpus: dict) -> None:
     before = store.search_embeddings(corpus["queries"][0], 10)
-    store.add_embeddings(corpus["ids"], corpus["docs"], texts=corpus["texts"], metadata=corpus["meta"])
+    store.upsert_embeddings(corpus["docs"], corpus["ids"], texts=corpus["texts"], metadata=corpus["meta"])
     assert store.count() == N_DOCS
     assert store.search_embeddings(corpus["queries"][0], 10) == before
+    with pytest.raises(DuplicateIdError, match="doc-0"):
+        store.add_embeddings(corpus["docs"][:1], corpus["ids"][:1])
 
 
 def test_filters_restrict_both_stages(store: QdrantStore, corpus: dict) -> None:
@@ -132,36 +146,44 @@ def test_filters_restrict_both_stages(store: QdrantStore, corpus: dict) -> None:
     }
     if store.engine == "edge":
         del cases["bool+value"]
-        with pytest.raises(ValueError, match="boolean filters .* not supported on Qdrant Edge"):
+        with pytest.raises(InvalidArgumentError, match="boolean filters .* not supported on Qdrant Edge"):
             store.search_embeddings(q, 5, filter={"even": True})
     for name, (flt, keep) in cases.items():
         sub = [i for i, m in enumerate(corpus["meta"]) if keep(m)]
         want, _ = _exact(q, [corpus["docs"][i] for i in sub], [corpus["ids"][i] for i in sub], 5)
         for first_stage in ("muvera", "none"):
-            hits = store.search_embeddings(q, 5, first_stage=first_stage, prefetch_limit=N_DOCS, filter=flt,
-                                           exact_first_stage=True)
+            [hits] = store.search_embeddings(q, 5, flt, first_stage=first_stage, prefetch_limit=N_DOCS,
+                                             exact_first_stage=True)
             assert [h["id"] for h in hits] == want, (name, first_stage)
         assert store.count(flt) == len(sub), name
 
 
 def test_delete_and_update(store: QdrantStore, corpus: dict) -> None:
     q = corpus["queries"][0]
-    top = store.search_embeddings(q, 1, first_stage="none")[0]["id"]
+    top = store.search_embeddings(q, 1, first_stage="none")[0][0]["id"]
     assert top == "doc-0"
-    store.delete(["doc-0", "doc-5", "never-added"])
+    assert store.delete(["doc-0", "doc-5", "never-added"], missing_ok=True) == 2
     assert store.count() == N_DOCS - 2
-    assert set(store.get(["doc-0", "doc-5"])) == set()
-    hits = store.search_embeddings(q, N_DOCS, first_stage="none")
+    with pytest.raises(UnknownIdError):
+        store.get(["doc-0"])
+    [hits] = store.search_embeddings(q, N_DOCS, first_stage="none")
     assert {"doc-0", "doc-5"}.isdisjoint(h["id"] for h in hits)
     assert len(hits) == N_DOCS - 2
 
     # update doc-30: new vectors (the query itself, so it becomes the best match), text, metadata
     store.update_embeddings(["doc-30"], [q], texts=["new text"], metadata=[{"lang": "xx"}])
     assert store.count() == N_DOCS - 2
-    best = store.search_embeddings(q, 1, prefetch_limit=N_DOCS, exact_first_stage=True)[0]
+    best = store.search_embeddings(q, 1, prefetch_limit=N_DOCS, exact_first_stage=True)[0][0]
     assert best["id"] == "doc-30" and best["text"] == "new text" and best["metadata"] == {"lang": "xx"}
     assert best["score"] == pytest.approx(maxsim_score(q, q), rel=1e-5)
     assert store.count({"lang": "xx"}) == 1
+    # metadata only (issue 15): vectors and text stay, other documents keep theirs
+    store.update_embeddings(["doc-30", "doc-31"], metadata=[{"lang": "yy"}, None])
+    assert store.get(["doc-30", "doc-31"]) == [
+        {"id": "doc-30", "text": "new text", "metadata": {"lang": "yy"}},
+        {"id": "doc-31", "text": corpus["texts"][31], "metadata": corpus["meta"][31]},
+    ]
+    assert store.search_embeddings(q, 1, first_stage="none")[0][0]["id"] == "doc-30"
 
 
 @pytest.mark.parametrize("engine", ["memory", "edge"])
@@ -177,11 +199,11 @@ def test_document_over_the_multivector_cap_is_stored_and_found(engine: str, tmp_
     s = QdrantStore.create(_location(engine, tmp_path), "long", dim=dim,
                            settings=QdrantSettings(muvera=MuveraConfig(k_sim=3, dim_proj=8, repetitions=2)))
     try:
-        s.add_embeddings(["long", *[f"o{i}" for i in range(5)]], [long_doc, *others],
+        s.add_embeddings([long_doc, *others], ["long", *[f"o{i}" for i in range(5)]],
                          texts=["a very long document", *["short"] * 5])
         assert s.count() == 6
-        assert s.get(["long"])["long"]["n_parts"] == 2
-        hits = s.search_embeddings(q, 3, prefetch_limit=10, exact_first_stage=True)
+        assert s.parts(["long", "o1"]) == [2, 1]
+        [hits] = s.search_embeddings(q, 3, prefetch_limit=10, exact_first_stage=True)
         assert hits[0]["id"] == "long" and hits[0]["text"] == "a very long document"
         assert len({h["id"] for h in hits}) == 3  # parts are merged into one hit per document
         # the long document scores as its best part: here the tail part, whose MaxSim we know
@@ -189,13 +211,13 @@ def test_document_over_the_multivector_cap_is_stored_and_found(engine: str, tmp_
         # the head part (8192 random tokens) also outscores every short document, so the two best
         # points are both "long": a k=2 request must ask Qdrant again to return two documents
         assert maxsim_score(q, long_doc[:cap]) > max(maxsim_score(q, o) for o in others)
-        batch = s.search_embeddings_batch([q, q], 2, first_stage="none")
+        batch = s.search_embeddings([q, q], 2, first_stage="none")
         assert [[h["id"] for h in hits] for hits in batch] == [[h["id"] for h in hits[:2]]] * 2
-        # re-adding it short removes the stale second part
-        s.add_embeddings(["long"], [long_doc[:100]])
-        assert s.get(["long"])["long"]["n_parts"] == 1
-        assert len(s.search_embeddings(q, 10, first_stage="none")) == 6
-        s.delete(["long"])
+        # replacing it with a short version removes the stale second part; text is kept
+        s.update_embeddings(["long"], [long_doc[:100]])
+        assert s.parts(["long"]) == [1] and s.get(["long"])[0]["text"] == "a very long document"
+        assert len(s.search_embeddings(q, 10, first_stage="none")[0]) == 6
+        assert s.delete(["long"]) == 1
         assert s.count() == 5
     finally:
         s.close()
@@ -209,9 +231,9 @@ def test_long_docs_split_or_pool_with_a_small_cap(engine: str, tmp_path: Path, c
         settings = QdrantSettings(muvera=SMALL_MUVERA, long_docs=mode, max_tokens=10)
         s = QdrantStore.create(_location(engine, tmp_path / mode), "c", dim=DIM, settings=settings)
         try:
-            s.add_embeddings(["long", "short"], [doc, corpus["docs"][0]])
-            assert s.get(["long"])["long"]["n_parts"] == (3 if mode == "split" else 1)
-            hits = s.search_embeddings(q, 2, first_stage="none")
+            s.add_embeddings([doc, corpus["docs"][0]], ["long", "short"])
+            assert s.parts(["long"]) == [3 if mode == "split" else 1]
+            [hits] = s.search_embeddings(q, 2, first_stage="none")
             assert [h["id"] for h in hits][0] == "long"
             expected = maxsim_score(q, doc[20:]) if mode == "split" else maxsim_score(q, pool_tokens(doc, 10))
             assert hits[0]["score"] == pytest.approx(expected, rel=1e-5)
@@ -224,22 +246,22 @@ def test_reopen_reads_the_stored_layout(engine: str, tmp_path: Path, corpus: dic
     loc = _location(engine, tmp_path)
     settings = QdrantSettings(muvera=SMALL_MUVERA, pooled=False, storage="float16")
     s = QdrantStore.create(loc, "c", dim=DIM, model="toy", settings=settings)
-    s.add_embeddings(corpus["ids"][:10], corpus["docs"][:10])
+    s.add_embeddings(corpus["docs"][:10], corpus["ids"][:10])
     s.close()
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(CollectionError, match="already exists"):
         QdrantStore.create(loc, "c", dim=DIM, model="toy", settings=settings)
-    with pytest.raises(ValueError, match="different layout"):
+    with pytest.raises(CollectionError, match="different layout"):
         QdrantStore.create(loc, "c", dim=DIM, model="toy", exist_ok=True)
     s = QdrantStore.open(loc, "c")
     try:
         assert s.dim == DIM and s.settings == settings and s.model_name == "toy" and s.count() == 10
-        with pytest.raises(ValueError, match="no pooled vectors"):
+        with pytest.raises(InvalidArgumentError, match="no pooled vectors"):
             s.search_embeddings(corpus["queries"][0], 3, first_stage="pooled")
         want, _ = _exact(corpus["queries"][0], corpus["docs"][:10], corpus["ids"][:10], 3)
-        assert [h["id"] for h in s.search_embeddings(corpus["queries"][0], 3, first_stage="none")] == want
+        assert [h["id"] for h in s.search_embeddings(corpus["queries"][0], 3, first_stage="none")[0]] == want
     finally:
         s.close()
-    with pytest.raises(ValueError, match="no collection"):
+    with pytest.raises(CollectionError, match="no collection"):
         QdrantStore.open(loc, "other")
 
 
@@ -249,11 +271,11 @@ def test_compact_storage_keeps_the_ranking(engine: str, storage: str, tmp_path: 
     s = QdrantStore.create(_location(engine, tmp_path), "c", dim=DIM,
                            settings=QdrantSettings(muvera=SMALL_MUVERA, storage=storage))
     try:
-        s.add_embeddings(corpus["ids"], corpus["docs"])
+        s.add_embeddings(corpus["docs"], corpus["ids"])
         s.optimize()
         for q in corpus["queries"][:3]:
             want, scores = _exact(q, corpus["docs"], corpus["ids"], 3)
-            hits = s.search_embeddings(q, 3, first_stage="none")
+            [hits] = s.search_embeddings(q, 3, first_stage="none")
             assert hits[0]["id"] == want[0]
             np.testing.assert_allclose(hits[0]["score"], scores[0], atol=0.02 * len(q))
     finally:
@@ -262,55 +284,89 @@ def test_compact_storage_keeps_the_ranking(engine: str, storage: str, tmp_path: 
 
 def test_bad_input_is_a_clear_error(store: QdrantStore, corpus: dict) -> None:
     q = corpus["queries"][0]
-    with pytest.raises(ValueError, match=r"shape \[n_tokens, 64\]"):
+    with pytest.raises(InvalidArgumentError, match=r"queries\[0\]: wrong dim 32, expected 64"):
         store.search_embeddings(np.zeros((4, 32), dtype=np.float32))
-    with pytest.raises(ValueError, match="first_stage"):
+    with pytest.raises(InvalidArgumentError, match="first_stage"):
         store.search_embeddings(q, first_stage="bm25")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="prefetch_limit"):
+    with pytest.raises(InvalidArgumentError, match="prefetch_limit"):
         store.search_embeddings(q, 10, prefetch_limit=5)
-    with pytest.raises(ValueError, match="duplicate document id"):
-        store.add_embeddings(["a", "a"], [q, q])
-    with pytest.raises(ValueError, match="non-empty strings"):
-        store.add_embeddings([7], [q])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="no token vectors"):
-        store.add_embeddings(["e"], [np.zeros((0, DIM), dtype=np.float32)])
-    with pytest.raises(ValueError, match="NaN"):
-        store.add_embeddings(["n"], [np.full((2, DIM), np.nan, dtype=np.float32)])
-    with pytest.raises(ValueError, match="2 ids but 1 embeddings"):
-        store.add_embeddings(["a", "b"], [q])
-    with pytest.raises(ValueError, match="text methods need a model"):
+    with pytest.raises(InvalidArgumentError, match="duplicate ids"):
+        store.add_embeddings([q, q], ["a", "a"])
+    with pytest.raises(InvalidArgumentError, match="non-empty string"):
+        store.add_embeddings([q], [7])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="no token vectors"):
+        store.add_embeddings([np.zeros((0, DIM), dtype=np.float32)], ["e"])
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        store.add_embeddings([np.full((2, DIM), np.nan, dtype=np.float32)], ["n"])
+    with pytest.raises(InvalidArgumentError, match="got 2 ids for 1 documents"):
+        store.add_embeddings([q], ["a", "b"])
+    with pytest.raises(MissingModelError, match="no model for text"):
         store.search("hello")
-    with pytest.raises(TypeError, match="list of ids"):
+    with pytest.raises(InvalidTypeError, match="list of strings"):
         store.delete("doc-1")  # type: ignore[arg-type]
     assert store.count() == N_DOCS  # nothing half-written
 
 
 def test_settings_and_location_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="dim must be one of"):
+    with pytest.raises(InvalidArgumentError, match="dim must be one of"):
         QdrantStore.create(":memory:", dim=100)
-    with pytest.raises(ValueError, match="storage"):
+    with pytest.raises(InvalidArgumentError, match="storage"):
         QdrantSettings(storage="int4")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="first stage"):
+    with pytest.raises(InvalidArgumentError, match="first stage"):
         QdrantSettings(muvera=None, pooled=False)
-    with pytest.raises(ValueError, match="long_docs"):
+    with pytest.raises(InvalidArgumentError, match="long_docs"):
         QdrantSettings(long_docs="truncate")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="edge"):
+    with pytest.raises(InvalidArgumentError, match="edge"):
         QdrantStore.create("edge:", dim=64)
-    with pytest.raises(ValueError, match="api_key is only for a server URL"):
+    with pytest.raises(InvalidArgumentError, match="api_key is only for a server URL"):
         QdrantStore.create(":memory:", dim=64, api_key="secret")
-    with pytest.raises(ValueError, match="cannot exceed the token dim"):
+    with pytest.raises(InvalidArgumentError, match="cannot exceed the token dim"):
         QdrantStore.create(":memory:", dim=64, settings=QdrantSettings(muvera=MuveraConfig(dim_proj=128)))
+
+
+@pytest.mark.parametrize("open_or_create", ["open", "create"])
+def test_an_unreachable_server_is_one_clear_error(open_or_create: str) -> None:
+    from qdrant_client import QdrantClient
+
+    # port 1 refuses connections: reads are not retried, so this fails at once (no version-check thread)
+    client = QdrantClient(url="http://127.0.0.1:1", timeout=2, check_compatibility=False)
+    match = r"^cannot reach the Qdrant server at http://127\.0\.0\.1:1: "
+    with pytest.raises(QdrantServerError, match=match) as err:
+        getattr(QdrantStore, open_or_create)(client, "c")
+    assert isinstance(err.value, MaxsimError) and isinstance(err.value, ConnectionError)
+    assert "\n" not in str(err.value)
+
+
+def test_writes_to_an_unreachable_server_are_retried_then_one_clear_error() -> None:
+    from qdrant_client import QdrantClient
+
+    from maxsim.integrations.qdrant.engines import ClientEngine, Point
+
+    url = "http://127.0.0.1:1"
+    client = QdrantClient(url=url, timeout=2, check_compatibility=False)
+    calls = []
+    real_upsert = client.upsert
+
+    def counted_upsert(*args, **kwargs):
+        calls.append(1)
+        return real_upsert(*args, **kwargs)
+
+    client.upsert = counted_upsert
+    engine = ClientEngine(client, "c", RetryPolicy(attempts=3, base_delay=0.0), remote=True, where=url)
+    with pytest.raises(QdrantServerError, match=f"^cannot reach the Qdrant server at {url}: "):
+        engine.upsert([Point(point_id("a"), {"pooled": [1.0] * 4}, {"doc_id": "a"})])
+    assert len(calls) == 3  # the connection error is transient: every attempt was made
 
 
 def test_parse_filter_errors() -> None:
     assert parse_filter(None) == []
-    with pytest.raises(ValueError, match="range"):
+    with pytest.raises(InvalidArgumentError, match="range"):
         parse_filter({"year": {"between": [1, 2]}})
-    with pytest.raises(ValueError, match="match floats with a range"):
+    with pytest.raises(InvalidArgumentError, match="match floats with a range"):
         parse_filter({"score": 0.5})
-    with pytest.raises(ValueError, match="all strings or all ints"):
+    with pytest.raises(InvalidArgumentError, match="all strings or all ints"):
         parse_filter({"lang": ["en", 1]})
-    with pytest.raises(TypeError, match="mapping"):
+    with pytest.raises(InvalidTypeError, match="mapping"):
         parse_filter([("lang", "en")])  # type: ignore[arg-type]
 
 
@@ -350,7 +406,7 @@ def test_an_existing_client_can_be_the_location(corpus: dict) -> None:
     client = QdrantClient(":memory:")
     store = QdrantStore.create(client, "mine", dim=DIM, model="toy", settings=QdrantSettings(muvera=SMALL_MUVERA))
     assert store.engine == "local"
-    store.add_embeddings(corpus["ids"][:5], corpus["docs"][:5])
+    store.add_embeddings(corpus["docs"][:5], corpus["ids"][:5])
     reopened = QdrantStore.open(client, "mine")
     assert reopened.count() == 5 and reopened.settings.muvera == SMALL_MUVERA
     # the layout is in the collection's own metadata, readable by any Qdrant client

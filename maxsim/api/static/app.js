@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, selected: { search: null, rerank: null } };
+const state = { model: null, selected: { search: null, rerank: null }, documents: {} };
 
 // ---- API ---------------------------------------------------------------------------------
 function headers() {
@@ -170,16 +170,30 @@ async function loadIndexes() {
   try {
     const data = await api("GET", "/v1/indexes");
     sel.replaceChildren();
+    state.documents = {};
     for (const ix of data.data) {
       const opt = document.createElement("option");
       opt.value = ix.name;
       opt.textContent = `${ix.name} (${ix.documents} docs)`;
       sel.appendChild(opt);
+      state.documents[ix.name] = ix.documents;
     }
     if (!data.data.length) setStatus("search", "No index is served. Start the server with --index NAME=PATH or create one with POST /v1/indexes.");
+    else noteIfEmpty();
   } catch (e) {
     setStatus("search", "Could not list indexes: " + e.message + (/401/.test(e.message) || /key/i.test(e.message) ? " — enter the API key above." : ""), true);
   }
+}
+
+function emptyMessage(name) {
+  return `The index "${name}" is empty: add documents first (POST /v1/indexes/${name}/documents, or maxsim index add).`;
+}
+
+// Say so when the selected index holds no document (a search there can only come back empty).
+function noteIfEmpty() {
+  const name = $("index-select").value;
+  if (name && state.documents[name] === 0) setStatus("search", emptyMessage(name));
+  else setStatus("search", "");
 }
 
 async function runSearch(ev) {
@@ -195,7 +209,16 @@ async function runSearch(ev) {
     renderResults("search", data.results.map((h) => ({
       score: h.score, label: h.id, metadata: h.metadata, text: h.text, explanation: h.explanation,
     })));
-    setStatus("search", `${data.results.length} result(s) in ${(performance.now() - t0).toFixed(0)} ms`);
+    const ms = (performance.now() - t0).toFixed(0);
+    if (!data.results.length) {
+      // no hit: tell an empty index (documents may have been added or deleted since the list was read)
+      const info = await api("GET", `/v1/indexes/${encodeURIComponent(name)}`);
+      state.documents[name] = info.documents;
+      setStatus("search", info.documents === 0 ? emptyMessage(name)
+        : `No document matched (the index holds ${info.documents}).`);
+      return;
+    }
+    setStatus("search", `${data.results.length} result(s) in ${ms} ms`);
   } catch (e) {
     setStatus("search", e.message, true);
   }
@@ -245,6 +268,7 @@ async function init() {
   });
   document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => showTab(b)));
   $("search-form").addEventListener("submit", runSearch);
+  $("index-select").addEventListener("change", noteIfEmpty);
   $("rerank-form").addEventListener("submit", runRerank);
   try {
     const h = await api("GET", "/health");
