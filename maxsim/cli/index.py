@@ -75,7 +75,7 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--shards", type=int, default=None, help="shards of a distributed build (default 2)")
     p.add_argument("--workers", type=int, default=None, help="encoder actors (default: the cluster's GPUs or CPUs)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where encoder actors run")
-    p.set_defaults(index_func=_cmd_build)
+    p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("delete", help="delete documents by id")
     p.add_argument("path")
