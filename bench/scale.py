@@ -136,20 +136,32 @@ def stage_build(n: int, work: Path, nbits: int) -> dict:
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.time() - t0
-    rec["attempts"] = rec.get("attempts", []) + [{"seconds": elapsed, "peak_rss_bytes": usage.ru_maxrss * 1024,
-                                                  "exit": os.waitstatus_to_exitcode(status),
-                                                  "load_avg": os.getloadavg()}]
+    rec["attempts"] = rec.get("attempts", []) + [
+        {
+            "seconds": elapsed,
+            "peak_rss_bytes": usage.ru_maxrss * 1024,
+            "exit": os.waitstatus_to_exitcode(status),
+            "load_avg": os.getloadavg(),
+        }
+    ]
     ok = os.waitstatus_to_exitcode(status) == 0
     if ok:
         from maxsim.index import Index
 
         with Index.open(out, readonly=True) as idx:
             info = idx.info()
-        rec.update(done=True, build_s=sum(a["seconds"] for a in rec["attempts"]),
-                   peak_rss_bytes=max(a["peak_rss_bytes"] for a in rec["attempts"]),
-                   tokens=info["tokens"], docs=info["documents"], centroids=info["centroids"],
-                   segments=info["segments"], bytes_on_disk=dir_bytes(out),
-                   bytes_per_token=dir_bytes(out) / info["tokens"], nbits=nbits)
+        rec.update(
+            done=True,
+            build_s=sum(a["seconds"] for a in rec["attempts"]),
+            peak_rss_bytes=max(a["peak_rss_bytes"] for a in rec["attempts"]),
+            tokens=info["tokens"],
+            docs=info["documents"],
+            centroids=info["centroids"],
+            segments=info["segments"],
+            bytes_on_disk=dir_bytes(out),
+            bytes_per_token=dir_bytes(out) / info["tokens"],
+            nbits=nbits,
+        )
     save_json(rec_path, rec)
     if not ok:
         raise SystemExit(f"build of {n} failed with exit {os.waitstatus_to_exitcode(status)}")
@@ -160,8 +172,9 @@ def child_build(n: int, out: Path, nbits: int) -> None:
     from maxsim.index.build import build_from_vectors
 
     corpus = Synthetic(n)
-    idx = build_from_vectors(out, corpus.docs, dim=DIM, nbits=nbits, expected_tokens=corpus.expected_tokens(),
-                             total_docs=n)
+    idx = build_from_vectors(
+        out, corpus.docs, dim=DIM, nbits=nbits, expected_tokens=corpus.expected_tokens(), total_docs=n
+    )
     idx.close()
 
 
@@ -182,7 +195,9 @@ def stage_truth(n: int, work: Path, n_queries: int) -> np.ndarray:
         scores, start = z["scores"], int(z["next_block"])
     qflat = queries.reshape(-1, DIM)
     last = time.time()
-    for b in tqdm(range(start, corpus.n_blocks), initial=start, total=corpus.n_blocks, desc=f"truth {n}", mininterval=5):
+    for b in tqdm(
+        range(start, corpus.n_blocks), initial=start, total=corpus.n_blocks, desc=f"truth {n}", mininterval=5
+    ):
         x, off = corpus.block(b)
         sims = qflat @ x.T
         best = np.maximum.reduceat(sims, off[:-1], axis=1)
@@ -200,8 +215,9 @@ def stage_truth(n: int, work: Path, n_queries: int) -> np.ndarray:
 SETTINGS = {"fast": dict(nprobe=2, n_candidates=200, n_exact=30), "default": {}}
 
 
-def stage_search(n: int, work: Path, nbits: int, n_queries: int, index_dir: Path | None = None,
-                 label: str = "single") -> dict:
+def stage_search(
+    n: int, work: Path, nbits: int, n_queries: int, index_dir: Path | None = None, label: str = "single"
+) -> dict:
     from maxsim.index import SearchConfig
 
     rec_path = work / f"{n}" / f"search-{label}-{nbits}bit.json"
@@ -223,8 +239,13 @@ def stage_search(n: int, work: Path, nbits: int, n_queries: int, index_dir: Path
             times.append(time.perf_counter() - t0)
             found.append([int(h["id"][3:]) for h in hits])
         recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth.tolist(), strict=True)]))
-        rec[name] = {"p50_ms": 1e3 * float(np.percentile(times, 50)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
-                     "recall_at_10": recall, "queries": n_queries, "load_avg": os.getloadavg()}
+        rec[name] = {
+            "p50_ms": 1e3 * float(np.percentile(times, 50)),
+            "p95_ms": 1e3 * float(np.percentile(times, 95)),
+            "recall_at_10": recall,
+            "queries": n_queries,
+            "load_avg": os.getloadavg(),
+        }
     store.close()
     rec["done"] = True
     save_json(rec_path, rec)
@@ -249,8 +270,12 @@ def gather(work: Path, sizes: list[int], nbits: int) -> dict:
     out: dict = {"sizes": {}, "nbits": nbits}
     for n in sizes:
         row = {}
-        for key, f in [("build", f"build-{nbits}bit.json"), ("search", f"search-single-{nbits}bit.json"),
-                       ("ray_build", f"ray-build-{nbits}bit.json"), ("ray_search", f"search-ray-{nbits}bit.json")]:
+        for key, f in [
+            ("build", f"build-{nbits}bit.json"),
+            ("search", f"search-single-{nbits}bit.json"),
+            ("ray_build", f"ray-build-{nbits}bit.json"),
+            ("ray_search", f"search-ray-{nbits}bit.json"),
+        ]:
             rec = load_json(work / f"{n}" / f)
             if rec.get("done"):
                 row[key] = rec
@@ -262,19 +287,24 @@ def gather(work: Path, sizes: list[int], nbits: int) -> dict:
 
 
 def report(res: dict) -> None:
-    print(f"{'docs':>9} {'system':>8} {'build s':>8} {'peak RSS GB':>11} {'B/token':>8} "
-          f"{'fast p50/p95 ms':>16} {'fast R@10':>9} {'def p50/p95 ms':>15} {'def R@10':>8}")
+    print(
+        f"{'docs':>9} {'system':>8} {'build s':>8} {'peak RSS GB':>11} {'B/token':>8} "
+        f"{'fast p50/p95 ms':>16} {'fast R@10':>9} {'def p50/p95 ms':>15} {'def R@10':>8}"
+    )
     for n, row in res["sizes"].items():
         for sysname, b, s in [("single", "build", "search"), ("ray x2", "ray_build", "ray_search")]:
             if b not in row:
                 continue
             br, sr = row[b], row.get(s, {})
             f, d = sr.get("fast", {}), sr.get("default", {})
-            print(f"{n:>9} {sysname:>8} {br['build_s']:8.0f} {br['peak_rss_bytes'] / 1e9:11.2f} {br['bytes_per_token']:8.2f} "
-                  f"{f.get('p50_ms', float('nan')):7.1f}/{f.get('p95_ms', float('nan')):<8.1f} "
-                  f"{f.get('recall_at_10', float('nan')):9.3f} "
-                  f"{d.get('p50_ms', float('nan')):7.1f}/{d.get('p95_ms', float('nan')):<7.1f} "
-                  f"{d.get('recall_at_10', float('nan')):8.3f}")
+            print(
+                f"{n:>9} {sysname:>8} {br['build_s']:8.0f} {br['peak_rss_bytes'] / 1e9:11.2f} "
+                f"{br['bytes_per_token']:8.2f} "
+                f"{f.get('p50_ms', float('nan')):7.1f}/{f.get('p95_ms', float('nan')):<8.1f} "
+                f"{f.get('recall_at_10', float('nan')):9.3f} "
+                f"{d.get('p50_ms', float('nan')):7.1f}/{d.get('p95_ms', float('nan')):<7.1f} "
+                f"{d.get('recall_at_10', float('nan')):8.3f}"
+            )
     if "encode" in res:
         e = res["encode"]
         print("encode tokens/s: " + ", ".join(f"{k} {v['tokens_per_s']:.0f}" for k, v in e["runs"].items()))
@@ -286,14 +316,26 @@ def plot(res: dict, nbits: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures = [("build_s", "build time (s)"), ("peak_rss_bytes", "peak RSS (bytes)"), ("bytes_per_token", "bytes/token"),
-               ("p50_ms", "p50 search latency (ms, default)"), ("recall_at_10", "recall@10 (default)")]
+    figures = [
+        ("build_s", "build time (s)"),
+        ("peak_rss_bytes", "peak RSS (bytes)"),
+        ("bytes_per_token", "bytes/token"),
+        ("p50_ms", "p50 search latency (ms, default)"),
+        ("recall_at_10", "recall@10 (default)"),
+    ]
     fig, axes = plt.subplots(1, len(figures), figsize=(4 * len(figures), 3.6))
     for ax, (key, title) in zip(axes, figures, strict=True):
-        for sysname, b, s in [("one machine", "build", "search"), ("Ray, 2 nodes, 2 shards", "ray_build", "ray_search")]:
+        for sysname, b, s in [
+            ("one machine", "build", "search"),
+            ("Ray, 2 nodes, 2 shards", "ray_build", "ray_search"),
+        ]:
             xs, ys = [], []
             for n, row in res["sizes"].items():
-                src = row.get(b, {}) if key in ("build_s", "peak_rss_bytes", "bytes_per_token") else row.get(s, {}).get("default", {})
+                src = (
+                    row.get(b, {})
+                    if key in ("build_s", "peak_rss_bytes", "bytes_per_token")
+                    else row.get(s, {}).get("default", {})
+                )
                 if key in src:
                     xs.append(int(n))
                     ys.append(src[key])

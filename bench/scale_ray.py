@@ -94,8 +94,12 @@ def stage_ray(n: int, work: Path, nbits: int, n_shards: int = 2) -> dict:
                 by: dict[int, list] = {}
                 for j in range(len(off) - 1):
                     i = f"doc{b * 1024 + j:08d}"
-                    by.setdefault(shard_of(i, n_shards), []).append((i, x[off[j]:off[j + 1]].astype(np.float16), None, None))
-                written = sum(ray.get([writers[s].write.remote(*map(list, zip(*d, strict=True))) for s, d in by.items()]))
+                    by.setdefault(shard_of(i, n_shards), []).append(
+                        (i, x[off[j] : off[j + 1]].astype(np.float16), None, None)
+                    )
+                written = sum(
+                    ray.get([writers[s].write.remote(*map(list, zip(*d, strict=True))) for s, d in by.items()])
+                )
                 return {"id": b, "written": written}
 
             done = 0
@@ -112,9 +116,18 @@ def stage_ray(n: int, work: Path, nbits: int, n_shards: int = 2) -> dict:
         cluster.shutdown()
     with ShardedIndex.open(out, readonly=True) as idx:
         info = idx.info()
-    rec.update(done=True, build_s=time.time() - t0, peak_rss_bytes=rss.peak, tokens=info["tokens"],
-               docs=info["documents"], bytes_on_disk=dir_bytes(out), bytes_per_token=dir_bytes(out) / info["tokens"],
-               shards=n_shards, nodes=2, load_avg=os.getloadavg())
+    rec.update(
+        done=True,
+        build_s=time.time() - t0,
+        peak_rss_bytes=rss.peak,
+        tokens=info["tokens"],
+        docs=info["documents"],
+        bytes_on_disk=dir_bytes(out),
+        bytes_per_token=dir_bytes(out) / info["tokens"],
+        shards=n_shards,
+        nodes=2,
+        load_avg=os.getloadavg(),
+    )
     save_json(rec_path, rec)
     return rec
 
@@ -160,7 +173,12 @@ def stage_encode(work: Path, n_texts: int = 512) -> dict:
     finally:
         ray.shutdown()
         cluster.shutdown()
-    rec = {"done": True, "texts": n_texts, "runs": runs, "load_avg": os.getloadavg(),
-           "note": "Ray times include each worker's model load (about 5 s)"}
+    rec = {
+        "done": True,
+        "texts": n_texts,
+        "runs": runs,
+        "load_avg": os.getloadavg(),
+        "note": "Ray times include each worker's model load (about 5 s)",
+    }
     save_json(rec_path, rec)
     return rec

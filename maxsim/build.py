@@ -73,7 +73,7 @@ def iter_documents(path: str | os.PathLike, skip: int = 0) -> Iterator[dict[str,
             if seen + len(rows) <= skip:
                 seen += len(rows)
                 continue
-            for row in rows[max(0, skip - seen):]:
+            for row in rows[max(0, skip - seen) :]:
                 yield parquet_record(row, str(p))
             seen += len(rows)
 
@@ -114,17 +114,27 @@ def count_documents(path: str | os.PathLike) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def encoded_docs(model: Encoder, records: Iterator[dict[str, Any]], dim: int,
-                 batch_size: int = ENCODE_BATCH) -> Iterator[VectorDoc]:
+def encoded_docs(
+    model: Encoder, records: Iterator[dict[str, Any]], dim: int, batch_size: int = ENCODE_BATCH
+) -> Iterator[VectorDoc]:
     for batch in batched(records, batch_size):
         vectors = model.encode_documents([r["text"] for r in batch], dim=dim)
         for r, v in zip(batch, vectors, strict=True):
             yield VectorDoc(r["id"], np.asarray(v, dtype=np.float32), r["text"], r["metadata"])
 
 
-def build(path: str | os.PathLike, input: str | os.PathLike, *, model: Encoder | str | None = None,  # noqa: A002
-          dim: int = 128, nbits: int = 2, sample_docs: int = SAMPLE_DOCS, chunk_docs: int = CHUNK_DOCS,
-          batch_size: int = ENCODE_BATCH, progress: bool = True) -> Index:
+def build(
+    path: str | os.PathLike,
+    input: str | os.PathLike,
+    *,
+    model: Encoder | str | None = None,  # noqa: A002
+    dim: int = 128,
+    nbits: int = 2,
+    sample_docs: int = SAMPLE_DOCS,
+    chunk_docs: int = CHUNK_DOCS,
+    batch_size: int = ENCODE_BATCH,
+    progress: bool = True,
+) -> Index:
     """Build (or resume) an index at ``path`` from ``input`` in bounded memory; returns it open
     (``maxsim.Index``). See the module docstring."""
     total = count_documents(input)  # bad input fails before the model loads
@@ -146,8 +156,17 @@ def build(path: str | os.PathLike, input: str | os.PathLike, *, model: Encoder |
         yield from cache[skip:]
         yield from encoded_docs(model, iter_documents(input, max(skip, len(cache))), dim, batch_size)
 
-    vec_index = build_from_vectors(root, source, dim=dim, nbits=nbits, sample=sample, expected_tokens=expected,
-                                   chunk_docs=chunk_docs, progress=progress, total_docs=total)
+    vec_index = build_from_vectors(
+        root,
+        source,
+        dim=dim,
+        nbits=nbits,
+        sample=sample,
+        expected_tokens=expected,
+        chunk_docs=chunk_docs,
+        progress=progress,
+        total_docs=total,
+    )
     with vec_index:
         vec_index._encoded_with(model)
     return Index.open(root, model=model)

@@ -80,11 +80,15 @@ class ShardWriter:
         self.progress = build_progress(self.index) or BuildProgress()
         self.writer = ChunkWriter(self.index, self.progress, skip_existing=True)
 
-    def write(self, ids: list[str], vectors: list[np.ndarray], texts: list[str | None], metas: list[dict | None]) -> int:
+    def write(
+        self, ids: list[str], vectors: list[np.ndarray], texts: list[str | None], metas: list[dict | None]
+    ) -> int:
         from maxsim.index.build import VectorDoc
 
         before = self.index.count()
-        self.writer.add([VectorDoc(i, v.astype(np.float32), t, m) for i, v, t, m in zip(ids, vectors, texts, metas, strict=True)])
+        self.writer.add(
+            [VectorDoc(i, v.astype(np.float32), t, m) for i, v, t, m in zip(ids, vectors, texts, metas, strict=True)]
+        )
         self.writer.commit()
         return self.index.count() - before
 
@@ -123,7 +127,8 @@ class Encode:
         by_shard: dict[int, list[tuple[Any, ...]]] = {}
         for doc in encoded_docs(self.model, iter(records), self.dim):
             by_shard.setdefault(shard_of(doc.id, len(self.writers)), []).append(
-                (doc.id, doc.vectors.astype(np.float16), doc.text, doc.metadata))
+                (doc.id, doc.vectors.astype(np.float16), doc.text, doc.metadata)
+            )
         refs = [self.writers[s].write.remote(*map(list, zip(*docs, strict=True))) for s, docs in by_shard.items()]
         written = sum(ray.get(refs))
         return {"documents": np.array([len(records)]), "written": np.array([written])}
@@ -183,12 +188,23 @@ def read_dataset(input: str | os.PathLike) -> tuple[Any, str]:  # noqa: A002
     return ray.data.read_text(str(src), drop_empty_lines=True), kind
 
 
-def build_distributed(path: str | os.PathLike, input: str | os.PathLike, *,  # noqa: A002
-                      ray_address: str | None = None, n_shards: int = 2, device: str = "cpu",
-                      model: str | None = None, model_factory: Callable[[], Encoder] | None = None,
-                      dim: int = 128, nbits: int = 2, workers: int | None = None, batch_docs: int = BATCH_DOCS,
-                      sample_docs: int = SAMPLE_DOCS, threads_per_worker: int | None = None,
-                      progress: bool = True) -> ShardedIndex:
+def build_distributed(
+    path: str | os.PathLike,
+    input: str | os.PathLike,
+    *,  # noqa: A002
+    ray_address: str | None = None,
+    n_shards: int = 2,
+    device: str = "cpu",
+    model: str | None = None,
+    model_factory: Callable[[], Encoder] | None = None,
+    dim: int = 128,
+    nbits: int = 2,
+    workers: int | None = None,
+    batch_docs: int = BATCH_DOCS,
+    sample_docs: int = SAMPLE_DOCS,
+    threads_per_worker: int | None = None,
+    progress: bool = True,
+) -> ShardedIndex:
     """Build a sharded index at ``path`` from ``input`` on a Ray cluster (see the module docstring).
 
     ``workers``: encoder actors (default: the cluster's GPUs with ``device="cuda"``, else its
@@ -221,8 +237,12 @@ def build_distributed(path: str | os.PathLike, input: str | os.PathLike, *,  # n
         sharded = ShardedIndex.create(root, n_shards, model=sample_model, dim=dim, nbits=nbits)  # records its name
         try:
             for s in sharded.shards:
-                install_codec(s, codec, int(len(sample) / len(docs) * total / n_shards),
-                              BuildProgress(extra={"distributed": True}))
+                install_codec(
+                    s,
+                    codec,
+                    int(len(sample) / len(docs) * total / n_shards),
+                    BuildProgress(extra={"distributed": True}),
+                )
         finally:
             sharded.close()
             del sample_model
@@ -238,15 +258,27 @@ def build_distributed(path: str | os.PathLike, input: str | os.PathLike, *,  # n
     try:
         ds, kind = read_dataset(input)
         encoded = ds.map_batches(
-            Encode, batch_size=batch_docs, concurrency=workers, batch_format="numpy",
-            fn_constructor_kwargs={"model_factory": factory, "dim": dim, "device": device, "writers": writers,
-                                   "kind": kind},
-            num_gpus=1 if device == "cuda" else 0, num_cpus=1 if device == "cpu" else 0,
-            max_restarts=-1, max_task_retries=-1)
+            Encode,
+            batch_size=batch_docs,
+            concurrency=workers,
+            batch_format="numpy",
+            fn_constructor_kwargs={
+                "model_factory": factory,
+                "dim": dim,
+                "device": device,
+                "writers": writers,
+                "kind": kind,
+            },
+            num_gpus=1 if device == "cuda" else 0,
+            num_cpus=1 if device == "cpu" else 0,
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=f"encode+write ({workers} workers, {n_shards} shards)", unit="doc",
-                   disable=not progress)
+        bar = tqdm(
+            total=total, desc=f"encode+write ({workers} workers, {n_shards} shards)", unit="doc", disable=not progress
+        )
         for out in encoded.iter_batches(batch_size=None, batch_format="numpy"):
             bar.update(int(out["documents"].sum()))
         bar.close()
@@ -265,8 +297,15 @@ def build_distributed(path: str | os.PathLike, input: str | os.PathLike, *,  # n
     return result
 
 
-def encode_throughput(texts: list[str], *, workers: int, model: str | None = None, dim: int = 128,
-                      batch_docs: int = BATCH_DOCS, threads_per_worker: int | None = 1) -> dict:
+def encode_throughput(
+    texts: list[str],
+    *,
+    workers: int,
+    model: str | None = None,
+    dim: int = 128,
+    batch_docs: int = BATCH_DOCS,
+    threads_per_worker: int | None = 1,
+) -> dict:
     """Tokens/s of encoding ``texts`` on ``workers`` Ray actors (no index): for bench/scale.py."""
     import time
 
@@ -286,9 +325,9 @@ def encode_throughput(texts: list[str], *, workers: int, model: str | None = Non
     ds = ray.data.from_items([{"text": t} for t in texts])
     t0 = time.perf_counter()
     tokens = 0
-    for out in ds.map_batches(_Count, batch_size=batch_docs, concurrency=workers, batch_format="numpy",
-                              num_cpus=1).iter_batches(batch_size=None, batch_format="numpy"):
+    for out in ds.map_batches(
+        _Count, batch_size=batch_docs, concurrency=workers, batch_format="numpy", num_cpus=1
+    ).iter_batches(batch_size=None, batch_format="numpy"):
         tokens += int(out["tokens"].sum())
     seconds = time.perf_counter() - t0
     return {"workers": workers, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
-

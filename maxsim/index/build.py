@@ -64,8 +64,9 @@ class BuildProgress:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"docs": self.docs, "tokens": self.tokens, "chunks": self.chunks,
-                           "finished": self.finished, **self.extra})
+        return json.dumps(
+            {"docs": self.docs, "tokens": self.tokens, "chunks": self.chunks, "finished": self.finished, **self.extra}
+        )
 
     @classmethod
     def from_json(cls, text: str | None) -> BuildProgress | None:
@@ -104,8 +105,9 @@ def sample_tokens(docs: Iterable[VectorDoc], n_tokens: int) -> np.ndarray:
 
 def train_shared_codec(sample: np.ndarray, expected_tokens: int, nbits: int, *, seed: int = 0) -> ResidualCodec:
     """A codec for a collection of about ``expected_tokens`` tokens trained on ``sample`` (format 3)."""
-    k = choose_n_centroids(max(expected_tokens, len(sample)),
-                           storage.centroid_bytes(storage.FORMAT_VERSION, sample.shape[1]))
+    k = choose_n_centroids(
+        max(expected_tokens, len(sample)), storage.centroid_bytes(storage.FORMAT_VERSION, sample.shape[1])
+    )
     k = min(k, max(1, len(sample) // 8))
     return train_codec(sample, k, nbits, seed=seed, table_bits=storage.table_bits(storage.FORMAT_VERSION))
 
@@ -120,7 +122,9 @@ def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progr
         with index._catalog.transaction() as conn:
             Catalog.set_state(conn, codec=name, tokens_trained=int(tokens_trained))
             if progress is not None:
-                conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (BUILD_STATE, progress.to_json()))
+                conn.execute(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (BUILD_STATE, progress.to_json())
+                )
             Catalog.bump_version(conn)
     except BaseException:
         storage.remove_dir(index.path / name)
@@ -130,8 +134,15 @@ def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progr
 class ChunkWriter:
     """Compresses documents block by block and commits a segment every ``chunk_docs`` documents."""
 
-    def __init__(self, index: Index, progress: BuildProgress, *, chunk_docs: int = CHUNK_DOCS,
-                 encode_tokens: int = ENCODE_TOKENS, skip_existing: bool = False):
+    def __init__(
+        self,
+        index: Index,
+        progress: BuildProgress,
+        *,
+        chunk_docs: int = CHUNK_DOCS,
+        encode_tokens: int = ENCODE_TOKENS,
+        skip_existing: bool = False,
+    ):
         if not 1 <= chunk_docs <= storage.MAX_SEGMENT_DOCS:
             raise InvalidArgumentError(f"chunk_docs must be in 1..{storage.MAX_SEGMENT_DOCS}, got {chunk_docs}")
         index._acquire_writer()
@@ -194,7 +205,11 @@ class ChunkWriter:
                 keep = np.array([i not in have for i in ids], dtype=bool)
             sel = np.flatnonzero(keep)
             if len(sel) < n_input:
-                tok = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in sel]) if len(sel) else np.zeros(0, int)
+                tok = (
+                    np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in sel])
+                    if len(sel)
+                    else np.zeros(0, int)
+                )
                 codes, packed, lengths = codes[tok], packed[tok], lengths[sel]
                 offsets = np.zeros(len(sel) + 1, dtype=np.int64)
                 np.cumsum(lengths, out=offsets[1:])
@@ -217,17 +232,28 @@ class ChunkWriter:
                     existing = Catalog.docnos_of(conn, ids)
                     if existing:
                         raise DuplicateIdError(f"ids already in the index: {sorted(existing)[:5]!r}")
-                    name = storage.write_segment(idx.path, self.codec_name, self.codec.n_centroids, codes, packed,
-                                                 offsets, docnos, pack=idx._pack_ids)
+                    name = storage.write_segment(
+                        idx.path,
+                        self.codec_name,
+                        self.codec.n_centroids,
+                        codes,
+                        packed,
+                        offsets,
+                        docnos,
+                        pack=idx._pack_ids,
+                    )
                     Catalog.insert_docs(conn, docnos.tolist(), ids, texts, metas, lengths.tolist())
-                    conn.execute("INSERT INTO segments(name, codec, n_docs, n_tokens) VALUES (?, ?, ?, ?)",
-                                 (name, self.codec_name, len(ids), int(offsets[-1])))
+                    conn.execute(
+                        "INSERT INTO segments(name, codec, n_docs, n_tokens) VALUES (?, ?, ?, ?)",
+                        (name, self.codec_name, len(ids), int(offsets[-1])),
+                    )
                     Catalog.set_state(conn, next_docno=first + len(ids))
                 if finished:  # later writes re-cluster only once the collection grows past what it is now
                     live = conn.execute("SELECT COALESCE(SUM(n_tokens), 0) FROM docs").fetchone()[0]
                     Catalog.set_state(conn, tokens_trained=max(int(live), int(state["tokens_trained"])))
-                conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
-                             (BUILD_STATE, self.progress.to_json()))
+                conn.execute(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (BUILD_STATE, self.progress.to_json())
+                )
                 Catalog.bump_version(conn)
         except BaseException:
             if name is not None:
@@ -238,11 +264,21 @@ class ChunkWriter:
         self._reset()
 
 
-def build_from_vectors(path: str | Path, source: Source, *, dim: int = 128, nbits: int = 2,
-                       expected_tokens: int | None = None, train_tokens: int | None = None,
-                       sample: np.ndarray | None = None, chunk_docs: int = CHUNK_DOCS,
-                       encode_tokens: int = ENCODE_TOKENS, progress: bool = True, seed: int = 0,
-                       total_docs: int | None = None) -> Index:
+def build_from_vectors(
+    path: str | Path,
+    source: Source,
+    *,
+    dim: int = 128,
+    nbits: int = 2,
+    expected_tokens: int | None = None,
+    train_tokens: int | None = None,
+    sample: np.ndarray | None = None,
+    chunk_docs: int = CHUNK_DOCS,
+    encode_tokens: int = ENCODE_TOKENS,
+    progress: bool = True,
+    seed: int = 0,
+    total_docs: int | None = None,
+) -> Index:
     """Build (or resume building) an index at ``path`` from a re-openable source of documents.
 
     ``source(skip)`` yields :class:`VectorDoc` from document ``skip`` on, in the same order every
@@ -276,8 +312,15 @@ def build_from_vectors(path: str | Path, source: Source, *, dim: int = 128, nbit
         if state.finished:
             return index
         writer = ChunkWriter(index, state, chunk_docs=chunk_docs, encode_tokens=encode_tokens)
-        bar = tqdm(total=total_docs, initial=state.docs, desc="build", unit="doc", disable=not progress,
-                   mininterval=2, smoothing=0.05)
+        bar = tqdm(
+            total=total_docs,
+            initial=state.docs,
+            desc="build",
+            unit="doc",
+            disable=not progress,
+            mininterval=2,
+            smoothing=0.05,
+        )
         for doc in source(state.docs):
             writer.add([doc])
             bar.update(1)
@@ -299,4 +342,3 @@ def batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
             buf = []
     if buf:
         yield buf
-

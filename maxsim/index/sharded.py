@@ -67,8 +67,16 @@ def shard_dir(root: Path, i: int) -> Path:
 class ShardedIndex(TextMethods):
     """N index shards with one codec; implements :class:`maxsim.store.VectorStore`."""
 
-    def __init__(self, root: Path, manifest: dict, shards: list[Index], *, model: Encoder | None = None,
-                 searcher: str = "threads", ray_address: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict,
+        shards: list[Index],
+        *,
+        model: Encoder | None = None,
+        searcher: str = "threads",
+        ray_address: str | None = None,
+    ):
         self.path, self._manifest, self.shards, self.model = root, manifest, shards, model
         self.readonly = shards[0].readonly
         self._pool = ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="maxsim-shard")
@@ -81,8 +89,16 @@ class ShardedIndex(TextMethods):
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, n_shards: int, model: Encoder | None = None, dim: int = 128,
-               nbits: int = 2, *, overwrite: bool = False) -> ShardedIndex:
+    def create(
+        cls,
+        path: str | os.PathLike,
+        n_shards: int,
+        model: Encoder | None = None,
+        dim: int = 128,
+        nbits: int = 2,
+        *,
+        overwrite: bool = False,
+    ) -> ShardedIndex:
         """Create ``n_shards`` empty shards at ``path``; the codec is trained by the first write
         (or installed by a build)."""
         if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
@@ -98,17 +114,33 @@ class ShardedIndex(TextMethods):
                 raise IndexExistsError(f"{root} is not a sharded maxsim index; refusing to overwrite it")
             storage.remove_dir(root)
         root.mkdir(parents=True, exist_ok=True)
-        shards = [Index.create(shard_dir(root, i), model=model, dim=dim, nbits=nbits, auto_optimize=False)
-                  for i in range(n_shards)]
-        manifest = {"format": FORMAT_NAME, "format_version": 1, "n_shards": n_shards, "dim": dim, "nbits": nbits,
-                    "model": getattr(model, "name", None) if model is not None else None, "router": ROUTER,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        shards = [
+            Index.create(shard_dir(root, i), model=model, dim=dim, nbits=nbits, auto_optimize=False)
+            for i in range(n_shards)
+        ]
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": 1,
+            "n_shards": n_shards,
+            "dim": dim,
+            "nbits": nbits,
+            "model": getattr(model, "name", None) if model is not None else None,
+            "router": ROUTER,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         storage.write_json_atomic(root / SHARDS_JSON, manifest)  # last: marks a complete sharded index
         return cls(root, manifest, shards, model=model)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, model: Encoder | None = None, *, readonly: bool = False,
-             searcher: str = "threads", ray_address: str | None = None) -> ShardedIndex:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        model: Encoder | None = None,
+        *,
+        readonly: bool = False,
+        searcher: str = "threads",
+        ray_address: str | None = None,
+    ) -> ShardedIndex:
         """Open a sharded index; ``searcher="ray"`` searches on one Ray actor per shard
         (``ray_address``: an existing cluster, else the one ``ray.init()`` finds or starts)."""
         root = Path(path)
@@ -200,9 +232,13 @@ class ShardedIndex(TextMethods):
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def add_embeddings(self, embeddings: Sequence[np.ndarray], ids: Sequence[str] | None = None,
-                       texts: Sequence[str | None] | None = None,
-                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def add_embeddings(
+        self,
+        embeddings: Sequence[np.ndarray],
+        ids: Sequence[str] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = new_ids(len(vectors)) if ids is None else check_ids(ids, len(vectors))
         texts_l, metas_l = _sides(texts, metadata, len(ids))
@@ -210,17 +246,23 @@ class ShardedIndex(TextMethods):
         for s, pos in routes.items():
             have = self._present(self.shards[s], [ids[j] for j in pos])
             if have:
-                raise DuplicateIdError(f"ids already in the index: {sorted(have)[:5]!r} "
-                                       "(use upsert() or update() to replace them)")
+                raise DuplicateIdError(
+                    f"ids already in the index: {sorted(have)[:5]!r} (use upsert() or update() to replace them)"
+                )
         self._ensure_codec(vectors)
         for s, pos in routes.items():
-            self.shards[s].add_embeddings([vectors[j] for j in pos], [ids[j] for j in pos],
-                                          [texts_l[j] for j in pos], [metas_l[j] for j in pos])
+            self.shards[s].add_embeddings(
+                [vectors[j] for j in pos], [ids[j] for j in pos], [texts_l[j] for j in pos], [metas_l[j] for j in pos]
+            )
         return ids
 
-    def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[np.ndarray] | None = None,
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+    def update_embeddings(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[np.ndarray] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None:
         ids = check_ids(ids)
         vectors = None if embeddings is None else check_vectors(embeddings, self.dim, "embeddings")
         if vectors is not None and len(vectors) != len(ids):
@@ -229,21 +271,28 @@ class ShardedIndex(TextMethods):
         routes = self._route(ids)
         self._check_known(ids, routes)
         for s, pos in routes.items():
-            self.shards[s].update_embeddings([ids[j] for j in pos],
-                                             None if vectors is None else [vectors[j] for j in pos],
-                                             None if texts is None else [texts_l[j] for j in pos],
-                                             [metas_l[j] for j in pos])
+            self.shards[s].update_embeddings(
+                [ids[j] for j in pos],
+                None if vectors is None else [vectors[j] for j in pos],
+                None if texts is None else [texts_l[j] for j in pos],
+                [metas_l[j] for j in pos],
+            )
 
-    def upsert_embeddings(self, embeddings: Sequence[np.ndarray], ids: Sequence[str],
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def upsert_embeddings(
+        self,
+        embeddings: Sequence[np.ndarray],
+        ids: Sequence[str],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
         texts_l, metas_l = _sides(texts, metadata, len(ids))
         self._ensure_codec(vectors)
         for s, pos in self._route(ids).items():
-            self.shards[s].upsert_embeddings([vectors[j] for j in pos], [ids[j] for j in pos],
-                                             [texts_l[j] for j in pos], [metas_l[j] for j in pos])
+            self.shards[s].upsert_embeddings(
+                [vectors[j] for j in pos], [ids[j] for j in pos], [texts_l[j] for j in pos], [metas_l[j] for j in pos]
+            )
         return ids
 
     def _check_known(self, ids: list[str], routes: dict[int, list[int]]) -> None:
@@ -291,9 +340,13 @@ class ShardedIndex(TextMethods):
                 out[j] = v
         return out  # type: ignore[return-value]
 
-    def search_embeddings(self, queries: Sequence[np.ndarray] | np.ndarray, k: int = 10,
-                          filter: Mapping[str, Any] | str | None = None,  # noqa: A002
-                          config: SearchConfig | None = None) -> list[list[SearchHit]]:
+    def search_embeddings(
+        self,
+        queries: Sequence[np.ndarray] | np.ndarray,
+        k: int = 10,
+        filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+        config: SearchConfig | None = None,
+    ) -> list[list[SearchHit]]:
         """Search every shard at once and merge: one hit list per query, best first."""
         qs = check_vectors(query_list(queries), self.dim, "queries")
         k = check_k(k)
@@ -302,18 +355,27 @@ class ShardedIndex(TextMethods):
 
             parts = ray.get([a.search.remote(qs, k, filter, config) for a in self._actors])
         else:
-            parts = list(self._pool.map(lambda s: s.search_embeddings(qs, k=k, filter=filter, config=config),
-                                        self.shards))
+            parts = list(
+                self._pool.map(lambda s: s.search_embeddings(qs, k=k, filter=filter, config=config), self.shards)
+            )
         return [merge_hits([p[qi] for p in parts], k) for qi in range(len(qs))]
 
     def info(self) -> dict:
         infos = [s.info() for s in self.shards]
         tokens = sum(i["tokens"] for i in infos)
-        return {"path": str(self.path), "shards": len(infos), "dim": self.dim, "nbits": self.nbits,
-                "model": self.model_name, "documents": sum(i["documents"] for i in infos), "tokens": tokens,
-                "segments": sum(i["segments"] for i in infos), "centroids": infos[0]["centroids"],
-                "bytes_on_disk": sum(i["bytes_on_disk"] for i in infos),
-                "documents_per_shard": [i["documents"] for i in infos]}
+        return {
+            "path": str(self.path),
+            "shards": len(infos),
+            "dim": self.dim,
+            "nbits": self.nbits,
+            "model": self.model_name,
+            "documents": sum(i["documents"] for i in infos),
+            "tokens": tokens,
+            "segments": sum(i["segments"] for i in infos),
+            "centroids": infos[0]["centroids"],
+            "bytes_on_disk": sum(i["bytes_on_disk"] for i in infos),
+            "documents_per_shard": [i["documents"] for i in infos],
+        }
 
     def verify(self) -> None:
         for s in self.shards:
@@ -356,4 +418,3 @@ class _ShardSearcher:
 
     def search(self, qs: list[np.ndarray], k: int, flt: Any, config: SearchConfig | None) -> list[list[SearchHit]]:
         return self.index.search_embeddings(qs, k=k, filter=flt, config=config)
-

@@ -34,13 +34,15 @@ def source_of(docs: list[np.ndarray]):
     def source(skip: int):
         for i in range(skip, len(docs)):
             yield VectorDoc(f"d{i:05d}", docs[i], text=f"text {i}", metadata={"i": i, "even": i % 2 == 0})
+
     return source
 
 
 def test_chunked_build_commits_each_chunk_and_searches_exactly(tmp_path):
     docs = make_docs(500)
-    idx = build_from_vectors(tmp_path / "idx", source_of(docs), dim=DIM, chunk_docs=120, encode_tokens=900,
-                             train_tokens=3000, progress=False)
+    idx = build_from_vectors(
+        tmp_path / "idx", source_of(docs), dim=DIM, chunk_docs=120, encode_tokens=900, train_tokens=3000, progress=False
+    )
     with idx:
         prog = build_progress(idx)
         assert (prog.docs, prog.chunks, prog.finished) == (500, 5, True)  # 4 full chunks + the rest
@@ -130,17 +132,25 @@ def test_text_build_from_jsonl_beir_and_parquet(tmp_path, default_model):
 
     texts = [f"Document {i} talks about {'cats' if i % 2 else 'rivers'} and number {i}." for i in range(40)]
     jsonl = tmp_path / "docs.jsonl"
-    jsonl.write_text("\n".join(json.dumps({"id": f"j{i}", "text": t, "metadata": {"i": i}}) for i, t in enumerate(texts)))
+    jsonl.write_text(
+        "\n".join(json.dumps({"id": f"j{i}", "text": t, "metadata": {"i": i}}) for i, t in enumerate(texts))
+    )
     beir = tmp_path / "beir"
     beir.mkdir()
-    (beir / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"b{i}", "title": "T" if i == 0 else "", "text": t})
-                                                 for i, t in enumerate(texts)))
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"b{i}", "title": "T" if i == 0 else "", "text": t}) for i, t in enumerate(texts))
+    )
     parquet = tmp_path / "docs.parquet"
-    pq.write_table(pa.table({"id": [f"p{i}" for i in range(40)], "text": texts,
-                             "metadata": [json.dumps({"i": i}) for i in range(40)]}), parquet)
+    pq.write_table(
+        pa.table(
+            {"id": [f"p{i}" for i in range(40)], "text": texts, "metadata": [json.dumps({"i": i}) for i in range(40)]}
+        ),
+        parquet,
+    )
     for src, prefix in [(jsonl, "j"), (beir, "b"), (parquet, "p")]:
-        with build(tmp_path / f"idx-{prefix}", src, model=default_model, sample_docs=16, chunk_docs=15,
-                   progress=False) as idx:
+        with build(
+            tmp_path / f"idx-{prefix}", src, model=default_model, sample_docs=16, chunk_docs=15, progress=False
+        ) as idx:
             assert len(idx) == 40 and idx.info()["segments"] == 3
             assert idx.model_name == default_model.name
             got = idx.get([f"{prefix}3", f"{prefix}0"])

@@ -38,8 +38,14 @@ def cluster():
 def corpus(tmp_path_factory) -> Path:
     topics = ["rivers and lakes", "cats and dogs", "stars and planets", "bread and cheese"]
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
-    rows = [{"id": f"doc{i}", "text": f"Passage {i} is about {topics[i % 4]}, with detail number {i}.",
-             "metadata": {"topic": i % 4, "odd": bool(i % 2)}} for i in range(N_DOCS)]
+    rows = [
+        {
+            "id": f"doc{i}",
+            "text": f"Passage {i} is about {topics[i % 4]}, with detail number {i}.",
+            "metadata": {"topic": i % 4, "odd": bool(i % 2)},
+        }
+        for i in range(N_DOCS)
+    ]
     rows[7]["text"] += " KILLME"  # the encoder that meets this document dies once (see CrashOnce)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
@@ -77,8 +83,17 @@ def test_distributed_build_equals_local_build_and_survives_a_killed_worker(clust
         ids = [f"doc{i}" for i in range(N_DOCS)]
         expected = local.get(ids)
         local_top = [h["id"] for h in local.search("stars and planets number 6", k=3)[0]]
-    dist = build_distributed(tmp_path / "dist", corpus, ray_address=cluster.address, n_shards=2, workers=2,
-                             batch_docs=8, sample_docs=N_DOCS, model_factory=CrashOnce(str(marker)), progress=False)
+    dist = build_distributed(
+        tmp_path / "dist",
+        corpus,
+        ray_address=cluster.address,
+        n_shards=2,
+        workers=2,
+        batch_docs=8,
+        sample_docs=N_DOCS,
+        model_factory=CrashOnce(str(marker)),
+        progress=False,
+    )
     with dist:
         assert marker.exists()  # a worker really died mid-build
         assert dist.count() == N_DOCS  # nothing lost, nothing written twice
@@ -90,14 +105,24 @@ def test_distributed_build_equals_local_build_and_survives_a_killed_worker(clust
         assert [h["id"] for h in dist.search("stars and planets number 6", k=3)[0]][0] == local_top[0]
     # searching on Ray actors (one per shard) gives what local threads give
     q = default_model.encode_queries(["cats and dogs", "bread"], dim=128)
-    with ShardedIndex.open(tmp_path / "dist", readonly=True) as threads, \
-            ShardedIndex.open(tmp_path / "dist", readonly=True, searcher="ray") as actors:
+    with (
+        ShardedIndex.open(tmp_path / "dist", readonly=True) as threads,
+        ShardedIndex.open(tmp_path / "dist", readonly=True, searcher="ray") as actors,
+    ):
         exact = SearchConfig(exact=True)
         a = threads.search_embeddings(q, k=10, config=exact)
         b = actors.search_embeddings(q, k=10, config=exact)
         assert [[h["id"] for h in r] for r in a] == [[h["id"] for h in r] for r in b]
     # building again after the fact writes nothing twice
-    again = build_distributed(tmp_path / "dist", corpus, ray_address=cluster.address, n_shards=2, workers=2,
-                              batch_docs=8, model_factory=CrashOnce(str(marker)), progress=False)
+    again = build_distributed(
+        tmp_path / "dist",
+        corpus,
+        ray_address=cluster.address,
+        n_shards=2,
+        workers=2,
+        batch_docs=8,
+        model_factory=CrashOnce(str(marker)),
+        progress=False,
+    )
     with again:
         assert again.count() == N_DOCS

@@ -10,9 +10,14 @@ from maxsim.api import Settings  # noqa: E402
 from maxsim.index.sharded import ShardedIndex, shard_of  # noqa: E402
 from tests.api.conftest import start_server  # noqa: E402
 
-DOCS = {"paris": "Paris is the capital of France.", "berlin": "Berlin is the capital of Germany.",
-        "tokyo": "Tokyo is the capital of Japan.", "cats": "Cats sleep most of the day.",
-        "rain": "Rain falls from clouds.", "bread": "Bread is baked from flour."}
+DOCS = {
+    "paris": "Paris is the capital of France.",
+    "berlin": "Berlin is the capital of Germany.",
+    "tokyo": "Tokyo is the capital of Japan.",
+    "cats": "Cats sleep most of the day.",
+    "rain": "Rain falls from clouds.",
+    "bread": "Bread is baked from flour.",
+}
 
 
 def test_server_searches_and_writes_a_sharded_index(tmp_path, default_model):
@@ -25,8 +30,10 @@ def test_server_searches_and_writes_a_sharded_index(tmp_path, default_model):
             assert c.get("/v1/indexes/world").json()["documents"] == 6
             hits = c.post("/v1/indexes/world/search", json={"query": "capital of Japan", "k": 2}).json()
             assert [h["id"] for h in hits["results"]][0] == "tokyo"
-            r = c.post("/v1/indexes/world/documents",
-                       json={"documents": [{"id": "rome", "text": "Rome is the capital of Italy."}]})
+            r = c.post(
+                "/v1/indexes/world/documents",
+                json={"documents": [{"id": "rome", "text": "Rome is the capital of Italy."}]},
+            )
             assert r.status_code == 201, r.text
             hits = c.post("/v1/indexes/world/search", json={"query": "capital of Italy", "k": 1}).json()
             assert hits["results"][0]["id"] == "rome"

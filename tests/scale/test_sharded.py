@@ -62,8 +62,10 @@ def test_writes_route_to_the_shard_of_the_id(tmp_path, docs):
         assert len(s) == 100
         assert s.delete(["d1", "nope"], missing_ok=True) == 1
         s.update_embeddings(["d2"], [docs[300]], texts=["two"], metadata=[{"x": 1}])
-        assert s.get(["d2", "d3"]) == [{"id": "d2", "text": "two", "metadata": {"x": 1}},
-                                       {"id": "d3", "text": None, "metadata": None}]
+        assert s.get(["d2", "d3"]) == [
+            {"id": "d2", "text": "two", "metadata": {"x": 1}},
+            {"id": "d3", "text": None, "metadata": None},
+        ]
         assert np.allclose(s.get_embeddings(["d2"])[0].shape, docs[300].shape)
         s.upsert_embeddings([docs[301], docs[302]], ids=["d3", "fresh"])
         assert len(s) == 100 and s.count() == sum(len(x) for x in s.shards)
