@@ -33,6 +33,8 @@ RANKS = {
     "integrations": 5,
     "demo": 6,
     "evaluation": 6,
+    "build": 6,  # text -> streaming index build (collection + index)
+    "distributed": 7,  # the same build on Ray (uses build)
     "train": 7,
     "api": 8,
     "cli": 9,

@@ -40,7 +40,11 @@ class ServedIndex:
         self.path = path
         self.managed = managed  # under --index-dir: the server may delete it
         self.deleted = False
-        self.index = Index.open(path, model=model)  # the lock is taken by a write, not by opening
+        from maxsim.index.sharded import ShardedIndex, is_sharded
+
+        # the lock is taken by a write, not by opening; a sharded index (shards.json) is searched
+        # on all its shards at once
+        self.index = ShardedIndex.open(path, model=model) if is_sharded(path) else Index.open(path, model=model)
         self._write_mutex = threading.Lock()  # one write of ours at a time
 
     def write(self, fn: Callable[[Any], T]) -> T:
@@ -74,7 +78,8 @@ def _release_writer_lock(index: Any) -> None:
     """``maxsim.index.Index`` keeps its writer lock from the first write until ``close()`` and has no
     public call to let it go sooner; its lock object does (the next write takes it again and re-reads
     the index, so writes by others in between are seen)."""
-    index._lock.release()
+    for part in getattr(index, "shards", [index]):  # a sharded index: each shard's lock
+        part._lock.release()
 
 
 class IndexRegistry:
@@ -98,7 +103,7 @@ class IndexRegistry:
                 if sub.name.startswith(_DELETING):  # a delete interrupted by a crash: finish it
                     shutil.rmtree(sub, ignore_errors=True)
                     continue
-                if not (sub / "manifest.json").exists():
+                if not (sub / "manifest.json").exists() and not (sub / "shards.json").exists():
                     continue
                 served_paths = {s.path for s in self._indexes.values()}
                 if sub.name in self._indexes or not INDEX_NAME.match(sub.name) or sub.resolve() in served_paths:

@@ -62,6 +62,21 @@ def add_index_commands(subparsers: Any) -> None:
                         "refuse changed ones)")
     p.set_defaults(func=_cmd_add)
 
+    p = sub.add_parser("build", help="build an index from a large input in bounded memory (resumable), "
+                                     "or on a Ray cluster with --ray-address")
+    p.add_argument("path", help="index directory (a new one, or an interrupted build to resume)")
+    p.add_argument("input", help="JSONL file of {id, text, metadata?}, Parquet file, or BEIR folder (corpus.jsonl)")
+    p.add_argument("--model", default=None, help="model name or path (default: the default model)")
+    p.add_argument("--dim", type=int, default=128, help="vector width (default 128)")
+    p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
+    p.add_argument("--sample-docs", type=int, default=4096, help="documents encoded to train the centroids")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to build on (auto, host:6379, ray://host:10001): a sharded index")
+    p.add_argument("--shards", type=int, default=None, help="shards of a distributed build (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="encoder actors (default: the cluster's GPUs or CPUs)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where encoder actors run")
+    p.set_defaults(func=_cmd_build)
+
     p = sub.add_parser("delete", help="delete documents by id")
     p.add_argument("path")
     p.add_argument("ids", nargs="*", help="ids to delete")
@@ -232,6 +247,27 @@ def _cmd_add(args: argparse.Namespace) -> int:
                 bar.close()
         print(json.dumps({"added": added, "replaced": replaced, "unchanged": plan.unchanged + plan.duplicates,
                           "documents": len(index)}))
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    if args.sample_docs < 1:
+        raise CliError("--sample-docs must be >= 1")
+    if args.ray_address is None and (args.shards is not None or args.workers is not None or args.device != "cpu"):
+        raise CliError("--shards, --workers and --device need --ray-address (a distributed build)")
+    if args.ray_address is not None:
+        from maxsim.distributed import build_distributed
+
+        with build_distributed(args.path, args.input, ray_address=args.ray_address, n_shards=args.shards or 2,
+                               device=args.device, model=args.model, dim=args.dim, nbits=args.nbits,
+                               workers=args.workers, sample_docs=args.sample_docs) as index:
+            print(json.dumps(index.info()))
+        return 0
+    from maxsim.build import build
+
+    with build(args.path, args.input, model=args.model, dim=args.dim, nbits=args.nbits,
+               sample_docs=args.sample_docs) as index:
+        print(json.dumps(index.info()))
     return 0
 
 

@@ -1,0 +1,397 @@
+"""Scale benchmark: streaming builds of 100k, 300k and 1M synthetic documents, one machine vs Ray.
+
+    python bench/scale.py                                # all sizes, every stage; resumes
+    python bench/scale.py --sizes 100000 --stages build,truth,search
+    python bench/scale.py --stages encode                # encoder throughput: 1 process vs Ray 1 and 2 workers
+    python bench/scale.py --stages report                # table + plots from what is stored
+
+The documents are generated block by block from a seed (never stored): each mixes 3-6 of
+n_docs/4 topic directions plus noise (rows of a fixed Gaussian pool), 30-300 tokens of dim 128 (the distribution of
+bench/index.py's synthetic sets). Stages, each checkpointed under --work (default
+/work/bench-data/scale, outside the repository):
+
+* build   ``maxsim.index.build.build_from_vectors`` in a child process (peak RSS of that process,
+          wall time summed over resumed attempts); a killed run resumes from its last chunk.
+* truth   brute-force MaxSim of the sampled queries over the original vectors (regenerated),
+          checkpointed every few blocks.
+* search  p50/p95 latency (one query at a time, one thread) and recall@10 against the truth.
+* ray     the same collection built by ``maxsim.distributed`` on a 2-node local Ray cluster
+          (``ray.cluster_utils.Cluster``) into a 2-shard index, and searched.
+* encode  document tokens/s of the default model: one process vs Ray with 1 and 2 workers.
+
+Results: bench/results/scale.json (+ scale-*.png), a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DIM = 128
+N_QUERY_TOKENS = 32
+BLOCK = 1024
+NOISE = 0.6 / np.sqrt(DIM)
+NOISE_POOL = 1 << 18
+
+
+# ------------------------------------------------------------------------------------------
+# synthetic collection, regenerated from its seed
+
+
+class Synthetic:
+    def __init__(self, n_docs: int, seed: int = 0):
+        self.n_docs, self.seed = n_docs, seed
+        rng = np.random.default_rng([seed, n_docs])
+        self.n_topics = max(64, n_docs // 4)
+        t = rng.standard_normal((self.n_topics, DIM), dtype=np.float32)
+        self.topics = t / np.linalg.norm(t, axis=1, keepdims=True)
+        # token noise is drawn from a fixed pool of Gaussian rows: generating 165M x 128 fresh
+        # normals would cost as much as the build itself
+        self.noise = NOISE * rng.standard_normal((NOISE_POOL, DIM), dtype=np.float32)
+
+    def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens float32 [n, DIM] unit rows, offsets [docs + 1]) of block b."""
+        rng = np.random.default_rng([self.seed, self.n_docs, b + 1])
+        n = min(BLOCK, self.n_docs - b * BLOCK)
+        lengths = rng.integers(30, 301, size=n)
+        n_mine = rng.integers(3, 7, size=n)
+        mine = rng.integers(0, self.n_topics, size=(n, 6))
+        doc_of = np.repeat(np.arange(n), lengths)
+        pick = (rng.random(len(doc_of)) * n_mine[doc_of]).astype(np.int64)
+        x = self.topics[mine[doc_of, pick]]
+        x += self.noise[rng.integers(0, NOISE_POOL, size=len(doc_of))]
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return x, offsets
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_docs // BLOCK)
+
+    def expected_tokens(self) -> int:
+        return int(self.n_docs * 165)
+
+    def docs(self, skip: int = 0):
+        from maxsim.index.build import VectorDoc
+
+        for b in range(skip // BLOCK, self.n_blocks):
+            x, off = self.block(b)
+            for j in range(len(off) - 1):
+                i = b * BLOCK + j
+                if i >= skip:
+                    yield VectorDoc(f"doc{i:08d}", x[off[j] : off[j + 1]])
+
+    def queries(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.n_docs, 0])
+        src = np.sort(rng.choice(self.n_docs, size=n, replace=False))
+        out = np.empty((n, N_QUERY_TOKENS, DIM), dtype=np.float32)
+        for i, d in enumerate(src):
+            x, off = self.block(int(d) // BLOCK)
+            j = int(d) % BLOCK
+            doc = x[off[j] : off[j + 1]]
+            q = doc[rng.integers(0, len(doc), size=N_QUERY_TOKENS)] + NOISE * rng.standard_normal((N_QUERY_TOKENS, DIM))
+            out[i] = q / np.linalg.norm(q, axis=1, keepdims=True)
+        return out, src
+
+
+# ------------------------------------------------------------------------------------------
+# stages
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def stage_build(n: int, work: Path, nbits: int) -> dict:
+    """Run the streaming build in a child process (resumable); wall time and peak RSS."""
+    out = work / f"{n}" / f"single-{nbits}bit"
+    rec_path = work / f"{n}" / f"build-{nbits}bit.json"
+    rec = load_json(rec_path)
+    if rec.get("done"):
+        return rec
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, "_build", str(n), str(out), str(nbits)]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.time() - t0
+    rec["attempts"] = rec.get("attempts", []) + [
+        {
+            "seconds": elapsed,
+            "peak_rss_bytes": usage.ru_maxrss * 1024,
+            "exit": os.waitstatus_to_exitcode(status),
+            "load_avg": os.getloadavg(),
+        }
+    ]
+    ok = os.waitstatus_to_exitcode(status) == 0
+    if ok:
+        from maxsim.index import Index
+
+        with Index.open(out, readonly=True) as idx:
+            info = idx.info()
+        rec.update(
+            done=True,
+            build_s=sum(a["seconds"] for a in rec["attempts"]),
+            peak_rss_bytes=max(a["peak_rss_bytes"] for a in rec["attempts"]),
+            tokens=info["tokens"],
+            docs=info["documents"],
+            centroids=info["centroids"],
+            segments=info["segments"],
+            bytes_on_disk=dir_bytes(out),
+            bytes_per_token=dir_bytes(out) / info["tokens"],
+            nbits=nbits,
+        )
+    save_json(rec_path, rec)
+    if not ok:
+        raise SystemExit(f"build of {n} failed with exit {os.waitstatus_to_exitcode(status)}")
+    return rec
+
+
+def child_build(n: int, out: Path, nbits: int) -> None:
+    from maxsim.index.build import build_from_vectors
+
+    corpus = Synthetic(n)
+    idx = build_from_vectors(
+        out, corpus.docs, dim=DIM, nbits=nbits, expected_tokens=corpus.expected_tokens(), total_docs=n
+    )
+    idx.close()
+
+
+def stage_truth(n: int, work: Path, n_queries: int) -> np.ndarray:
+    """Exact top-10 MaxSim over the original vectors for the sampled queries (checkpointed)."""
+    d = work / f"{n}"
+    d.mkdir(parents=True, exist_ok=True)
+    final = d / f"truth-{n_queries}.npy"
+    if final.exists():
+        return np.load(final)
+    corpus = Synthetic(n)
+    queries, _ = corpus.queries(n_queries)
+    part = d / f"truth-{n_queries}.partial.npz"
+    scores = np.full((n_queries, n), -np.inf, dtype=np.float32)
+    start = 0
+    if part.exists():
+        z = np.load(part)
+        scores, start = z["scores"], int(z["next_block"])
+    qflat = queries.reshape(-1, DIM)
+    last = time.time()
+    for b in tqdm(
+        range(start, corpus.n_blocks), initial=start, total=corpus.n_blocks, desc=f"truth {n}", mininterval=5
+    ):
+        x, off = corpus.block(b)
+        sims = qflat @ x.T
+        best = np.maximum.reduceat(sims, off[:-1], axis=1)
+        scores[:, b * BLOCK : b * BLOCK + len(off) - 1] = best.reshape(n_queries, N_QUERY_TOKENS, -1).sum(axis=1)
+        if time.time() - last > 60:
+            np.savez(d / "truth.tmp.npz", scores=scores, next_block=b + 1)
+            os.replace(d / "truth.tmp.npz", part)
+            last = time.time()
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    np.save(final, top)
+    part.unlink(missing_ok=True)
+    return top
+
+
+SETTINGS = {"fast": dict(nprobe=2, n_candidates=200, n_exact=30), "default": {}}
+
+
+def stage_search(
+    n: int, work: Path, nbits: int, n_queries: int, index_dir: Path | None = None, label: str = "single"
+) -> dict:
+    from maxsim.index import SearchConfig
+
+    rec_path = work / f"{n}" / f"search-{label}-{nbits}bit.json"
+    rec = load_json(rec_path)
+    if rec.get("done"):
+        return rec
+    truth = stage_truth(n, work, n_queries)
+    corpus = Synthetic(n)
+    queries, _ = corpus.queries(n_queries)
+    store = open_store(index_dir or work / f"{n}" / f"single-{nbits}bit")
+    for name, kw in SETTINGS.items():
+        cfg = SearchConfig(threads=1, **kw)
+        for q in queries[:5]:
+            store.search_embeddings([q], k=10, config=cfg)
+        times, found = [], []
+        for q in tqdm(queries, desc=f"search {label} {n} {name}", mininterval=5):
+            t0 = time.perf_counter()
+            hits = store.search_embeddings([q], k=10, config=cfg)[0]
+            times.append(time.perf_counter() - t0)
+            found.append([int(h["id"][3:]) for h in hits])
+        recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth.tolist(), strict=True)]))
+        rec[name] = {
+            "p50_ms": 1e3 * float(np.percentile(times, 50)),
+            "p95_ms": 1e3 * float(np.percentile(times, 95)),
+            "recall_at_10": recall,
+            "queries": n_queries,
+            "load_avg": os.getloadavg(),
+        }
+    store.close()
+    rec["done"] = True
+    save_json(rec_path, rec)
+    return rec
+
+
+def open_store(path: Path):
+    from maxsim.index import Index
+
+    if (path / "shards.json").exists():
+        from maxsim.index.sharded import ShardedIndex
+
+        return ShardedIndex.open(path, readonly=True)
+    return Index.open(path, readonly=True)
+
+
+# ------------------------------------------------------------------------------------------
+# report
+
+
+def gather(work: Path, sizes: list[int], nbits: int) -> dict:
+    out: dict = {"sizes": {}, "nbits": nbits}
+    for n in sizes:
+        row = {}
+        for key, f in [
+            ("build", f"build-{nbits}bit.json"),
+            ("search", f"search-single-{nbits}bit.json"),
+            ("ray_build", f"ray-build-{nbits}bit.json"),
+            ("ray_search", f"search-ray-{nbits}bit.json"),
+        ]:
+            rec = load_json(work / f"{n}" / f)
+            if rec.get("done"):
+                row[key] = rec
+        out["sizes"][str(n)] = row
+    enc = load_json(work / "encode.json")
+    if enc.get("done"):
+        out["encode"] = enc
+    return out
+
+
+def report(res: dict) -> None:
+    print(
+        f"{'docs':>9} {'system':>8} {'build s':>8} {'peak RSS GB':>11} {'B/token':>8} "
+        f"{'fast p50/p95 ms':>16} {'fast R@10':>9} {'def p50/p95 ms':>15} {'def R@10':>8}"
+    )
+    for n, row in res["sizes"].items():
+        for sysname, b, s in [("single", "build", "search"), ("ray x2", "ray_build", "ray_search")]:
+            if b not in row:
+                continue
+            br, sr = row[b], row.get(s, {})
+            f, d = sr.get("fast", {}), sr.get("default", {})
+            print(
+                f"{n:>9} {sysname:>8} {br['build_s']:8.0f} {br['peak_rss_bytes'] / 1e9:11.2f} "
+                f"{br['bytes_per_token']:8.2f} "
+                f"{f.get('p50_ms', float('nan')):7.1f}/{f.get('p95_ms', float('nan')):<8.1f} "
+                f"{f.get('recall_at_10', float('nan')):9.3f} "
+                f"{d.get('p50_ms', float('nan')):7.1f}/{d.get('p95_ms', float('nan')):<7.1f} "
+                f"{d.get('recall_at_10', float('nan')):8.3f}"
+            )
+    if "encode" in res:
+        e = res["encode"]
+        print("encode tokens/s: " + ", ".join(f"{k} {v['tokens_per_s']:.0f}" for k, v in e["runs"].items()))
+
+
+def plot(res: dict, nbits: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = [
+        ("build_s", "build time (s)"),
+        ("peak_rss_bytes", "peak RSS (bytes)"),
+        ("bytes_per_token", "bytes/token"),
+        ("p50_ms", "p50 search latency (ms, default)"),
+        ("recall_at_10", "recall@10 (default)"),
+    ]
+    fig, axes = plt.subplots(1, len(figures), figsize=(4 * len(figures), 3.6))
+    for ax, (key, title) in zip(axes, figures, strict=True):
+        for sysname, b, s in [
+            ("one machine", "build", "search"),
+            ("Ray, 2 nodes, 2 shards", "ray_build", "ray_search"),
+        ]:
+            xs, ys = [], []
+            for n, row in res["sizes"].items():
+                src = (
+                    row.get(b, {})
+                    if key in ("build_s", "peak_rss_bytes", "bytes_per_token")
+                    else row.get(s, {}).get("default", {})
+                )
+                if key in src:
+                    xs.append(int(n))
+                    ys.append(src[key])
+            if xs:
+                ax.plot(xs, ys, marker="o", label=sysname)
+        ax.set_xscale("log")
+        ax.set_xlabel("documents")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"scale-{nbits}bit.png", dpi=110)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_build":
+        child_build(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_ray":
+        from bench.scale_ray import child_ray_build  # noqa: PLC0415
+
+        child_ray_build(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100000,300000,1000000")
+    ap.add_argument("--stages", default="build,truth,search,ray,encode,report")
+    ap.add_argument("--nbits", type=int, default=4)
+    ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("--work", type=Path, default=Path("/work/bench-data/scale"))
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    stages = args.stages.split(",")
+    args.work.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        if "build" in stages:
+            stage_build(n, args.work, args.nbits)
+        if "truth" in stages:
+            stage_truth(n, args.work, args.queries)
+        if "search" in stages:
+            stage_search(n, args.work, args.nbits, args.queries)
+        if "ray" in stages:
+            from bench.scale_ray import stage_ray  # noqa: PLC0415
+
+            stage_ray(n, args.work, args.nbits)
+            stage_search(n, args.work, args.nbits, args.queries, args.work / f"{n}" / f"ray-{args.nbits}bit", "ray")
+    if "encode" in stages:
+        from bench.scale_ray import stage_encode  # noqa: PLC0415
+
+        stage_encode(args.work)
+    res = gather(args.work, sizes, args.nbits)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    save_json(RESULTS / f"scale-{args.nbits}bit.json", res)
+    report(res)
+    plot(res, args.nbits)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
