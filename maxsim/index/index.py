@@ -42,6 +42,7 @@ from maxsim.index.errors import (
     IndexNotFoundError,
     IndexReadOnlyError,
 )
+from maxsim.index.hybrid import HybridSearch
 from maxsim.index.lock import WriterLock
 from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segment
 from maxsim.index.snapshot import Snapshot, SnapshotLoader
@@ -72,7 +73,7 @@ OPTIMIZE_RETRAIN_CHANGE = 0.25
 TRAIN_TOKENS_PER_CENTROID = 64
 
 
-class Index(TextMethods):
+class Index(HybridSearch, TextMethods):
     """A late-interaction index stored in a directory. Use :meth:`create` or :meth:`open`.
 
     Implements :class:`maxsim.store.VectorStore`.
