@@ -60,13 +60,26 @@ class HybridSearch:
                hybrid: bool | float | None = None, **options: Any) -> list[list[SearchHit]]:
         """Encode the queries and search: one hit list per query. ``hybrid=True`` (or a lexical
         weight in [0, 1]) fuses BM25 over the stored texts with late interaction."""
-        weight = lexical_weight(hybrid)
-        if weight is None:
+        if lexical_weight(hybrid) is None:
             return super().search(queries, k=k, filter=filter, **options)  # type: ignore[misc]
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
+        vectors = self._encoder().encode_queries(texts, dim=self.dim)  # type: ignore[attr-defined]
+        return self.search_hybrid_embeddings(vectors, texts, k=k, filter=filter, hybrid=hybrid, **options)
+
+    def search_hybrid_embeddings(self, queries: Sequence[Any], texts: Sequence[str], k: int = 10,
+                                 filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+                                 hybrid: bool | float = True, **options: Any) -> list[list[SearchHit]]:
+        """Hybrid search given each query's token vectors and its text (for BM25): one fused hit
+        list per query. ``hybrid``: True (default lexical weight) or the lexical weight."""
+        weight = lexical_weight(hybrid)
+        if weight is None:
+            raise InvalidArgumentError("search_hybrid_embeddings: hybrid must be true or a lexical weight")
+        texts = check_texts(list(texts), "queries")
         k = check_k(k)
         depth = max(k, HYBRID_DEPTH)
-        late = super().search(texts, k=depth, filter=filter, **options)  # type: ignore[misc]
+        late = self.search_embeddings(queries, k=depth, filter=filter, **options)  # type: ignore[attr-defined]
+        if len(late) != len(texts):
+            raise InvalidArgumentError(f"search_hybrid_embeddings: {len(late)} queries for {len(texts)} texts")
         lexical = self.search_lexical(texts, k=depth, filter=filter)
         out = []
         for late_hits, lex_hits in zip(late, lexical, strict=True):
