@@ -21,7 +21,7 @@ K = TypeVar("K", bound=Hashable)
 #: "score" (normalised score fusion) or "rank" (reciprocal rank fusion).
 DEFAULT_FUSION = "score"
 #: Weight of the lexical list; the late-interaction list gets 1 - this.
-DEFAULT_LEXICAL_WEIGHT = 0.3
+DEFAULT_LEXICAL_WEIGHT = 0.2
 #: Reciprocal rank fusion's constant.
 RRF_C = 60
 FUSIONS = ("score", "rank")
