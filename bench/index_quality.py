@@ -104,7 +104,7 @@ def build(work: Path, tokens: np.ndarray, offsets: np.ndarray, nbits: int, pool_
 
 def measure(index, queries, truth, source, config, label: str) -> dict:
     def one(q):
-        return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=config)]
+        return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=config)[0]]
 
     found, times = time_queries(one, queries, label)
     return {**summarize(times), "recall@10": round(recall_at_10(found, truth), 4),
@@ -134,39 +134,39 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
     pool_factors = (1, 2, 3) if shape["pool"] else (1,)
     two_plane_row: dict = {}  # the 2-bit index and tuned settings the two-plane run starts from
     two_plane_cfg = None
-    for nbits in (2, 4):
-        for pf in pool_factors if nbits == 2 else (1,):
-            work = cache / "work" / f"{name}-{nbits}-{pf}"
-            index, build_s = build(work, tokens, offsets, nbits, pf)
-            row = {"nbits": nbits, "pool_factor": pf, "build_s": round(build_s, 1),
-                   "stored_tokens": index.info()["tokens"],
-                   "resident_bytes_per_token": resident_bytes_per_token(work, n_tokens)}
-            default = SearchConfig(exact=False)
-            out["runs"].append({**row, "setting": "default", **measure(index, queries, truth, source, default, "default")})
-            if pf == 1:
-                t0 = time.perf_counter()
-                tuned = index.tune(list(tune_queries), target_recall=TARGET_RECALL, k=10)
-                cfg = SearchConfig(exact=False, nprobe=tuned.nprobe, n_candidates=10 * tuned.candidates_per_k,
-                                   n_exact=10 * tuned.exact_per_k)
-                out["runs"].append({**row, "setting": "tuned", "tune_s": round(time.perf_counter() - t0, 1),
-                                    "tuned": {"nprobe": tuned.nprobe, "n_candidates": cfg.n_candidates,
-                                              "n_exact": cfg.n_exact, "recall_vs_stored_on_tune_queries": tuned.recall},
-                                    **measure(index, queries, truth, source, cfg, "tuned")})
-                found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(
-                    q, k=10, config=SearchConfig(exact=True))], queries[:30], "exact", warmup=0, repeats=1)
-                out["runs"].append({**row, "setting": "exact-over-stored (ceiling, 30 queries)",
-                                    "recall@10": round(recall_at_10(found, truth[:30]), 4)})
-            if nbits == 4:
-                out["runs"].append({**row, "setting": "two-plane (simulated)", "resident_bytes_per_token":
-                                    two_plane_row["resident_bytes_per_token"],
-                                    **two_plane(cache / "work" / f"{name}-2-1", index, two_plane_cfg, queries, truth,
-                                                source)})
-            index.close()
-            if (nbits, pf) != (2, 1):
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                two_plane_row, two_plane_cfg = row, cfg
-            (RESULTS / f"index-quality-{name}.partial.json").write_text(json.dumps(out, indent=1))
+    # 2-bit, then 4-bit (and the two-plane run, which needs both), then the pooled 2-bit indexes
+    for nbits, pf in [(2, 1), (4, 1), *((2, f) for f in pool_factors if f > 1)]:
+        work = cache / "work" / f"{name}-{nbits}-{pf}"
+        index, build_s = build(work, tokens, offsets, nbits, pf)
+        row = {"nbits": nbits, "pool_factor": pf, "build_s": round(build_s, 1),
+               "stored_tokens": index.info()["tokens"],
+               "resident_bytes_per_token": resident_bytes_per_token(work, n_tokens)}
+        default = SearchConfig(exact=False)
+        out["runs"].append({**row, "setting": "default", **measure(index, queries, truth, source, default, "default")})
+        if pf == 1:
+            t0 = time.perf_counter()
+            tuned = index.tune(list(tune_queries), target_recall=TARGET_RECALL, k=10)
+            cfg = SearchConfig(exact=False, nprobe=tuned.nprobe, n_candidates=10 * tuned.candidates_per_k,
+                               n_exact=10 * tuned.exact_per_k)
+            out["runs"].append({**row, "setting": "tuned", "tune_s": round(time.perf_counter() - t0, 1),
+                                "tuned": {"nprobe": tuned.nprobe, "n_candidates": cfg.n_candidates,
+                                          "n_exact": cfg.n_exact, "recall_vs_stored_on_tune_queries": tuned.recall},
+                                **measure(index, queries, truth, source, cfg, "tuned")})
+            found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(
+                q, k=10, config=SearchConfig(exact=True))[0]], queries[:30], "exact", warmup=0, repeats=1)
+            out["runs"].append({**row, "setting": "exact-over-stored (ceiling, 30 queries)",
+                                "recall@10": round(recall_at_10(found, truth[:30]), 4)})
+        if nbits == 4:
+            out["runs"].append({**row, "setting": "two-plane (simulated)", "resident_bytes_per_token":
+                                two_plane_row["resident_bytes_per_token"],
+                                **two_plane(cache / "work" / f"{name}-2-1", index, two_plane_cfg, queries, truth,
+                                            source)})
+        index.close()
+        if (nbits, pf) != (2, 1):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            two_plane_row, two_plane_cfg = row, cfg
+        (RESULTS / f"index-quality-{name}.partial.json").write_text(json.dumps(out, indent=1))
     shutil.rmtree(cache / "work" / f"{name}-2-1", ignore_errors=True)
     return out
 
