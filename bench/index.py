@@ -295,12 +295,12 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int
             cfg = SearchConfig(exact=False, threads=t, **kw)
 
             def one(q, cfg=cfg):
-                return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=cfg)]
+                return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=cfg)[0]]
 
             found, times = time_queries(one, queries, f"maxsim {name} t={t}")
             result["runs"].append({"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)})
     # the ceiling: exact MaxSim over every stored (decompressed) document
-    found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(q, k=10, config=SearchConfig(exact=True))],
+    found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(q, k=10, config=SearchConfig(exact=True))[0]],
                             queries[:50], "maxsim exact", warmup=0, repeats=1)
     result["recall@10_exact_over_stored"] = recall_at_10(found, truth[:50])
     result["recall@10_exact_queries"] = 50
