@@ -17,6 +17,10 @@ we report build time, index bytes per token, single-query latency p50/p95 at 1 a
 and recall@10 against brute-force MaxSim on the original vectors. Vectors, ground truth and
 each (dataset, system) result are cached, so an interrupted run resumes where it stopped.
 Results: a table on stdout and bench/results/index.json.
+
+    python bench/index.py --quality [--shapes ...]          # bench/index_quality.py: token pooling at
+                                                            # factors 1-3, tuned vs default settings,
+                                                            # 2 vs 4 bits, on synthetic shapes
 """
 
 from __future__ import annotations
@@ -390,6 +394,12 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "run-maxsim":
         _, _, data, work, thr, out, nbits = sys.argv
         run_maxsim(Path(data), Path(work), [int(t) for t in thr.split(",")], Path(out), int(nbits))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--quality":  # pooling, tuned settings, 2 vs 4 bits: index_quality.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import index_quality
+
+        index_quality.main(sys.argv[2:])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="synthetic-10k,shared")

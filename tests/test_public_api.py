@@ -75,3 +75,27 @@ def test_every_error_class_derives_from_maxsim_error():
                     and not issubclass(cls, MaxsimError)):
                 offenders.append(f"{info.name}.{name}")
     assert not offenders, f"exceptions outside the MaxsimError tree: {offenders}"
+
+
+#: built-in exception classes the package must not raise bare (use a maxsim.errors class, which has
+#: the built-in as a second base); pydantic validators are the one place a plain ValueError is the API.
+_BARE = {"ValueError", "TypeError", "KeyError", "RuntimeError", "FileNotFoundError", "OSError", "Exception",
+         "IndexError", "LookupError"}
+_VALIDATOR_MODULES = {"maxsim/api/schemas.py"}
+
+
+def test_the_package_raises_no_bare_builtin_errors():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted((root / "maxsim").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in _VALIDATOR_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                if node.exc.func.id in _BARE:
+                    found.append(f"{rel}:{node.lineno} raise {node.exc.func.id}")
+    assert not found, "raise a maxsim.errors class instead:\n" + "\n".join(found)

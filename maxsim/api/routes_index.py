@@ -206,7 +206,11 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
     q_tok = await svc.tokenize([body.query], True, "query")
     tokens = svc.check_tokens(q_tok, client=client_of(request), headers=rate_headers(request))
     q = (await svc.encode(q_tok.items, index.dim, request))[0]
-    hits = await _in_thread(served, lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
+    if body.hybrid is False:
+        hits = await _in_thread(served, lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
+    else:
+        hits = await _in_thread(served, lambda: index.search_hybrid_embeddings(
+            [q], [body.query], k=body.k, filter=body.filter, hybrid=body.hybrid)[0])
     svc.metrics.count_tokens("index-search", "query", tokens, 1)
     results = []
     for h in hits:

@@ -261,6 +261,9 @@ class SearchRequest(BaseModel):
     )
     return_documents: StrictBool = True
     explain: StrictBool = Field(default=False, description="add the per-query-token matches to each hit")
+    hybrid: StrictBool | Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=False, description="fuse BM25 over the stored texts with late interaction: true, or the lexical weight in [0, 1]"
+    )
 
 
 class SearchHitOut(BaseModel):

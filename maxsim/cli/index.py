@@ -51,6 +51,8 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    p.add_argument("--pool-factor", type=positive_int, default=1,
+                   help="store about n/F vectors per document (token pooling; default 1)")
     p.set_defaults(func=_cmd_create)
 
     p = sub.add_parser("add", help="encode JSONL documents (maxsim or BEIR corpus rows) and add them")
@@ -93,6 +95,8 @@ def add_index_commands(subparsers: Any) -> None:
     group.add_argument("--where", default=None,
                        help="SQL WHERE over docs(id, text, metadata), e.g. \"json_extract(metadata, '$.year') > 2020\"")
     p.add_argument("--exact", action="store_true", help="score every document exactly (slow on large indexes)")
+    p.add_argument("--hybrid", nargs="?", type=float, const=-1.0, default=None, metavar="WEIGHT",
+                   help="fuse BM25 over the stored texts with late interaction (optional BM25 weight in [0, 1])")
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("info", help="print the index's settings and sizes as JSON")
@@ -128,7 +132,8 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
     model = load_model_named(args.model) if args.model is not None else None
     try:
-        index = Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite)
+        index = Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite,
+                             pool_factor=args.pool_factor)
     except IndexExistsError as exc:  # the library names its keyword; the user typed a flag
         raise CliError(str(exc).replace("overwrite=True", "--overwrite")) from None
     with index:
@@ -293,7 +298,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     with _open(args.path, readonly=True, with_model=True) as index:
         if len(index) == 0:
             warn(f"the index at {args.path} holds no documents: every search is empty")
-        results = index.search(queries, k=args.top_k, filter=flt, config=config)
+        hybrid = None if args.hybrid is None else (True if args.hybrid == -1.0 else args.hybrid)
+        results = index.search(queries, k=args.top_k, filter=flt, config=config, hybrid=hybrid)
     for query, hits in zip(queries, results, strict=True):
         print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
     return 0

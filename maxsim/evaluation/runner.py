@@ -33,6 +33,7 @@ class EvalConfig:
     metrics: tuple[str, ...] = METRICS
     cache_dir: str | None = None
     colbert: bool = True
+    hybrid: bool = True  # BM25 + late-interaction fusion rows (when both run)
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -60,6 +61,28 @@ class CollectionResult:
 
 def colbert_system(dim: int) -> str:
     return f"colbert-{dim}"
+
+
+#: Hybrid rows (the BM25 baseline fused with the widest late-interaction run): system -> (fusion,
+#: lexical weight). The baseline stems words when the collection's language has a stemmer; the
+#: index's lexical half does not (an index mixes languages), which these rows do not measure.
+#: The index's default fusion (maxsim.scoring.fusion) is the best of these on the dev collections.
+HYBRID_SYSTEMS = {
+    "hybrid-rank": ("rank", 0.5),
+    "hybrid-score-0.2": ("score", 0.2),
+    "hybrid-score-0.3": ("score", 0.3),
+    "hybrid-score-0.5": ("score", 0.5),
+}
+
+
+def hybrid_runs(bm25: Run, late: Run, k: int) -> dict[str, Run]:
+    """Every :data:`HYBRID_SYSTEMS` fusion of two runs, each query cut to its top ``k``."""
+    from maxsim.scoring.fusion import fuse
+
+    out: dict[str, Run] = {}
+    for system, (method, weight) in HYBRID_SYSTEMS.items():
+        out[system] = {q: dict(fuse(bm25.get(q, {}), late[q], weight, method)[:k]) for q in late}
+    return out
 
 
 def late_interaction_topk(
@@ -215,6 +238,9 @@ def evaluate_collection(
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
             runs["dense"] = _to_run(qids, doc_ids, top.indices.numpy(), top.values.numpy())
             res.seconds["dense"] = time.perf_counter() - t
+
+    if config.hybrid and "bm25" in runs and config.colbert and model is not None:
+        runs.update(hybrid_runs(runs["bm25"], runs[colbert_system(max(config.dims))], config.k))
 
     for system, run in runs.items():
         res.metrics[system] = evaluate_run(collection.qrels, run, config.metrics)

@@ -30,6 +30,7 @@ import numpy as np
 
 from maxsim.compression.bits import check_nbits
 from maxsim.compression.kmeans import choose_n_centroids
+from maxsim.compression.pooling import check_pool_factor, pool_documents
 from maxsim.compression.residual import train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.index import storage
@@ -42,9 +43,11 @@ from maxsim.index.errors import (
     IndexNotFoundError,
     IndexReadOnlyError,
 )
+from maxsim.index.hybrid import HybridSearch
 from maxsim.index.lock import WriterLock
 from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segment
 from maxsim.index.snapshot import Snapshot, SnapshotLoader
+from maxsim.index.tuning import TunedSearch
 from maxsim.store import (
     Encoder,
     StoredDocument,
@@ -72,7 +75,7 @@ OPTIMIZE_RETRAIN_CHANGE = 0.25
 TRAIN_TOKENS_PER_CENTROID = 64
 
 
-class Index(TextMethods):
+class Index(HybridSearch, TunedSearch, TextMethods):
     """A late-interaction index stored in a directory. Use :meth:`create` or :meth:`open`.
 
     Implements :class:`maxsim.store.VectorStore`.
@@ -108,7 +111,7 @@ class Index(TextMethods):
 
     @classmethod
     def create(cls, path: str | os.PathLike, model: Encoder | None = None, dim: int = 128, nbits: int = 2, *,
-               overwrite: bool = False, auto_optimize: bool = True) -> Index:
+               overwrite: bool = False, auto_optimize: bool = True, pool_factor: int = 1) -> Index:
         """Create an empty index at ``path`` (a new or empty directory).
 
         Parameters
@@ -120,10 +123,16 @@ class Index(TextMethods):
         nbits : bits per dimension of the quantised residuals: 1, 2 (default) or 4.
         overwrite : replace an existing index at ``path``.
         auto_optimize : re-train/compact automatically (see module constants).
+        pool_factor : store about n / pool_factor vectors per document of n tokens (hierarchical
+            token pooling, :mod:`maxsim.compression.pooling`); 1 (default) stores every token.
         """
         if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         check_nbits(nbits, dim)
+        try:
+            check_pool_factor(pool_factor)
+        except ValueError as e:
+            raise InvalidArgumentError(str(e)) from None
         root = Path(path)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             if not overwrite:
@@ -138,6 +147,7 @@ class Index(TextMethods):
             "format_version": storage.FORMAT_VERSION,
             "dim": dim,
             "nbits": nbits,
+            "pool_factor": pool_factor,
             "model": getattr(model, "name", None) if model is not None else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -212,6 +222,10 @@ class Index(TextMethods):
     @property
     def nbits(self) -> int:
         return int(self._manifest["nbits"])
+
+    @property
+    def pool_factor(self) -> int:
+        return int(self._manifest.get("pool_factor", 1))
 
     @property
     def model_name(self) -> str | None:
@@ -377,6 +391,7 @@ class Index(TextMethods):
     def _write_docs(self, vectors: list[np.ndarray], ids: list[str], texts: list, metadata: list, *, mode: str) -> None:
         """Write one segment batch and commit it; ``mode`` is add (ids must be new), update (ids
         must exist) or upsert (either)."""
+        vectors = pool_documents(vectors, self.pool_factor)
         snap = self._refresh()
         new_dirs: list[str] = []
         try:
@@ -529,7 +544,7 @@ class Index(TextMethods):
         """
         qs = check_vectors(query_list(queries), self.dim, "queries")
         k = check_k(k)
-        config = config or SearchConfig()
+        config = config or self.default_search_config(k)
         snap = self._refresh()
         results: list[list[tuple[int, float]]] = [[] for _ in qs]
         if snap.codec is not None and snap.segments:

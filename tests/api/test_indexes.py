@@ -76,6 +76,18 @@ def test_search_filter(client, idx):
                  mentions=("filter",))
 
 
+def test_search_hybrid(client, idx):
+    plain = client.post("/v1/indexes/cities/search", json={"query": "potassium", "k": 4}).json()["results"]
+    out = client.post("/v1/indexes/cities/search", json={"query": "potassium", "k": 4, "hybrid": True}).json()
+    assert out["results"][0]["id"] == "banana" and len(out["results"]) == 4
+    assert [h["score"] for h in out["results"]] != [h["score"] for h in plain]  # fused scores, not MaxSim
+    lexical_only = client.post("/v1/indexes/cities/search", json={"query": "potassium", "hybrid": 1.0}).json()["results"]
+    assert [h["id"] for h in lexical_only] == ["banana"]  # BM25 alone: only documents sharing a term
+    filtered = client.post("/v1/indexes/cities/search", json={"query": "potassium", "hybrid": True, "filter": {"lang": "fr"}})
+    assert [h["id"] for h in filtered.json()["results"]] == ["paris"]
+    assert_error(client.post("/v1/indexes/cities/search", json={"query": "q", "hybrid": 1.5}), 422, mentions=("hybrid",))
+
+
 def test_search_explain(client, idx):
     out = client.post("/v1/indexes/cities/search", json={"query": "capital of Germany", "k": 1, "explain": True}).json()
     hit = out["results"][0]

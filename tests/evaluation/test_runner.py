@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from maxsim.evaluation.datasets import DatasetError, find_collections, load_collection, sample_collection
-from maxsim.evaluation.runner import EvalConfig, evaluate, late_interaction_topk
+from maxsim.evaluation.runner import HYBRID_SYSTEMS, EvalConfig, evaluate, late_interaction_topk
 from maxsim.scoring.maxsim import maxsim_scores
 
 
@@ -71,7 +71,7 @@ def test_evaluate_end_to_end_writes_the_report(beir_root, tiny, tmp_path):
                     out=out, log_fn=None)
     assert [c["name"] for c in data["collections"]] == ["toy-en", "toy-zh"]
     systems = set(data["average"])
-    assert systems == {"bm25", "dense", "colbert-128", "colbert-64"}
+    assert systems == {"bm25", "dense", "colbert-128", "colbert-64", *HYBRID_SYSTEMS}  # hybrid: bm25 + colbert-128
     for c in data["collections"]:
         for s in systems:
             assert 0.0 <= c["metrics"][s]["ndcg@10"] <= 1.0

@@ -73,6 +73,11 @@ def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
     assert sorted(h["id"] for h in json.loads(out)["hits"]) == ["cats", "whales"]
     code, out, _ = run("delete", path, "madrid")
     assert code == 0 and json.loads(out) == {"deleted": 1, "documents": len(DOCS) - 1}
+    code, out, _ = run("search", path, "capital of Spain", "--hybrid", "-k", "3")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and len(hits) == 3 and "madrid" not in {h["id"] for h in hits}  # the delete reached BM25 too
+    code, out, _ = run("search", path, "programming language", "--hybrid", "1.0", "-k", "1")
+    assert code == 0 and json.loads(out)["hits"][0]["id"] == "python"
     code, out, _ = run("optimize", path)
     info = json.loads(out)
     assert code == 0 and info["documents"] == len(DOCS) - 1 and info["deleted_pending"] == 0 and info["model"]

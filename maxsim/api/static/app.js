@@ -205,7 +205,7 @@ async function runSearch(ev) {
   setStatus("search", "Searching…");
   const t0 = performance.now();
   try {
-    const data = await api("POST", `/v1/indexes/${encodeURIComponent(name)}/search`, { query, k, explain: true });
+    const data = await api("POST", `/v1/indexes/${encodeURIComponent(name)}/search`, { query, k, explain: true, hybrid: $("search-hybrid").checked });
     renderResults("search", data.results.map((h) => ({
       score: h.score, label: h.id, metadata: h.metadata, text: h.text, explanation: h.explanation,
     })));

@@ -1,0 +1,231 @@
+"""Index quality settings on synthetic collections of several shapes: token pooling's size,
+latency and nDCG at pool factors 1, 2, 3; today's default settings against settings tuned by
+``Index.tune`` for recall 0.95; 2-bit against 4-bit; and the 2-bit ceiling (exact MaxSim over
+every stored vector). Run through ``python bench/index.py --quality`` (or this file directly).
+
+    python bench/index_quality.py                       # every shape, results cached per shape
+    python bench/index_quality.py --shapes zipf4096 --force
+
+Shapes (dim 128): token vectors drawn around ``clusters`` centres whose frequencies follow a
+Zipf law (exponent ``zipf``), each document using 4-12 of them, with per-token noise ``spread``;
+queries are 32 tokens picked from one document plus noise ``query_noise`` (that document is
+the query's relevant one for nDCG@10). ``zipf4096`` is issue 17's collection: 10k documents,
+about 1.38M tokens, 4,096 clusters. Every index answers the same held-out queries one at a time
+on one thread; ``tune`` sees a separate set of sample queries. Recall@10 is against brute-force
+MaxSim over the original vectors. Memory-resident bytes per token = residual + centroid-id +
+inverted-list + offset arrays (what a search touches for every candidate), per original token.
+Results: a table on stdout and bench/results/index-quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from index import DIM, N_QUERY_TOKENS, RESULTS, _unit, brute_force, maxsim_bytes, recall_at_10, summarize, time_queries
+
+SHAPES = {
+    # issue 17's collection: 10k docs, ~1.38M tokens, 4096 Zipf-weighted clusters
+    "zipf4096": {"docs": 10_000, "clusters": 4096, "zipf": 1.0, "spread": 0.5, "query_noise": 0.5,
+                 "pool": False},
+    # smaller shapes (1k documents, ~138k tokens) that a busy 2-core machine can run in minutes
+    "zipf1024-wide": {"docs": 1_000, "clusters": 1024, "zipf": 0.8, "spread": 0.8, "query_noise": 0.6,
+                      "pool": True},
+    "zipf16k-noisy": {"docs": 1_000, "clusters": 16384, "zipf": 1.2, "spread": 0.4, "query_noise": 0.9,
+                      "pool": False},
+}
+N_EVAL_QUERIES = 60
+N_TUNE_QUERIES = 30
+TARGET_RECALL = 0.95
+
+
+def make_shape(out: Path, shape: dict, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    n_docs, k = shape["docs"], shape["clusters"]
+    centres = _unit(rng.normal(size=(k, DIM)))
+    weights = 1.0 / np.arange(1, k + 1) ** shape["zipf"]
+    weights /= weights.sum()
+    lengths = rng.integers(30, 247, size=n_docs)  # mean 138 tokens: 1.38M for 10k documents
+    offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tokens = np.empty((int(offsets[-1]), DIM), dtype=np.float16)
+    noise = shape["spread"] / np.sqrt(DIM)
+    for d in tqdm(range(n_docs), desc="generate", mininterval=2):
+        mine = rng.choice(k, size=int(rng.integers(4, 13)), replace=False, p=weights)
+        n = int(lengths[d])
+        x = centres[rng.choice(mine, size=n)] + noise * rng.normal(size=(n, DIM))
+        tokens[offsets[d] : offsets[d + 1]] = _unit(x)
+    np.save(out / "tokens.npy", tokens)
+    np.save(out / "offsets.npy", offsets)
+    n_q = N_EVAL_QUERIES + N_TUNE_QUERIES
+    source = rng.choice(n_docs, size=n_q, replace=False)
+    queries = np.empty((n_q, N_QUERY_TOKENS, DIM), dtype=np.float32)
+    qnoise = shape["query_noise"] / np.sqrt(DIM)
+    for i, d in enumerate(source):
+        doc = tokens[offsets[d] : offsets[d + 1]].astype(np.float32)
+        picked = doc[rng.choice(len(doc), size=N_QUERY_TOKENS)]
+        queries[i] = _unit(picked + qnoise * rng.normal(size=picked.shape))
+    np.save(out / "queries.npy", queries[:N_EVAL_QUERIES])
+    np.save(out / "tune_queries.npy", queries[N_EVAL_QUERIES:])
+    np.save(out / "source.npy", source[:N_EVAL_QUERIES])
+
+
+def ndcg_at_10(found: list[list[int]], source: np.ndarray) -> float:
+    """One relevant document per query (the one its tokens were drawn from)."""
+    gains = [1.0 / np.log2(f[:10].index(int(s)) + 2) if int(s) in f[:10] else 0.0 for f, s in zip(found, source)]
+    return float(np.mean(gains))
+
+
+def build(work: Path, tokens: np.ndarray, offsets: np.ndarray, nbits: int, pool_factor: int = 1):
+    from maxsim.index import Index
+
+    if work.exists():
+        shutil.rmtree(work)
+    t0 = time.perf_counter()
+    index = Index.create(work, dim=DIM, nbits=nbits, auto_optimize=False, pool_factor=pool_factor)
+    n_docs = len(offsets) - 1
+    for s in tqdm(range(0, n_docs, 5000), desc=f"build {nbits}-bit pf{pool_factor}", leave=False):
+        e = min(s + 5000, n_docs)
+        block = np.asarray(tokens[offsets[s] : offsets[e]], dtype=np.float32)
+        index.add_embeddings(np.split(block, offsets[s + 1 : e] - offsets[s]), ids=[str(i) for i in range(s, e)])
+    build_s = time.perf_counter() - t0
+    index.close()
+    return Index.open(work), build_s
+
+
+def measure(index, queries, truth, source, config, label: str) -> dict:
+    def one(q):
+        return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=config)[0]]
+
+    found, times = time_queries(one, queries, label)
+    return {**summarize(times), "recall@10": round(recall_at_10(found, truth), 4),
+            "ndcg@10": round(ndcg_at_10(found, source), 4)}
+
+
+def resident_bytes_per_token(work: Path, n_tokens: int) -> float:
+    parts = maxsim_bytes(work)
+    return round(sum(parts[k] for k in ("residuals", "centroid_ids", "inverted_lists", "doc_offsets")) / n_tokens, 3)
+
+
+def run_shape(name: str, shape: dict, cache: Path) -> dict:
+    from maxsim.index import SearchConfig
+
+    data = cache / name
+    data.mkdir(parents=True, exist_ok=True)
+    if not (data / "source.npy").exists():
+        make_shape(data, shape)
+    if not (data / "truth.npy").exists():
+        brute_force(data)
+    tokens, offsets = np.load(data / "tokens.npy", mmap_mode="r"), np.load(data / "offsets.npy")
+    queries, truth, source = np.load(data / "queries.npy"), np.load(data / "truth.npy"), np.load(data / "source.npy")
+    tune_queries = np.load(data / "tune_queries.npy")
+    n_tokens = int(offsets[-1])
+    out: dict = {"shape": shape, "n_docs": len(offsets) - 1, "n_tokens": n_tokens, "n_queries": len(queries),
+                 "n_tune_queries": len(tune_queries), "runs": []}
+    pool_factors = (1, 2, 3) if shape["pool"] else (1,)
+    two_plane_row: dict = {}  # the 2-bit index and tuned settings the two-plane run starts from
+    two_plane_cfg = None
+    # 2-bit, then 4-bit (and the two-plane run, which needs both), then the pooled 2-bit indexes
+    for nbits, pf in [(2, 1), (4, 1), *((2, f) for f in pool_factors if f > 1)]:
+        work = cache / "work" / f"{name}-{nbits}-{pf}"
+        index, build_s = build(work, tokens, offsets, nbits, pf)
+        row = {"nbits": nbits, "pool_factor": pf, "build_s": round(build_s, 1),
+               "stored_tokens": index.info()["tokens"],
+               "resident_bytes_per_token": resident_bytes_per_token(work, n_tokens)}
+        default = SearchConfig(exact=False)
+        out["runs"].append({**row, "setting": "default", **measure(index, queries, truth, source, default, "default")})
+        if pf == 1:
+            t0 = time.perf_counter()
+            tuned = index.tune(list(tune_queries), target_recall=TARGET_RECALL, k=10)
+            cfg = SearchConfig(exact=False, nprobe=tuned.nprobe, n_candidates=10 * tuned.candidates_per_k,
+                               n_exact=10 * tuned.exact_per_k)
+            out["runs"].append({**row, "setting": "tuned", "tune_s": round(time.perf_counter() - t0, 1),
+                                "tuned": {"nprobe": tuned.nprobe, "n_candidates": cfg.n_candidates,
+                                          "n_exact": cfg.n_exact, "recall_vs_stored_on_tune_queries": tuned.recall},
+                                **measure(index, queries, truth, source, cfg, "tuned")})
+            found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(
+                q, k=10, config=SearchConfig(exact=True))[0]], queries[:30], "exact", warmup=0, repeats=1)
+            out["runs"].append({**row, "setting": "exact-over-stored (ceiling, 30 queries)",
+                                "recall@10": round(recall_at_10(found, truth[:30]), 4)})
+        if nbits == 4:
+            out["runs"].append({**row, "setting": "two-plane (simulated)", "resident_bytes_per_token":
+                                two_plane_row["resident_bytes_per_token"],
+                                **two_plane(cache / "work" / f"{name}-2-1", index, two_plane_cfg, queries, truth,
+                                            source)})
+        index.close()
+        if (nbits, pf) != (2, 1):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            two_plane_row, two_plane_cfg = row, cfg
+        (RESULTS / f"index-quality-{name}.partial.json").write_text(json.dumps(out, indent=1))
+    shutil.rmtree(cache / "work" / f"{name}-2-1", ignore_errors=True)
+    return out
+
+
+#: Documents the first plane hands to the second in the simulated two-plane search.
+TWO_PLANE_SHORT_LIST = 30
+
+
+def two_plane(work2: Path, index4, cfg, queries, truth, source) -> dict:
+    """A second residual plane read only for the final short list, simulated with two indexes of
+    the same vectors: the 2-bit index (memory-resident) finds TWO_PLANE_SHORT_LIST documents with
+    the tuned settings, then their 4-bit vectors (what a 2-bit refinement plane on disk would
+    give: centroid + 2-bit residual + 2-bit residual of the residual) are read and scored exactly."""
+    from maxsim.index import Index
+
+    index2 = Index.open(work2, readonly=True)
+
+    def one(q):
+        hits = index2.search_embeddings(q, k=TWO_PLANE_SHORT_LIST, config=cfg)[0]
+        ids = [h["id"] for h in hits]
+        vecs = index4.get_embeddings(ids)
+        scores = [float((q @ v.T).max(axis=1).sum()) for v in vecs]
+        order = np.argsort(scores)[::-1][:10]
+        return [int(ids[i]) for i in order]
+
+    found, times = time_queries(one, queries, "two-plane")
+    index2.close()
+    return {**summarize(times), "recall@10": round(recall_at_10(found, truth), 4),
+            "ndcg@10": round(ndcg_at_10(found, source), 4), "short_list": TWO_PLANE_SHORT_LIST}
+
+
+def table(results: dict) -> str:
+    lines = [f"{'shape':<15}{'bits':>5}{'pool':>5}{'setting':<10}{'res B/t':>9}{'stored tok':>11}{'p50 ms':>8}"
+             f"{'R@10':>7}{'nDCG@10':>8}"]
+    for name, res in results.items():
+        for r in res["runs"]:
+            lines.append(f"{name:<15}{r['nbits']:>5}{r['pool_factor']:>5} {r['setting'][:9]:<9}"
+                         f"{r['resident_bytes_per_token']:>9.2f}{r['stored_tokens']:>11}"
+                         f"{r.get('p50_ms', float('nan')):>8.2f}{r['recall@10']:>7.3f}{r.get('ndcg@10', float('nan')):>8.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--cache", default="/tmp/maxsim-bench-cache/quality")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    cache = Path(args.cache)
+    path = RESULTS / "index-quality.json"
+    combined = json.loads(path.read_text()) if path.exists() else {}
+    for name in args.shapes.split(","):
+        if name in combined and not args.force:
+            continue
+        combined[name] = run_shape(name, SHAPES[name], cache)
+        path.write_text(json.dumps(combined, indent=1))
+        (RESULTS / f"index-quality-{name}.partial.json").unlink(missing_ok=True)
+    print(table({n: combined[n] for n in args.shapes.split(",") if n in combined}))
+
+
+if __name__ == "__main__":
+    main()
