@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from maxsim.errors import MaxsimError
+from maxsim.errors import InvalidTypeError, MaxsimError
 
 
 class ApiError(MaxsimError):
@@ -61,4 +61,4 @@ def _plain(value: object) -> object:
     """numpy arrays and scalars as plain Python values, for the standard-library fallback."""
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    raise InvalidTypeError(f"{type(value).__name__} is not JSON serialisable")

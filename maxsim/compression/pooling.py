@@ -15,13 +15,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from maxsim.errors import InvalidArgumentError
+
 #: Tokens clustered together at most (longer documents are pooled per window).
 POOL_WINDOW = 256
 
 
 def check_pool_factor(pool_factor: object) -> int:
     if isinstance(pool_factor, bool) or not isinstance(pool_factor, int) or pool_factor < 1:
-        raise ValueError(f"pool_factor must be a positive integer (1: no pooling), got {pool_factor!r}")
+        raise InvalidArgumentError(f"pool_factor must be a positive integer (1: no pooling), got {pool_factor!r}")
     return pool_factor
 
 

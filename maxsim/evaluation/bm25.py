@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from maxsim.errors import InvalidArgumentError, MaxsimError
 from maxsim.text.bm25 import BM25
 from maxsim.text.terms import tokenize
 
@@ -25,15 +26,15 @@ class BM25Retriever:
 
     def index(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
         if len(doc_ids) != len(texts):
-            raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
+            raise InvalidArgumentError(f"{len(doc_ids)} ids for {len(texts)} texts")
         if not texts:
-            raise ValueError("cannot index an empty corpus")
+            raise InvalidArgumentError("cannot index an empty corpus")
         self._bm25 = BM25(self.k1, self.b, self.language).index(texts)
         self.doc_ids = list(doc_ids)
 
     def search(self, queries: Sequence[str], k: int = 100) -> list[dict[str, float]]:
         """For each query, {doc id: score} of its top ``k`` documents."""
         if self._bm25 is None:
-            raise RuntimeError("call index() before search()")
+            raise MaxsimError("call index() before search()")
         return [{self.doc_ids[int(d)]: float(s) for d, s in zip(docs, scores, strict=True)}
                 for docs, scores in self._bm25.search(queries, k, matching_only=False)]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.tokens.late_interaction import TokenizedText
 
 
@@ -132,7 +133,7 @@ def project(states: States, head: nn.Linear, dims: list[int], chunk: int = 65536
     out: dict[int, list[np.ndarray]] = {}
     for dim in dims:
         if dim > head.out_features:
-            raise ValueError(f"dim {dim} exceeds the head's {head.out_features} outputs")
+            raise InvalidArgumentError(f"dim {dim} exceeds the head's {head.out_features} outputs")
         v = raw[:, :dim]
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         out[dim] = [v[bounds[i] : bounds[i + 1]] for i in range(len(states))]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from maxsim.errors import InvalidArgumentError
+
 METRICS: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100")
 
 
@@ -16,7 +18,7 @@ def evaluate_run(
     except ImportError as exc:
         raise ImportError("evaluation metrics need ranx: pip install 'maxsim[eval]'") from exc
     if not qrels:
-        raise ValueError("no judged queries to evaluate")
+        raise InvalidArgumentError("no judged queries to evaluate")
     judged = {q: {d: int(s) for d, s in rels.items()} for q, rels in qrels.items()}
     # ranx drops queries absent from the run; give them an empty-ish run so they count as 0.
     scored = {q: dict(run.get(q) or {}) for q in judged}

@@ -50,7 +50,7 @@ def markdown_table(data: dict, metric: str = "ndcg@10") -> str:
     """Collections as rows (plus the average), systems as columns; values x100, best in bold."""
     systems = _systems(data)
     name = METRIC_NAMES.get(metric, metric)
-    head = f"| collection | lang | queries | docs | " + " | ".join(f"{s} {name}" for s in systems) + " |"
+    head = "| collection | lang | queries | docs | " + " | ".join(f"{s} {name}" for s in systems) + " |"
     lines = [head, "|" + "---|" * (4 + len(systems))]
 
     def row(label: str, lang: str, nq: str, nd: str, values: dict) -> str:

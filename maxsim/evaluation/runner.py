@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.evaluation.datasets import Collection
 from maxsim.evaluation.metrics import METRICS, evaluate_run
 
@@ -39,9 +40,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         unknown = set(self.baselines) - {"bm25", "dense"}
         if unknown:
-            raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from bm25, dense")
+            raise InvalidArgumentError(f"unknown baseline(s) {sorted(unknown)}; choose from bm25, dense")
         if self.k < 10:
-            raise ValueError(f"k must be >= 10 for nDCG@10, got {self.k}")
+            raise InvalidArgumentError(f"k must be >= 10 for nDCG@10, got {self.k}")
 
 
 @dataclass
@@ -338,7 +339,7 @@ def evaluate(
         top = max(model.heads) if head is None else head.out_features
         bad = [d for d in config.dims if d > top or d < 1]
         if bad:
-            raise ValueError(f"dims {bad} are not served by a {top}-wide head")
+            raise InvalidArgumentError(f"dims {bad} are not served by a {top}-wide head")
     fingerprint = model_fingerprint(model) if model is not None else None
     t0 = time.perf_counter()
     results = []
@@ -384,7 +385,7 @@ def plain_backbone_model(model):
     from maxsim.models.default_model import DEFAULT_MODEL_NAME, load_default_model
 
     if model.name != DEFAULT_MODEL_NAME:
-        raise ValueError(f"{model.name} carries an adapter; pass dense_model= (its plain backbone) for the dense baseline")
+        raise InvalidArgumentError(f"{model.name} carries an adapter; pass dense_model= (its plain backbone) for the dense baseline")
     return load_default_model(adapter=False, dtype=model.dtype)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.index import kernels
 
 if TYPE_CHECKING:
@@ -56,13 +57,13 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.threads, int) or self.threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+            raise InvalidArgumentError(f"threads must be a positive integer, got {self.threads!r}")
         for name in ("nprobe", "n_candidates", "n_exact"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+                raise InvalidArgumentError(f"{name} must be a positive integer or None, got {v!r}")
         if self.exact_threshold < 0:
-            raise ValueError("exact_threshold must be >= 0")
+            raise InvalidArgumentError("exact_threshold must be >= 0")
 
     def resolved(self, k: int, n_centroids: int) -> tuple[int, int, int]:
         nprobe = self.nprobe or (8 if n_centroids >= 16384 else 4)

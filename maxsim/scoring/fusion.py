@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
+from maxsim.errors import InvalidArgumentError
+
 K = TypeVar("K", bound=Hashable)
 
 #: "score" (normalised score fusion) or "rank" (reciprocal rank fusion).
@@ -58,12 +60,12 @@ def fuse(lexical: Mapping[K, float], late: Mapping[K, float], lexical_weight: fl
     [('a', 0.5), ('b', 0.5), ('c', 0.0)]
     """
     if not 0.0 <= lexical_weight <= 1.0:
-        raise ValueError(f"the lexical weight must be in [0, 1], got {lexical_weight!r}")
+        raise InvalidArgumentError(f"the lexical weight must be in [0, 1], got {lexical_weight!r}")
     weights = (lexical_weight, 1.0 - lexical_weight)
     if method == "score":
         fused = score_fusion((lexical, late), weights)
     elif method == "rank":
         fused = rank_fusion((lexical, late), weights)
     else:
-        raise ValueError(f"unknown fusion {method!r}; choose from {', '.join(FUSIONS)}")
+        raise InvalidArgumentError(f"unknown fusion {method!r}; choose from {', '.join(FUSIONS)}")
     return sorted(fused.items(), key=lambda kv: (-kv[1], str(kv[0])))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from maxsim.errors import InvalidArgumentError
 
 
 def licences(data_root: Path, sources: list[str]) -> list[tuple[str, str, str]]:
@@ -43,7 +44,7 @@ def package_head(run_dir: Path, target: Path, data_root: Path, eval_before: Path
     merged = {**after, "collections": [], "average": {}}
     for cb, ca in zip(before["collections"], after["collections"]):
         if cb["name"] != ca["name"] or cb["n_queries"] != ca["n_queries"] or cb["n_docs"] != ca["n_docs"]:
-            raise ValueError(f"the two evaluations differ at {cb['name']} / {ca['name']}: compare runs on the same sample")
+            raise InvalidArgumentError(f"the two evaluations differ at {cb['name']} / {ca['name']}: compare runs on the same sample")
         metrics = {s: v for s, v in ca["metrics"].items() if s in ("bm25", "dense")}
         metrics.update({f"pca-{s.split('-')[1]}": v for s, v in cb["metrics"].items() if s.startswith("colbert-")})
         metrics.update({f"trained-{s.split('-')[1]}": v for s, v in ca["metrics"].items() if s.startswith("colbert-")})

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maxsim.errors import MaxsimError
+from maxsim.errors import InvalidArgumentError, MaxsimError
 
 
 class TrainDataError(MaxsimError, ValueError):
@@ -82,7 +82,7 @@ def pairs_from_beir(folder: str | Path, split: str = "train") -> list[Pair]:
 def split_by_document(pairs: Sequence[Pair], dev_fraction: float, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
     """(train, dev) with no positive document on both sides (queries on one paragraph stay together)."""
     if not 0 <= dev_fraction < 1:
-        raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction}")
+        raise InvalidArgumentError(f"dev_fraction must be in [0, 1), got {dev_fraction}")
     rng = random.Random(seed)
     docs = sorted({p.positive for p in pairs})
     rng.shuffle(docs)
@@ -108,7 +108,7 @@ def carve_by_article(
     neighbours never land on the other side. Returns (train pairs, dev Collection).
     """
     if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+        raise InvalidArgumentError(f"train_fraction must be in (0, 1), got {train_fraction}")
     ids = list(collection.corpus)
     if article_of is not None:
         groups: dict[str, list[str]] = {}
@@ -159,7 +159,7 @@ def split_by_documents(collection, train_docs: set[str], dev_docs: set[str], car
     from maxsim.evaluation.datasets import Collection
 
     if train_docs & dev_docs:
-        raise ValueError(f"{collection.name}: {len(train_docs & dev_docs)} documents on both sides of the carve")
+        raise InvalidArgumentError(f"{collection.name}: {len(train_docs & dev_docs)} documents on both sides of the carve")
     lang = collection.languages[0] if len(collection.languages) == 1 else None
     pairs, dev_qrels = [], {}
     for qid, rels in collection.qrels.items():

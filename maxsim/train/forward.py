@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.tokens.late_interaction import TokenizedText
 
 LORA_TARGETS = ("Wqkv", "out_proj", "fc1", "fc2")
@@ -94,7 +95,7 @@ def add_lora(encoder: nn.Module, r: int = 8, alpha: int = 16, targets: Sequence[
 def unfreeze_top_layers(encoder: nn.Module, n: int) -> None:
     layers = getattr(encoder, "layers", None)
     if layers is None or n > len(layers):
-        raise ValueError(f"cannot unfreeze {n} top layers of an encoder with {len(layers or [])} layers")
+        raise InvalidArgumentError(f"cannot unfreeze {n} top layers of an encoder with {len(layers or [])} layers")
     for p in encoder.parameters():
         p.requires_grad_(False)
     for layer in list(layers)[len(layers) - n :]:
@@ -166,7 +167,7 @@ def add_lora_to_top_layers(encoder: nn.Module, n: int, r: int = 8, alpha: int = 
     """LoRA adapters (peft) in the top ``n`` layers only; everything else stays frozen."""
     layers = getattr(encoder, "layers", None)
     if layers is None or not 1 <= n <= len(layers):
-        raise ValueError(f"cannot adapt {n} top layers of an encoder with {len(layers or [])} layers")
+        raise InvalidArgumentError(f"cannot adapt {n} top layers of an encoder with {len(layers or [])} layers")
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError as exc:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maxsim.errors import InvalidArgumentError
+
 
 class ContrastiveLoss(nn.Module):
     """Cross-entropy of each query's positive against every other document in the batch.
@@ -35,7 +37,7 @@ class ContrastiveLoss(nn.Module):
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise InvalidArgumentError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
     def compute_loss_from_scores(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maxsim.errors import InvalidArgumentError
+
 
 class DistillationLoss(nn.Module):
     """KL divergence between the teacher's and the student's score distributions per query.
@@ -29,7 +31,7 @@ class DistillationLoss(nn.Module):
     def __init__(self, student_temperature: float = 1.0, teacher_temperature: float = 1.0) -> None:
         super().__init__()
         if student_temperature <= 0 or teacher_temperature <= 0:
-            raise ValueError("temperatures must be > 0")
+            raise InvalidArgumentError("temperatures must be > 0")
         self.student_temperature = float(student_temperature)
         self.teacher_temperature = float(teacher_temperature)
 
@@ -37,7 +39,7 @@ class DistillationLoss(nn.Module):
         self, student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         if student_scores.shape != teacher_scores.shape:
-            raise ValueError(f"student {tuple(student_scores.shape)} and teacher {tuple(teacher_scores.shape)} scores differ in shape")
+            raise InvalidArgumentError(f"student {tuple(student_scores.shape)} and teacher {tuple(teacher_scores.shape)} scores differ in shape")
         s = student_scores / self.student_temperature
         t = teacher_scores.to(s.dtype) / self.teacher_temperature
         if mask is not None:

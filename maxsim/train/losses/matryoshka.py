@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from maxsim.errors import InvalidArgumentError
 from maxsim.train.losses.contrastive import ContrastiveLoss
 from maxsim.train.losses.distillation import DistillationLoss
 from maxsim.train.losses.scores import colbert_scores, truncate_normalize
@@ -43,10 +44,10 @@ class MatryoshkaLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not dims:
-            raise ValueError("MatryoshkaLoss needs at least one dim")
+            raise InvalidArgumentError("MatryoshkaLoss needs at least one dim")
         weights = list(weights) if weights is not None else [1.0] * len(dims)
         if len(weights) != len(dims):
-            raise ValueError(f"{len(weights)} weights for {len(dims)} dims")
+            raise InvalidArgumentError(f"{len(weights)} weights for {len(dims)} dims")
         self.dims = [int(d) for d in dims]
         self.weights = [float(w) for w in weights]
         self.contrastive = contrastive or ContrastiveLoss()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from maxsim.errors import InvalidArgumentError
+
 
 def truncate_normalize(raw: torch.Tensor, dim: int) -> torch.Tensor:
     """Matryoshka view: the first ``dim`` raw coordinates of each token, L2-normalised. [..., D] -> [..., dim]."""
     if dim > raw.shape[-1]:
-        raise ValueError(f"dim {dim} exceeds the {raw.shape[-1]} raw coordinates")
+        raise InvalidArgumentError(f"dim {dim} exceeds the {raw.shape[-1]} raw coordinates")
     return F.normalize(raw[..., :dim], dim=-1, eps=1e-12)
 
 
