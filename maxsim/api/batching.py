@@ -365,7 +365,7 @@ class PassCost:
 
 
 def plan_passes(lengths: list[int], max_texts: int = 64, max_tokens: int = 16384,
-                overhead: int = PASS_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+                overhead: float = PASS_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
     """Split texts sorted by length into forward passes (contiguous ranges ``[a, b)``) that
     minimise padded token positions plus ``overhead`` per pass. A pass pads to its longest text,
     so one pass over texts of 30 and 500 tokens computes 1,000 positions for 530 real ones.

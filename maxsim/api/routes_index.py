@@ -206,10 +206,13 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
     q_tok = await svc.tokenize([body.query], True, "query")
     tokens = svc.check_tokens(q_tok, client=client_of(request), headers=rate_headers(request))
     q = (await svc.encode(q_tok.items, index.dim, request))[0]
-    if body.hybrid is False:
+    hybrid_search = getattr(index, "search_hybrid_embeddings", None)
+    if body.hybrid is not False and hybrid_search is None:
+        raise ApiError(422, "INPUT_VALIDATION_ERROR", f"index {name!r} is sharded; hybrid search needs a single index")
+    if body.hybrid is False or hybrid_search is None:
         hits = await _in_thread(served, lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
     else:
-        hits = await _in_thread(served, lambda: index.search_hybrid_embeddings(
+        hits = await _in_thread(served, lambda: hybrid_search(
             [q], [body.query], k=body.k, filter=body.filter, hybrid=body.hybrid)[0])
     svc.metrics.count_tokens("index-search", "query", tokens, 1)
     results = []

@@ -232,6 +232,7 @@ class ChunkWriter:
                     existing = Catalog.docnos_of(conn, ids)
                     if existing:
                         raise DuplicateIdError(f"ids already in the index: {sorted(existing)[:5]!r}")
+                    assert self.codec_name is not None and self.codec is not None
                     name = storage.write_segment(
                         idx.path,
                         self.codec_name,

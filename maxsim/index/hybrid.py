@@ -64,7 +64,8 @@ class HybridSearch:
             return super().search(queries, k=k, filter=filter, **options)  # type: ignore[misc]
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
         vectors = self._encoder().encode_queries(texts, dim=self.dim)  # type: ignore[attr-defined]
-        return self.search_hybrid_embeddings(vectors, texts, k=k, filter=filter, hybrid=hybrid, **options)
+        return self.search_hybrid_embeddings(vectors, texts, k=k, filter=filter, hybrid=True if hybrid is None else hybrid,
+                                             **options)
 
     def search_hybrid_embeddings(self, queries: Sequence[Any], texts: Sequence[str], k: int = 10,
                                  filter: Mapping[str, Any] | str | None = None,  # noqa: A002

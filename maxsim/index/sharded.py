@@ -401,7 +401,7 @@ def _start_actors(root: Path, n_shards: int, ray_address: str | None) -> list[An
 
     if not ray.is_initialized():
         ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-    actor = ray.remote(num_cpus=0)(_ShardSearcher)
+    actor: Any = ray.remote(num_cpus=0)(_ShardSearcher)
     actors = [actor.remote(str(shard_dir(root, i))) for i in range(n_shards)]
     ray.get([a.ready.remote() for a in actors])
     return actors

@@ -99,7 +99,7 @@ class TunedSearch:
         cur = (1, 1, 1)
         rec, ms = measure(cur)
         while rec < target_recall:  # climb: the step with the most recall per extra millisecond
-            steps = [tuple(v + (i == j) for j, v in enumerate(cur)) for i in range(3) if cur[i] < tops[i]]
+            steps = [_step(cur, i, +1) for i in range(3) if cur[i] < tops[i]]
             if not steps:
                 break
             scored = [(s, *measure(s)) for s in steps]
@@ -114,7 +114,7 @@ class TunedSearch:
                 for i in range(3):
                     if cur[i] == 0:
                         continue
-                    s = tuple(v - (i == j) for j, v in enumerate(cur))
+                    s = _step(cur, i, -1)
                     r, m = measure(s)
                     if r >= target_recall and m <= ms:
                         cur, rec, ms, improved = s, r, m, True
@@ -141,3 +141,9 @@ class TunedSearch:
             self._acquire_writer()  # type: ignore[attr-defined]
             with self._catalog.transaction() as conn:  # type: ignore[attr-defined]
                 Catalog.set_state(conn, **{STATE_KEY: value})
+
+
+def _step(levels: tuple[int, int, int], which: int, by: int) -> tuple[int, int, int]:
+    """``levels`` with level ``which`` moved ``by`` steps."""
+    a, b, c = (v + by if j == which else v for j, v in enumerate(levels))
+    return a, b, c

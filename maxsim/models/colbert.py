@@ -269,7 +269,9 @@ class Model:
 
     def _batches(self, segments: list[_Segment]) -> list[list[int]]:
         order = sorted(range(len(segments)), key=lambda i: len(segments[i].ids))
-        batches, current, longest = [], [], 0
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
         for i in order:
             length = len(segments[i].ids)
             grown = max(longest, length) * (len(current) + 1)
@@ -309,7 +311,8 @@ class Model:
                 with self._lock:
                     if packed:
                         lengths = torch.tensor([len(s.ids) for s in segs])
-                        hidden = self.encoder.forward_packed(torch.from_numpy(ids), torch.from_numpy(mask), lengths)
+                        forward_packed = getattr(self.encoder, "forward_packed")
+                        hidden = forward_packed(torch.from_numpy(ids), torch.from_numpy(mask), lengths)
                     else:
                         hidden = self.encoder(torch.from_numpy(ids), torch.from_numpy(mask))
                     result = head(hidden.float()) if head is not None else hidden.float()

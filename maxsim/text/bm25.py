@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class BM25:
     def __init__(self, k1: float = 1.2, b: float = 0.75, language: str | None = None) -> None:
         self.k1, self.b, self.language = k1, b, language
         self.n_docs = 0
-        self._index = None
+        self._index: Any = None  # a bm25s.BM25 once indexed or loaded
         self._vocab: dict[str, int] = {}
 
     def index(self, texts: Sequence[str | None]) -> BM25:
