@@ -7,9 +7,24 @@ only an unreferenced directory, which the next writer removes. Deletes are tombs
 same catalog. `optimize()` re-trains the codec and rewrites the segments, swapped in by one
 commit as well.
 
-Read path: a search takes an immutable snapshot (codec + memory-mapped segments + live masks),
-reloaded only when the catalog's version changes, so any number of threads and processes can
-search while one writer writes.
+Read path: a search opens one read transaction on the catalog (:meth:`Catalog.read_view`) and
+does everything inside it: it takes the immutable snapshot (codec + memory-mapped segments + live
+masks) of the version that transaction sees (reloaded only when the version changed), evaluates
+the filter and hydrates ids, texts and metadata. SQLite's WAL keeps that transaction on one commit
+while writers commit newer ones, so segments, filter and rows always come from the same version:
+a document being re-written is found either as it was or as it is, never missed. Readers take no
+lock and never block the writer; any number of threads and processes search at once.
+
+Errors: an exception from a write (add, update, upsert, delete) means nothing of it was
+committed; a full disk is :class:`DiskFullError`, other I/O failures :class:`IndexWriteError`,
+and the partial files are removed. The automatic maintenance that may follow a commit (merging
+segments, re-training the codec) cannot undo it, so its failure does not raise: it is logged and
+issued as a :class:`MaintenanceWarning` carrying the committed ids (also kept in
+``Index.last_maintenance_error``), and maintenance runs again after the next write.
+
+Creation is crash-safe: the manifest is written last (and removed first when overwriting), so a
+directory without one but holding only index files is an interrupted create, which ``open``
+names as such and ``create(overwrite=True)`` replaces. Overwriting takes the writer lock first.
 
 This is the storage layer: it stores vectors and never loads a model. Its text methods (from
 :class:`maxsim.store.TextMethods`) use the ``model`` it is given; ``maxsim.Index`` (the text
@@ -18,11 +33,16 @@ layer, :mod:`maxsim.collection`) loads the default model when none is given.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +52,7 @@ from maxsim.compression.bits import check_nbits
 from maxsim.compression.kmeans import choose_n_centroids
 from maxsim.compression.residual import train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
-from maxsim.index import storage
+from maxsim.index import faults, storage
 from maxsim.index.catalog import Catalog
 from maxsim.index.compaction import rewrite_segments
 from maxsim.index.errors import (
@@ -41,6 +61,7 @@ from maxsim.index.errors import (
     IndexExistsError,
     IndexNotFoundError,
     IndexReadOnlyError,
+    MaintenanceWarning,
 )
 from maxsim.index.lock import WriterLock
 from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segment
@@ -70,6 +91,8 @@ MAX_DELETED_FRACTION = 0.25
 OPTIMIZE_RETRAIN_CHANGE = 0.25
 #: Tokens decoded for re-training in optimize(): at most this many per centroid.
 TRAIN_TOKENS_PER_CENTROID = 64
+
+log = logging.getLogger(__name__)
 
 
 class Index(TextMethods):
@@ -102,6 +125,8 @@ class Index(TextMethods):
         self._loader = SnapshotLoader(root, int(manifest["dim"]), int(manifest["nbits"]))
         self._snapshot: Snapshot | None = None
         self._closed = False
+        #: The error of the last failed automatic maintenance (None once one succeeds).
+        self.last_maintenance_error: Exception | None = None
         self._refresh()
 
     # ---- construction ----------------------------------------------------------------------
@@ -125,23 +150,43 @@ class Index(TextMethods):
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         check_nbits(nbits, dim)
         root = Path(path)
+        lock = WriterLock(root / storage.LOCK)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            state = _directory_state(root)
+            if state == "other":
+                raise IndexExistsError(f"{root} already exists and is not a maxsim index; refusing to overwrite it")
             if not overwrite:
-                raise IndexExistsError(f"{root} already exists and is not empty (pass overwrite=True to replace an index)")
-            if not (root / storage.MANIFEST).exists():
-                raise IndexExistsError(f"{root} is not a maxsim index; refusing to overwrite it")
-            storage.remove_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(root / storage.CATALOG, create=True)
-        manifest = {
-            "format": storage.FORMAT_NAME,
-            "format_version": storage.FORMAT_VERSION,
-            "dim": dim,
-            "nbits": nbits,
-            "model": getattr(model, "name", None) if model is not None else None,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        storage.write_json_atomic(root / storage.MANIFEST, manifest)  # last: its presence marks a complete index
+                what = "holds an interrupted index creation" if state == "incomplete" else "already holds an index"
+                raise IndexExistsError(f"{root} {what} (pass overwrite=True to replace it)")
+            lock.acquire(root)  # IndexLockedError while another process writes to it
+            try:
+                # the manifest goes first: a crash from here on leaves an interrupted creation
+                (root / storage.MANIFEST).unlink(missing_ok=True)
+                storage.fsync_dir(root)
+                for entry in root.iterdir():
+                    if entry.name != storage.LOCK:
+                        storage.remove_dir(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+            except OSError as e:
+                lock.release()
+                raise faults.os_error(e, root, "removing the index being overwritten") from e
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            lock.acquire(root)
+        try:
+            catalog = Catalog(root / storage.CATALOG, create=True)
+            manifest = {
+                "format": storage.FORMAT_NAME,
+                "format_version": storage.FORMAT_VERSION,
+                "dim": dim,
+                "nbits": nbits,
+                "model": getattr(model, "name", None) if model is not None else None,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            storage.write_json_atomic(root / storage.MANIFEST, manifest)  # last: its presence marks a complete index
+        except sqlite3.Error as e:
+            raise faults.sqlite_error(e, root / storage.CATALOG) from e
+        finally:
+            lock.release()  # the index takes it again at its first write
         return cls(root, manifest, catalog, model=model, auto_optimize=auto_optimize)
 
     @classmethod
@@ -156,6 +201,9 @@ class Index(TextMethods):
         if not root.is_dir():
             raise IndexNotFoundError(f"no index at {root}")
         if not (root / storage.MANIFEST).exists():
+            if _directory_state(root) == "incomplete":
+                raise IndexNotFoundError(f"{root} holds an index whose creation was interrupted (no {storage.MANIFEST}); "
+                                         "create it again with Index.create(path, overwrite=True)")
             raise IndexNotFoundError(f"{root} is not a maxsim index (no {storage.MANIFEST})")
         manifest = storage.read_json(root / storage.MANIFEST, "index manifest")
         if manifest.get("format") != storage.FORMAT_NAME:
@@ -201,7 +249,8 @@ class Index(TextMethods):
             pass
 
     def __repr__(self) -> str:
-        return f"Index({str(self.path)!r}, dim={self.dim}, nbits={self.nbits}, docs={len(self)})"
+        docs = "closed" if self._closed else f"docs={len(self)}"
+        return f"Index({str(self.path)!r}, dim={self.dim}, nbits={self.nbits}, {docs})"
 
     # ---- properties ------------------------------------------------------------------------
 
@@ -239,21 +288,39 @@ class Index(TextMethods):
 
     def _refresh(self) -> Snapshot:
         """The current snapshot, reloaded if another writer (or this one) committed since."""
+        with self._view() as (snap, _):
+            return snap
+
+    @contextmanager
+    def _view(self) -> Iterator[tuple[Snapshot, sqlite3.Connection]]:
+        """The snapshot of one catalog version and a read transaction on that same version (see the
+        module docstring): reads through the connection agree with the snapshot."""
         self._check_open()
-        with self._snap_mutex:
-            for attempt in range(5):
-                version = self._catalog.version()
-                if self._snapshot is not None and self._snapshot.version == version:
-                    return self._snapshot
+        for attempt in range(5):
+            with self._catalog.read_view() as conn:
+                version = Catalog.version_in(conn)
                 try:
-                    self._snapshot = self._loader.load(self._catalog)
-                    return self._snapshot
-                except IndexCorruptedError:
-                    # a writer may have swapped segments and removed the old files between our
-                    # reads: retry while the version moves, else the index really is damaged
-                    if attempt == 4 or self._catalog.version() == version:
-                        raise
-            raise AssertionError("unreachable")
+                    snap = self._snapshot_at(conn, version)
+                except IndexCorruptedError as e:
+                    damage = e
+                else:
+                    yield snap, conn
+                    return
+            # a writer may have swapped segments and removed the old files between our reads:
+            # retry while the version moves, else the index really is damaged
+            if attempt == 4 or self._catalog.version() == version:
+                raise damage
+        raise AssertionError("unreachable")
+
+    def _snapshot_at(self, conn: sqlite3.Connection, version: int) -> Snapshot:
+        with self._snap_mutex:
+            snap = self._snapshot
+            if snap is not None and snap.version == version:
+                return snap
+            snap = self._loader.load(conn)
+            if self._snapshot is None or snap.version > self._snapshot.version:
+                self._snapshot = snap
+            return snap
 
     # ---- format-dependent choices ----
 
@@ -282,7 +349,12 @@ class Index(TextMethods):
         if self.readonly:
             raise IndexReadOnlyError(f"index {self.path} was opened read-only")
         if self._lock.acquire(self.path):
-            self._collect_garbage()
+            try:
+                self._catalog.add_checksums()
+                self._collect_garbage()
+            except BaseException:
+                self._lock.release()
+                raise
 
     def _collect_garbage(self) -> None:
         """Remove directories no commit references (left by a crash or replaced by optimize)."""
@@ -322,12 +394,12 @@ class Index(TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         n = len(vectors)
         ids = new_ids(n) if ids is None else check_ids(ids, n)
-        texts = check_side(texts, n, "texts", str)
+        texts = _check_texts(texts, n)
         metadata = _check_metadata(metadata, n)
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="add")
-            self._maintain()
+            self._maintain_after_commit(ids)
         return ids
 
     def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[np.ndarray] | None = None,
@@ -353,11 +425,11 @@ class Index(TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         if len(vectors) != len(ids):
             raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
-        texts = check_side(texts, len(ids), "texts", str)
+        texts = _check_texts(texts, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="update")
-            self._maintain()
+            self._maintain_after_commit(ids)
 
     def upsert_embeddings(self, embeddings: Sequence[np.ndarray], ids: Sequence[str],
                           texts: Sequence[str | None] | None = None,
@@ -366,12 +438,12 @@ class Index(TextMethods):
         stored value), in one atomic commit. Returns ``ids``."""
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
-        texts = check_side(texts, len(ids), "texts", str)
+        texts = _check_texts(texts, len(ids))
         metadata = _check_metadata(metadata, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="upsert")
-            self._maintain()
+            self._maintain_after_commit(ids)
         return ids
 
     def _write_docs(self, vectors: list[np.ndarray], ids: list[str], texts: list, metadata: list, *, mode: str) -> None:
@@ -436,7 +508,7 @@ class Index(TextMethods):
                     Catalog.delete_docs(conn, list(found.values()))
                     Catalog.bump_version(conn)
             if found:
-                self._maintain()
+                self._maintain_after_commit(list(found))
         return len(found)
 
     def create_metadata_index(self, key: str) -> None:
@@ -450,6 +522,21 @@ class Index(TextMethods):
                 conn.execute(f"CREATE INDEX IF NOT EXISTS meta_{key} ON docs(json_extract(metadata, '$.{key}'))")
 
     # ---- maintenance -----------------------------------------------------------------------
+
+    def _maintain_after_commit(self, ids: list[str]) -> None:
+        """Automatic maintenance after a committed write: its failure must not look like a failed
+        write (the caller would retry a write that is already durable), so it is logged and warned."""
+        try:
+            self._maintain()
+        except Exception as e:  # noqa: BLE001 - any failure here leaves the committed write intact
+            self.last_maintenance_error = e
+            message = (f"index {self.path}: the write of {len(ids)} document(s) is committed, but the automatic "
+                       f"maintenance after it failed ({type(e).__name__}: {e}); it runs again after the next write, "
+                       "or call optimize()")
+            log.warning(message)
+            warnings.warn(MaintenanceWarning(message, ids, e), stacklevel=3)
+        else:
+            self.last_maintenance_error = None
 
     def _maintain(self) -> None:
         if not self.auto_optimize:
@@ -530,22 +617,23 @@ class Index(TextMethods):
         qs = check_vectors(query_list(queries), self.dim, "queries")
         k = check_k(k)
         config = config or SearchConfig()
-        snap = self._refresh()
-        results: list[list[tuple[int, float]]] = [[] for _ in qs]
-        if snap.codec is not None and snap.segments:
-            allowed = list(snap.live)
-            n_allowed = snap.n_live
-            if filter is not None:
-                keep = self._catalog.filter_docnos(filter)
-                allowed = [(m & np.isin(s.docnos, keep)).astype(np.uint8) for s, m in zip(snap.segments, allowed, strict=True)]
-                n_allowed = int(sum(int(m.sum()) for m in allowed))
-            nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
-            exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
-            if filter is not None and n_allowed <= n_exact:
-                exact = True  # scoring the few matching documents exactly is cheaper than pruning
-            for qi, q in enumerate(qs):
-                results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
-        return self._hydrate(results)
+        with self._view() as (snap, conn):  # segments, filter and rows of one version
+            results: list[list[tuple[int, float]]] = [[] for _ in qs]
+            if snap.codec is not None and snap.segments:
+                allowed = list(snap.live)
+                n_allowed = snap.n_live
+                if filter is not None:
+                    keep = self._catalog.filter_docnos(filter, conn)
+                    allowed = [(m & np.isin(s.docnos, keep)).astype(np.uint8)
+                               for s, m in zip(snap.segments, allowed, strict=True)]
+                    n_allowed = int(sum(int(m.sum()) for m in allowed))
+                nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
+                exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
+                if filter is not None and n_allowed <= n_exact:
+                    exact = True  # scoring the few matching documents exactly is cheaper than pruning
+                for qi, q in enumerate(qs):
+                    results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
+            return self._hydrate(results, conn)
 
     def _search_one(self, snap: Snapshot, q: np.ndarray, allowed: list[np.ndarray], k: int, exact: bool,
                     nprobe: int, n_cand: int, n_exact: int, threads: int) -> list[tuple[int, float]]:
@@ -565,15 +653,16 @@ class Index(TextMethods):
         order = np.lexsort((d, -s))[:k]
         return [(int(d[i]), float(s[i])) for i in order]
 
-    def _hydrate(self, results: list[list[tuple[int, float]]]) -> list[list[SearchHit]]:
-        rows = self._catalog.hydrate(sorted({d for r in results for d, _ in r}))
+    def _hydrate(self, results: list[list[tuple[int, float]]], conn: sqlite3.Connection) -> list[list[SearchHit]]:
+        rows = self._catalog.hydrate(sorted({d for r in results for d, _ in r}), conn)
         out = []
         for r in results:
             hits: list[SearchHit] = []
             for docno, score in r:
-                if docno in rows:  # a concurrent delete may have removed it since the snapshot
-                    id_, text, meta = rows[docno]
-                    hits.append(SearchHit(id=id_, score=score, text=text, metadata=meta))
+                if docno not in rows:  # same version as the snapshot: a live document has its row
+                    raise IndexCorruptedError(f"index catalog has no row for live document {docno}: {self._catalog.path}")
+                id_, text, meta = rows[docno]
+                hits.append(SearchHit(id=id_, score=score, text=text, metadata=meta))
             out.append(hits)
         return out
 
@@ -582,15 +671,13 @@ class Index(TextMethods):
         KeyError, for unknown ids)."""
         ids = check_ids(ids)
         self._check_open()
-        found = self._docnos(ids)
-        rows = self._catalog.hydrate([found[i] for i in ids])
+        with self._catalog.read_view() as conn:
+            found = self._docnos(ids, conn)
+            rows = self._catalog.hydrate([found[i] for i in ids], conn)
         return [StoredDocument(id=rows[found[i]][0], text=rows[found[i]][1], metadata=rows[found[i]][2]) for i in ids]
 
-    def _docnos(self, ids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            out.update(self._catalog.query(f"SELECT id, docno FROM docs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    def _docnos(self, ids: list[str], conn: sqlite3.Connection) -> dict[str, int]:
+        out = Catalog.docnos_of(conn, ids)
         missing = [i for i in ids if i not in out]
         if missing:
             raise UnknownIdError(f"ids not in the index: {missing[:5]!r}")
@@ -599,9 +686,8 @@ class Index(TextMethods):
     def get_embeddings(self, ids: Sequence[str]) -> list[np.ndarray]:
         """The stored (decompressed, unit-norm) token vectors of documents."""
         ids = check_ids(ids)
-        self._check_open()
-        found = self._docnos(ids)
-        snap = self._refresh()
+        with self._view() as (snap, conn):
+            found = self._docnos(ids, conn)
         out = {}
         want = np.array([found[i] for i in ids], dtype=np.int64)
         for seg in snap.segments:
@@ -635,38 +721,80 @@ class Index(TextMethods):
         }
 
     def verify(self) -> None:
-        """Checksum every array file and run SQLite's integrity check; raise IndexCorruptedError."""
-        snap = self._refresh()
-        if snap.codec_name:
-            storage.load_codec(self.path, snap.codec_name, verify_all=True)
-        for seg in snap.segments:
-            storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
+        """Checksum every array file, run SQLite's integrity check, check every catalog row against
+        its checksum and the live documents of the segments against the catalog; raise
+        IndexCorruptedError naming the damage."""
+        with self._view() as (snap, conn):
+            if snap.codec_name:
+                storage.load_codec(self.path, snap.codec_name, verify_all=True)
+            for seg in snap.segments:
+                storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
+            live = np.concatenate([s.docnos[m.astype(bool)] for s, m in zip(snap.segments, snap.live, strict=True)]
+                                  or [np.zeros(0, np.int64)])
+            rows = np.fromiter((r[0] for r in conn.execute("SELECT docno FROM docs")), dtype=np.int64)
         res = self._catalog.query("PRAGMA integrity_check")
         if res != [("ok",)]:
             raise IndexCorruptedError(f"index catalog failed its integrity check: {res[:3]}")
+        self._catalog.check_rows()
+        if len(live) != len(rows) or not np.array_equal(np.sort(live), np.sort(rows)):
+            odd = np.setxor1d(live, rows)[:5].tolist()
+            raise IndexCorruptedError(f"index catalog and segments disagree on the live documents (docnos {odd}): "
+                                      f"{self._catalog.path}")
 
 
 def _check_metadata(metadata: Any, n: int) -> list[dict | None]:
+    """One JSON object (or None) per document: finite numbers only (NaN/Infinity are not JSON and
+    would break every SQL filter), integers within SQLite's 64 bits, strings of valid Unicode."""
     values = check_side(metadata, n, "metadata", Mapping)
-    import json
-
     out: list[dict | None] = []
     for i, v in enumerate(values):
         if v is None:
             out.append(None)
             continue
         try:
-            json.dumps(v, allow_nan=False)
-        except (TypeError, ValueError) as e:
+            json.dumps(v, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError: a lone surrogate
             raise InvalidArgumentError(f"metadata[{i}]: not JSON-serialisable ({e})") from None
+        for key, value in v.items():
+            if not isinstance(key, str):
+                raise InvalidArgumentError(f"metadata[{i}]: keys must be strings, got {key!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 63):
+                raise InvalidArgumentError(f"metadata[{i}][{key!r}]: integer {value} is outside the 64-bit range "
+                                           "that metadata filters support")
         out.append(dict(v))
     return out
 
 
+def _check_texts(texts: Any, n: int) -> list[str | None]:
+    values = check_side(texts, n, "texts", str)
+    for i, t in enumerate(values):
+        if t is not None and not _is_utf8(t):
+            raise InvalidArgumentError(f"texts[{i}]: not valid Unicode (contains a lone surrogate)")
+    return values
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _directory_state(root: Path) -> str:
+    """"index" (has a manifest), "incomplete" (only index files, no manifest: an interrupted
+    create) or "other" (anything else, which create never deletes)."""
+    if (root / storage.MANIFEST).exists():
+        return "index"
+    names = {p.name for p in root.iterdir()}
+    ours = {storage.LOCK, storage.CATALOG, *(storage.CATALOG + x for x in ("-wal", "-shm", "-journal"))}
+    if names and all(n in ours or n.startswith(("tmp-", "seg-", "codec-", f".{storage.MANIFEST}.")) for n in names):
+        return "incomplete"
+    return "other"
+
+
 def _keep_stored(conn: Any, ids: list[str], existing: dict[str, int], texts: list, metadata: list) -> tuple[list, list]:
     """Fill None text/metadata entries of replaced documents with their stored values."""
-    import json
-
     old = list(existing.values())
     rows = {r[0]: (r[1], r[2]) for r in conn.execute(
         f"SELECT docno, text, metadata FROM docs WHERE docno IN ({','.join('?' * len(old))})", old)}
