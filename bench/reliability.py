@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import random
 import shutil
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import zlib
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +63,16 @@ def stable_ids() -> list[str]:
 # ---- child roles ------------------------------------------------------------------------------
 
 
-def run_writer(path: str, cycle: int, deletable_file: str) -> None:
+def run_writer(out: Connection, path: str, cycle: int, deletable: list[list[str]]) -> None:
+    """The writer of one cycle (a forkserver child, so it starts without re-importing maxsim);
+    ``deletable``: acknowledged batches, oldest first. Acknowledgements go through ``out`` (a
+    pipe: a message sent before the kill is still read by the parent after it)."""
     from maxsim.index import Index
 
+    def print(line: str, flush: bool = True) -> None:  # noqa: A001 - same protocol as a stdout writer
+        out.send(line)
+
     rng = random.Random(cycle)
-    deletable = json.loads(Path(deletable_file).read_text())  # acknowledged batches, oldest first
     index = Index.open(path)
     print("READY", flush=True)
     step = 0
@@ -151,26 +158,31 @@ def _seed(path: Path) -> None:
                              metadata=[{"stable": 1, "rev": -1}] * N_STABLE)
 
 
-def _kill_cycle(path: Path, cycle: int, state: dict, work: Path, stretch: float) -> list[str]:
-    deletable = work / "deletable.json"
-    deletable.write_text(json.dumps(state["batches"]))
-    proc = subprocess.Popen(_child("--role", "writer", "--path", str(path), "--cycle", str(cycle),
-                                   "--deletable", str(deletable)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    ready = proc.stdout.readline().strip()
-    if ready != "READY":
+def _kill_cycle(path: Path, cycle: int, state: dict, stretch: float) -> list[str]:
+    ctx = mp.get_context("forkserver")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=run_writer, args=(send, str(path), cycle, state["batches"]), daemon=True)
+    proc.start()
+    send.close()
+    if not receive.poll(300) or receive.recv() != "READY":
         proc.kill()
-        _, err = proc.communicate()
+        proc.join()
         state["failed_opens"] += 1
-        state["examples"].append(f"cycle {cycle}: writer could not open: {err.strip().splitlines()[-1:]}")
+        state["examples"].append(f"cycle {cycle}: the writer could not open the index (exit {proc.exitcode})")
         return []
-    time.sleep(stretch * random.Random(cycle).uniform(0.2, 3.0))
-    os.kill(proc.pid, signal.SIGKILL)
-    out, err = proc.communicate(timeout=120)
-    if proc.returncode != -signal.SIGKILL:
-        state["examples"].append(f"cycle {cycle}: writer exited by itself ({proc.returncode}): {err.strip()[-300:]}")
-    return out.splitlines()
+    time.sleep(stretch * random.Random(cycle).uniform(0.1, 2.0))
+    proc.kill()
+    proc.join()
+    lines = []
+    while True:
+        try:
+            lines.append(receive.recv())
+        except EOFError:
+            break
+    receive.close()
+    if proc.exitcode != -signal.SIGKILL:
+        state["examples"].append(f"cycle {cycle}: writer exited by itself ({proc.exitcode})")
+    return lines
 
 
 def _check(path: Path, cycle: int, lines: list[str], state: dict) -> None:
@@ -185,6 +197,8 @@ def _check(path: Path, cycle: int, lines: list[str], state: dict) -> None:
         ids = [] if arg == "-" else arg.split(",")
         if kind == "BEGIN":
             in_flight = (op, ids)
+            if op == "ADD":  # until acknowledged it may or may not land: never a phantom
+                state["unacknowledged"] = sorted(set(state["unacknowledged"]) | set(ids))
             continue
         in_flight = None
         state["acked_ops"] += 1
@@ -221,14 +235,23 @@ def _check(path: Path, cycle: int, lines: list[str], state: dict) -> None:
             state["examples"].append(f"cycle {cycle}: partial {op} of {ids}")
             present = (present | set(ids)) if op == "ADD" else present
     lost = (present | set(stable_ids())) - held
-    phantom = held - present - set(stable_ids())
+    unexplained = held - present - set(stable_ids())
+    late = unexplained & set(state["unacknowledged"])  # an earlier cycle's unacknowledged add seen only now
+    phantom = unexplained - late
     if lost:
         state["lost_acknowledged_writes"] += len(lost)
         state["examples"].append(f"cycle {cycle}: lost {sorted(lost)[:5]}")
     if phantom:
         state["phantom_documents"] += len(phantom)
         state["examples"].append(f"cycle {cycle}: phantom {sorted(phantom)[:5]}")
-    state["present"] = sorted(held & (present | set(stable_ids())))
+    if late:
+        state["late_unacknowledged_writes"] += len(late)
+        state["examples"].append(f"cycle {cycle}: unacknowledged add of an earlier cycle appeared {sorted(late)[:3]}")
+        state["batches"].append(sorted(late))
+    # from now on the index's contents are the expectation (each surprise is counted once)
+    state["present"] = sorted(held)
+    acked_or_held = set(held)
+    state["unacknowledged"] = sorted(set(state["unacknowledged"]) - acked_or_held)
 
 
 def _reader_totals(work: Path, n: int) -> dict:
@@ -250,15 +273,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "maxsim-reliability")
     ap.add_argument("--out", type=Path, default=RESULTS / "reliability.json")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--role", choices=["writer", "reader"], help=argparse.SUPPRESS)
+    ap.add_argument("--role", choices=["reader"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
-    ap.add_argument("--cycle", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--deletable", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--stats", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.role == "writer":
-        return run_writer(args.path, args.cycle, args.deletable)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below (stop the readers)
     if args.role == "reader":
         return run_reader(args.path, args.seed, args.stats)
 
@@ -271,7 +291,7 @@ def main() -> None:
         work.mkdir(parents=True)
         _seed(path)
         state = {"cycle": 0, "present": stable_ids(), "batches": [], "acked_ops": 0, "lost_acknowledged_writes": 0,
-                 "phantom_documents": 0, "failed_opens": 0, "verify_failures": 0, "writer_seconds": 0.0,
+                 "phantom_documents": 0, "late_unacknowledged_writes": 0, "unacknowledged": [], "failed_opens": 0, "verify_failures": 0, "writer_seconds": 0.0,
                  "examples": [], "reader_base": {"searches": 0, "torn_reads": 0, "errors": 0}}
     # reader stats files restart at zero in a resumed run: fold the earlier totals in
     earlier = _reader_totals(work, args.readers)
@@ -282,12 +302,13 @@ def main() -> None:
     readers = [subprocess.Popen(_child("--role", "reader", "--path", str(path), "--seed", str(r),
                                        "--stats", str(work / f"reader-{r}.json")), stderr=subprocess.PIPE, text=True)
                for r in range(args.readers)]
+    mp.set_forkserver_preload(["maxsim.index", "numpy"])
     stretch = 1.0
     started = time.time()
     try:
         for cycle in tqdm(range(state["cycle"], args.cycles), initial=state["cycle"], total=args.cycles, desc="cycles"):
             t0 = time.time()
-            lines = _kill_cycle(path, cycle, state, work, stretch)
+            lines = _kill_cycle(path, cycle, state, stretch)
             state["writer_seconds"] += time.time() - t0
             stretch = min(stretch * 2, 8.0) if not [x for x in lines if x.startswith("ACK")] else 1.0
             _check(path, cycle, lines, state)
@@ -310,6 +331,7 @@ def main() -> None:
         "acknowledged_writes": state["acked_ops"],
         "lost_acknowledged_writes": state["lost_acknowledged_writes"],
         "phantom_documents": state["phantom_documents"],
+        "late_unacknowledged_writes": state["late_unacknowledged_writes"],
         "torn_reads": totals["torn_reads"],
         "reader_searches": totals["searches"],
         "reader_errors": totals["errors"],
