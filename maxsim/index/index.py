@@ -53,6 +53,7 @@ from maxsim.compression.kmeans import choose_n_centroids
 from maxsim.compression.residual import train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.index import faults, storage
+from maxsim.index.inputs import check_metadata, check_texts
 from maxsim.index.catalog import Catalog
 from maxsim.index.compaction import rewrite_segments
 from maxsim.index.errors import (
@@ -72,7 +73,6 @@ from maxsim.store import (
     TextMethods,
     check_ids,
     check_k,
-    check_side,
     check_vectors,
     new_ids,
     query_list,
@@ -152,7 +152,7 @@ class Index(TextMethods):
         root = Path(path)
         lock = WriterLock(root / storage.LOCK)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            state = _directory_state(root)
+            state = storage.directory_state(root)
             if state == "other":
                 raise IndexExistsError(f"{root} already exists and is not a maxsim index; refusing to overwrite it")
             if not overwrite:
@@ -160,12 +160,7 @@ class Index(TextMethods):
                 raise IndexExistsError(f"{root} {what} (pass overwrite=True to replace it)")
             lock.acquire(root)  # IndexLockedError while another process writes to it
             try:
-                # the manifest goes first: a crash from here on leaves an interrupted creation
-                (root / storage.MANIFEST).unlink(missing_ok=True)
-                storage.fsync_dir(root)
-                for entry in root.iterdir():
-                    if entry.name != storage.LOCK:
-                        storage.remove_dir(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+                storage.clear_index_dir(root)
             except OSError as e:
                 lock.release()
                 raise faults.os_error(e, root, "removing the index being overwritten") from e
@@ -201,7 +196,7 @@ class Index(TextMethods):
         if not root.is_dir():
             raise IndexNotFoundError(f"no index at {root}")
         if not (root / storage.MANIFEST).exists():
-            if _directory_state(root) == "incomplete":
+            if storage.directory_state(root) == "incomplete":
                 raise IndexNotFoundError(f"{root} holds an index whose creation was interrupted (no {storage.MANIFEST}); "
                                          "create it again with Index.create(path, overwrite=True)")
             raise IndexNotFoundError(f"{root} is not a maxsim index (no {storage.MANIFEST})")
@@ -394,8 +389,8 @@ class Index(TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         n = len(vectors)
         ids = new_ids(n) if ids is None else check_ids(ids, n)
-        texts = _check_texts(texts, n)
-        metadata = _check_metadata(metadata, n)
+        texts = check_texts(texts, n)
+        metadata = check_metadata(metadata, n)
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="add")
@@ -409,7 +404,7 @@ class Index(TextMethods):
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         Unknown ids raise UnknownIdError. Atomic: all or nothing."""
         ids = check_ids(ids)
-        metadata = _check_metadata(metadata, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         if embeddings is None:
             if texts is not None:
                 raise InvalidArgumentError("update_embeddings: texts need their embeddings (the vectors encode the text)")
@@ -425,7 +420,7 @@ class Index(TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         if len(vectors) != len(ids):
             raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
-        texts = _check_texts(texts, len(ids))
+        texts = check_texts(texts, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="update")
@@ -438,8 +433,8 @@ class Index(TextMethods):
         stored value), in one atomic commit. Returns ``ids``."""
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
-        texts = _check_texts(texts, len(ids))
-        metadata = _check_metadata(metadata, len(ids))
+        texts = check_texts(texts, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="upsert")
@@ -740,57 +735,6 @@ class Index(TextMethods):
             odd = np.setxor1d(live, rows)[:5].tolist()
             raise IndexCorruptedError(f"index catalog and segments disagree on the live documents (docnos {odd}): "
                                       f"{self._catalog.path}")
-
-
-def _check_metadata(metadata: Any, n: int) -> list[dict | None]:
-    """One JSON object (or None) per document: finite numbers only (NaN/Infinity are not JSON and
-    would break every SQL filter), integers within SQLite's 64 bits, strings of valid Unicode."""
-    values = check_side(metadata, n, "metadata", Mapping)
-    out: list[dict | None] = []
-    for i, v in enumerate(values):
-        if v is None:
-            out.append(None)
-            continue
-        try:
-            json.dumps(v, allow_nan=False, ensure_ascii=False).encode("utf-8")
-        except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError: a lone surrogate
-            raise InvalidArgumentError(f"metadata[{i}]: not JSON-serialisable ({e})") from None
-        for key, value in v.items():
-            if not isinstance(key, str):
-                raise InvalidArgumentError(f"metadata[{i}]: keys must be strings, got {key!r}")
-            if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 63):
-                raise InvalidArgumentError(f"metadata[{i}][{key!r}]: integer {value} is outside the 64-bit range "
-                                           "that metadata filters support")
-        out.append(dict(v))
-    return out
-
-
-def _check_texts(texts: Any, n: int) -> list[str | None]:
-    values = check_side(texts, n, "texts", str)
-    for i, t in enumerate(values):
-        if t is not None and not _is_utf8(t):
-            raise InvalidArgumentError(f"texts[{i}]: not valid Unicode (contains a lone surrogate)")
-    return values
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _directory_state(root: Path) -> str:
-    """"index" (has a manifest), "incomplete" (only index files, no manifest: an interrupted
-    create) or "other" (anything else, which create never deletes)."""
-    if (root / storage.MANIFEST).exists():
-        return "index"
-    names = {p.name for p in root.iterdir()}
-    ours = {storage.LOCK, storage.CATALOG, *(storage.CATALOG + x for x in ("-wal", "-shm", "-journal"))}
-    if names and all(n in ours or n.startswith(("tmp-", "seg-", "codec-", f".{storage.MANIFEST}.")) for n in names):
-        return "incomplete"
-    return "other"
 
 
 def _keep_stored(conn: Any, ids: list[str], existing: dict[str, int], texts: list, metadata: list) -> tuple[list, list]:

@@ -189,6 +189,29 @@ def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = Fal
     return out, info
 
 
+def directory_state(root: Path) -> str:
+    """"index" (has a manifest), "incomplete" (only index files, no manifest: an interrupted
+    create) or "other" (anything else, which create never deletes)."""
+    if (root / MANIFEST).exists():
+        return "index"
+    names = {p.name for p in root.iterdir()}
+    ours = {LOCK, CATALOG, *(CATALOG + x for x in ("-wal", "-shm", "-journal"))}
+    if names and all(n in ours or n.startswith(("tmp-", "seg-", "codec-", f".{MANIFEST}.")) for n in names):
+        return "incomplete"
+    return "other"
+
+
+def clear_index_dir(root: Path) -> None:
+    """Delete an index's files except its lock (held by the caller). The manifest goes first, so a
+    crash part-way leaves an interrupted creation (see :func:`directory_state`), never an index
+    with half its files."""
+    (root / MANIFEST).unlink(missing_ok=True)
+    fsync_dir(root)
+    for entry in root.iterdir():
+        if entry.name != LOCK:
+            remove_dir(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------------------------
 # codecs
 
