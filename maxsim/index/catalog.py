@@ -85,8 +85,12 @@ class Catalog:
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(docs)")}
         except sqlite3.DatabaseError as e:
-            self._conn.close()
-            raise IndexCorruptedError(f"index catalog cannot be read ({e}): {path}") from None
+            if hasattr(self, "_conn"):
+                self._conn.close()
+            mapped = faults.sqlite_error(e, path)  # a full disk is not a damaged catalog
+            if isinstance(mapped, IndexCorruptedError) or mapped is e:
+                raise IndexCorruptedError(f"index catalog cannot be read ({e}): {path}") from None
+            raise mapped from None
         if not _TABLES <= tables:
             self._conn.close()
             raise IndexCorruptedError(f"index catalog lacks tables {sorted(_TABLES - tables)}: {path}")
