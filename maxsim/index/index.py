@@ -151,7 +151,9 @@ class Index(TextMethods):
         check_nbits(nbits, dim)
         root = Path(path)
         lock = WriterLock(root / storage.LOCK)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        if root.exists() and not root.is_dir():
+            raise IndexExistsError(f"{root} already exists and is not a directory; refusing to overwrite it")
+        if root.exists() and any(root.iterdir()):
             state = storage.directory_state(root)
             if state == "other":
                 raise IndexExistsError(f"{root} already exists and is not a maxsim index; refusing to overwrite it")
@@ -167,6 +169,7 @@ class Index(TextMethods):
         else:
             root.mkdir(parents=True, exist_ok=True)
             lock.acquire(root)
+        catalog = None
         try:
             catalog = Catalog(root / storage.CATALOG, create=True)
             manifest = {
@@ -178,8 +181,12 @@ class Index(TextMethods):
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             storage.write_json_atomic(root / storage.MANIFEST, manifest)  # last: its presence marks a complete index
-        except sqlite3.Error as e:
-            raise faults.sqlite_error(e, root / storage.CATALOG) from e
+        except BaseException as e:
+            if catalog is not None:
+                catalog.close()
+            if isinstance(e, sqlite3.Error):
+                raise faults.sqlite_error(e, root / storage.CATALOG) from e
+            raise
         finally:
             lock.release()  # the index takes it again at its first write
         return cls(root, manifest, catalog, model=model, auto_optimize=auto_optimize)
