@@ -302,6 +302,8 @@ def main() -> None:
     readers = [subprocess.Popen(_child("--role", "reader", "--path", str(path), "--seed", str(r),
                                        "--stats", str(work / f"reader-{r}.json")), stderr=subprocess.PIPE, text=True)
                for r in range(args.readers)]
+    state.setdefault("commit", subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                              capture_output=True, text=True).stdout.strip())  # the code under test
     mp.set_forkserver_preload(["maxsim.index", "numpy"])
     stretch = 1.0
     started = time.time()
@@ -340,8 +342,7 @@ def main() -> None:
         "readers": args.readers,
         "documents_at_end": len(state["present"]),
         "seconds_this_run": round(time.time() - started, 1),
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": state.get("commit"),
         "examples": state["examples"] + totals["examples"],
     }
     result["ok"] = all(result[k] == 0 for k in ("lost_acknowledged_writes", "phantom_documents", "torn_reads",
