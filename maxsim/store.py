@@ -209,6 +209,11 @@ def check_ids(ids: Any, n: int | None = None, what: str = "ids") -> list[str]:
     bad = [i for i in ids if not isinstance(i, str) or not i]
     if bad:
         raise InvalidArgumentError(f"{what}: every id must be a non-empty string, got {bad[:3]!r}")
+    for i in ids:
+        try:
+            i.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"{what}: id {i!r} is not valid Unicode (it contains a lone surrogate)") from None
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]

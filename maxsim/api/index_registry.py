@@ -75,11 +75,10 @@ class ServedIndex:
 
 
 def _release_writer_lock(index: Any) -> None:
-    """``maxsim.index.Index`` keeps its writer lock from the first write until ``close()`` and has no
-    public call to let it go sooner; its lock object does (the next write takes it again and re-reads
-    the index, so writes by others in between are seen)."""
+    """An index keeps its writer lock from its first write; the server lets it go after each write
+    batch (the next write takes it again and sees what others wrote in between)."""
     for part in getattr(index, "shards", [index]):  # a sharded index: each shard's lock
-        part._lock.release()
+        part.release_writer()
 
 
 class IndexRegistry:

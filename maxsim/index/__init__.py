@@ -7,6 +7,7 @@ is this index plus the default model.
 from __future__ import annotations
 
 from maxsim.index.errors import (
+    DiskFullError,
     IndexClosedError,
     IndexCorruptedError,
     IndexError_,
@@ -14,11 +15,14 @@ from maxsim.index.errors import (
     IndexLockedError,
     IndexNotFoundError,
     IndexReadOnlyError,
+    IndexWriteError,
+    MaintenanceWarning,
 )
 from maxsim.index.index import Index
 from maxsim.index.search import SearchConfig
 
 __all__ = [
+    "DiskFullError",
     "Index",
     "IndexClosedError",
     "IndexCorruptedError",
@@ -27,5 +31,7 @@ __all__ = [
     "IndexLockedError",
     "IndexNotFoundError",
     "IndexReadOnlyError",
+    "IndexWriteError",
+    "MaintenanceWarning",
     "SearchConfig",
 ]

@@ -7,9 +7,24 @@ only an unreferenced directory, which the next writer removes. Deletes are tombs
 same catalog. `optimize()` re-trains the codec and rewrites the segments, swapped in by one
 commit as well.
 
-Read path: a search takes an immutable snapshot (codec + memory-mapped segments + live masks),
-reloaded only when the catalog's version changes, so any number of threads and processes can
-search while one writer writes.
+Read path: a search opens one read transaction on the catalog (:meth:`Catalog.read_view`) and
+does everything inside it: it takes the immutable snapshot (codec + memory-mapped segments + live
+masks) of the version that transaction sees (reloaded only when the version changed), evaluates
+the filter and hydrates ids, texts and metadata. SQLite's WAL keeps that transaction on one commit
+while writers commit newer ones, so segments, filter and rows always come from the same version:
+a document being re-written is found either as it was or as it is, never missed. Readers take no
+lock and never block the writer; any number of threads and processes search at once.
+
+Errors: an exception from a write (add, update, upsert, delete) means nothing of it was
+committed; a full disk is :class:`DiskFullError`, other I/O failures :class:`IndexWriteError`,
+and the partial files are removed. The automatic maintenance that may follow a commit (merging
+segments, re-training the codec) cannot undo it, so its failure does not raise: it is logged and
+issued as a :class:`MaintenanceWarning` carrying the committed ids (also kept in
+``Index.last_maintenance_error``), and maintenance runs again after the next write.
+
+Creation is crash-safe: the manifest is written last (and removed first when overwriting), so a
+directory without one but holding only index files is an interrupted create, which ``open``
+names as such and ``create(overwrite=True)`` replaces. Overwriting takes the writer lock first.
 
 This is the storage layer: it stores vectors and never loads a model. Its text methods (from
 :class:`maxsim.store.TextMethods`) use the ``model`` it is given; ``maxsim.Index`` (the text
@@ -18,11 +33,16 @@ layer, :mod:`maxsim.collection`) loads the default model when none is given.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +53,8 @@ from maxsim.compression.kmeans import choose_n_centroids
 from maxsim.compression.pooling import check_pool_factor, pool_documents
 from maxsim.compression.residual import train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
-from maxsim.index import storage
+from maxsim.index import faults, storage
+from maxsim.index.inputs import check_metadata, check_texts
 from maxsim.index.catalog import Catalog
 from maxsim.index.compaction import rewrite_segments
 from maxsim.index.errors import (
@@ -42,6 +63,7 @@ from maxsim.index.errors import (
     IndexExistsError,
     IndexNotFoundError,
     IndexReadOnlyError,
+    MaintenanceWarning,
 )
 from maxsim.index.hybrid import HybridSearch
 from maxsim.index.lock import WriterLock
@@ -54,7 +76,6 @@ from maxsim.store import (
     TextMethods,
     check_ids,
     check_k,
-    check_side,
     check_vectors,
     new_ids,
     query_list,
@@ -73,6 +94,8 @@ MAX_DELETED_FRACTION = 0.25
 OPTIMIZE_RETRAIN_CHANGE = 0.25
 #: Tokens decoded for re-training in optimize(): at most this many per centroid.
 TRAIN_TOKENS_PER_CENTROID = 64
+
+log = logging.getLogger(__name__)
 
 
 class Index(HybridSearch, TunedSearch, TextMethods):
@@ -105,6 +128,8 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         self._loader = SnapshotLoader(root, int(manifest["dim"]), int(manifest["nbits"]))
         self._snapshot: Snapshot | None = None
         self._closed = False
+        #: The error of the last failed automatic maintenance (None once one succeeds).
+        self.last_maintenance_error: Exception | None = None
         self._refresh()
 
     # ---- construction ----------------------------------------------------------------------
@@ -134,24 +159,46 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         except ValueError as e:
             raise InvalidArgumentError(str(e)) from None
         root = Path(path)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        lock = WriterLock(root / storage.LOCK)
+        if root.exists() and not root.is_dir():
+            raise IndexExistsError(f"{root} already exists and is not a directory; refusing to overwrite it")
+        if root.exists() and any(root.iterdir()):
+            state = storage.directory_state(root)
+            if state == "other":
+                raise IndexExistsError(f"{root} already exists and is not a maxsim index; refusing to overwrite it")
             if not overwrite:
-                raise IndexExistsError(f"{root} already exists and is not empty (pass overwrite=True to replace an index)")
-            if not (root / storage.MANIFEST).exists():
-                raise IndexExistsError(f"{root} is not a maxsim index; refusing to overwrite it")
-            storage.remove_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(root / storage.CATALOG, create=True)
-        manifest = {
-            "format": storage.FORMAT_NAME,
-            "format_version": storage.FORMAT_VERSION,
-            "dim": dim,
-            "nbits": nbits,
-            "pool_factor": pool_factor,
-            "model": getattr(model, "name", None) if model is not None else None,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        storage.write_json_atomic(root / storage.MANIFEST, manifest)  # last: its presence marks a complete index
+                what = "holds an interrupted index creation" if state == "incomplete" else "already holds an index"
+                raise IndexExistsError(f"{root} {what} (pass overwrite=True to replace it)")
+            lock.acquire(root)  # IndexLockedError while another process writes to it
+            try:
+                storage.clear_index_dir(root)
+            except OSError as e:
+                lock.release()
+                raise faults.os_error(e, root, "removing the index being overwritten") from e
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            lock.acquire(root)
+        catalog = None
+        try:
+            catalog = Catalog(root / storage.CATALOG, create=True)
+            manifest = {
+                "format": storage.FORMAT_NAME,
+                "format_version": storage.FORMAT_VERSION,
+                "dim": dim,
+                "nbits": nbits,
+                "pool_factor": pool_factor,
+                "model": getattr(model, "name", None) if model is not None else None,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            storage.write_json_atomic(root / storage.MANIFEST, manifest)  # last: its presence marks a complete index
+        except BaseException as e:
+            if catalog is not None:
+                catalog.close()
+            if isinstance(e, sqlite3.Error):
+                raise faults.sqlite_error(e, root / storage.CATALOG) from e
+            raise
+        finally:
+            lock.release()  # the index takes it again at its first write
         return cls(root, manifest, catalog, model=model, auto_optimize=auto_optimize)
 
     @classmethod
@@ -166,6 +213,9 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         if not root.is_dir():
             raise IndexNotFoundError(f"no index at {root}")
         if not (root / storage.MANIFEST).exists():
+            if storage.directory_state(root) == "incomplete":
+                raise IndexNotFoundError(f"{root} holds an index whose creation was interrupted (no {storage.MANIFEST}); "
+                                         "create it again with Index.create(path, overwrite=True)")
             raise IndexNotFoundError(f"{root} is not a maxsim index (no {storage.MANIFEST})")
         manifest = storage.read_json(root / storage.MANIFEST, "index manifest")
         if manifest.get("format") != storage.FORMAT_NAME:
@@ -198,6 +248,12 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         self._catalog.close()
         self._lock.release()
 
+    def release_writer(self) -> None:
+        """Let go of the writer lock between writes (a long-lived reader that writes now and then,
+        like the server): the next write takes it again, and sees what others wrote meanwhile."""
+        with self._write_mutex:
+            self._lock.release()
+
     def __enter__(self) -> Index:
         return self
 
@@ -211,7 +267,8 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             pass
 
     def __repr__(self) -> str:
-        return f"Index({str(self.path)!r}, dim={self.dim}, nbits={self.nbits}, docs={len(self)})"
+        docs = "closed" if self._closed else f"docs={len(self)}"
+        return f"Index({str(self.path)!r}, dim={self.dim}, nbits={self.nbits}, {docs})"
 
     # ---- properties ------------------------------------------------------------------------
 
@@ -253,21 +310,39 @@ class Index(HybridSearch, TunedSearch, TextMethods):
 
     def _refresh(self) -> Snapshot:
         """The current snapshot, reloaded if another writer (or this one) committed since."""
+        with self._view() as (snap, _):
+            return snap
+
+    @contextmanager
+    def _view(self) -> Iterator[tuple[Snapshot, sqlite3.Connection]]:
+        """The snapshot of one catalog version and a read transaction on that same version (see the
+        module docstring): reads through the connection agree with the snapshot."""
         self._check_open()
-        with self._snap_mutex:
-            for attempt in range(5):
-                version = self._catalog.version()
-                if self._snapshot is not None and self._snapshot.version == version:
-                    return self._snapshot
+        for attempt in range(5):
+            with self._catalog.read_view() as conn:
+                version = Catalog.version_in(conn)
                 try:
-                    self._snapshot = self._loader.load(self._catalog)
-                    return self._snapshot
-                except IndexCorruptedError:
-                    # a writer may have swapped segments and removed the old files between our
-                    # reads: retry while the version moves, else the index really is damaged
-                    if attempt == 4 or self._catalog.version() == version:
-                        raise
-            raise AssertionError("unreachable")
+                    snap = self._snapshot_at(conn, version)
+                except IndexCorruptedError as e:
+                    damage = e
+                else:
+                    yield snap, conn
+                    return
+            # a writer may have swapped segments and removed the old files between our reads:
+            # retry while the version moves, else the index really is damaged
+            if attempt == 4 or self._catalog.version() == version:
+                raise damage
+        raise AssertionError("unreachable")
+
+    def _snapshot_at(self, conn: sqlite3.Connection, version: int) -> Snapshot:
+        with self._snap_mutex:
+            snap = self._snapshot
+            if snap is not None and snap.version == version:
+                return snap
+            snap = self._loader.load(conn)
+            if self._snapshot is None or snap.version > self._snapshot.version:
+                self._snapshot = snap
+            return snap
 
     # ---- format-dependent choices ----
 
@@ -296,7 +371,12 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         if self.readonly:
             raise IndexReadOnlyError(f"index {self.path} was opened read-only")
         if self._lock.acquire(self.path):
-            self._collect_garbage()
+            try:
+                self._catalog.add_checksums()
+                self._collect_garbage()
+            except BaseException:
+                self._lock.release()
+                raise
 
     def _collect_garbage(self) -> None:
         """Remove directories no commit references (left by a crash or replaced by optimize)."""
@@ -336,12 +416,12 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         n = len(vectors)
         ids = new_ids(n) if ids is None else check_ids(ids, n)
-        texts = check_side(texts, n, "texts", str)
-        metadata = _check_metadata(metadata, n)
+        texts = check_texts(texts, n)
+        metadata = check_metadata(metadata, n)
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="add")
-            self._maintain()
+            self._maintain_after_commit(ids)
         return ids
 
     def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[np.ndarray] | None = None,
@@ -351,7 +431,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         Unknown ids raise UnknownIdError. Atomic: all or nothing."""
         ids = check_ids(ids)
-        metadata = _check_metadata(metadata, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         if embeddings is None:
             if texts is not None:
                 raise InvalidArgumentError("update_embeddings: texts need their embeddings (the vectors encode the text)")
@@ -367,11 +447,11 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         if len(vectors) != len(ids):
             raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
-        texts = check_side(texts, len(ids), "texts", str)
+        texts = check_texts(texts, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="update")
-            self._maintain()
+            self._maintain_after_commit(ids)
 
     def upsert_embeddings(self, embeddings: Sequence[np.ndarray], ids: Sequence[str],
                           texts: Sequence[str | None] | None = None,
@@ -380,12 +460,12 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         stored value), in one atomic commit. Returns ``ids``."""
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
-        texts = check_side(texts, len(ids), "texts", str)
-        metadata = _check_metadata(metadata, len(ids))
+        texts = check_texts(texts, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="upsert")
-            self._maintain()
+            self._maintain_after_commit(ids)
         return ids
 
     def _write_docs(self, vectors: list[np.ndarray], ids: list[str], texts: list, metadata: list, *, mode: str) -> None:
@@ -451,7 +531,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                     Catalog.delete_docs(conn, list(found.values()))
                     Catalog.bump_version(conn)
             if found:
-                self._maintain()
+                self._maintain_after_commit(list(found))
         return len(found)
 
     def create_metadata_index(self, key: str) -> None:
@@ -465,6 +545,21 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                 conn.execute(f"CREATE INDEX IF NOT EXISTS meta_{key} ON docs(json_extract(metadata, '$.{key}'))")
 
     # ---- maintenance -----------------------------------------------------------------------
+
+    def _maintain_after_commit(self, ids: list[str]) -> None:
+        """Automatic maintenance after a committed write: its failure must not look like a failed
+        write (the caller would retry a write that is already durable), so it is logged and warned."""
+        try:
+            self._maintain()
+        except Exception as e:  # noqa: BLE001 - any failure here leaves the committed write intact
+            self.last_maintenance_error = e
+            message = (f"index {self.path}: the write of {len(ids)} document(s) is committed, but the automatic "
+                       f"maintenance after it failed ({type(e).__name__}: {e}); it runs again after the next write, "
+                       "or call optimize()")
+            log.warning(message)
+            warnings.warn(MaintenanceWarning(message, ids, e), stacklevel=3)
+        else:
+            self.last_maintenance_error = None
 
     def _maintain(self) -> None:
         if not self.auto_optimize:
@@ -545,22 +640,23 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         qs = check_vectors(query_list(queries), self.dim, "queries")
         k = check_k(k)
         config = config or self.default_search_config(k)
-        snap = self._refresh()
-        results: list[list[tuple[int, float]]] = [[] for _ in qs]
-        if snap.codec is not None and snap.segments:
-            allowed = list(snap.live)
-            n_allowed = snap.n_live
-            if filter is not None:
-                keep = self._catalog.filter_docnos(filter)
-                allowed = [(m & np.isin(s.docnos, keep)).astype(np.uint8) for s, m in zip(snap.segments, allowed, strict=True)]
-                n_allowed = int(sum(int(m.sum()) for m in allowed))
-            nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
-            exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
-            if filter is not None and n_allowed <= n_exact:
-                exact = True  # scoring the few matching documents exactly is cheaper than pruning
-            for qi, q in enumerate(qs):
-                results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
-        return self._hydrate(results)
+        with self._view() as (snap, conn):  # segments, filter and rows of one version
+            results: list[list[tuple[int, float]]] = [[] for _ in qs]
+            if snap.codec is not None and snap.segments:
+                allowed = list(snap.live)
+                n_allowed = snap.n_live
+                if filter is not None:
+                    keep = self._catalog.filter_docnos(filter, conn)
+                    allowed = [(m & np.isin(s.docnos, keep)).astype(np.uint8)
+                               for s, m in zip(snap.segments, allowed, strict=True)]
+                    n_allowed = int(sum(int(m.sum()) for m in allowed))
+                nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
+                exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
+                if filter is not None and n_allowed <= n_exact:
+                    exact = True  # scoring the few matching documents exactly is cheaper than pruning
+                for qi, q in enumerate(qs):
+                    results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
+            return self._hydrate(results, conn)
 
     def _search_one(self, snap: Snapshot, q: np.ndarray, allowed: list[np.ndarray], k: int, exact: bool,
                     nprobe: int, n_cand: int, n_exact: int, threads: int) -> list[tuple[int, float]]:
@@ -580,15 +676,16 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         order = np.lexsort((d, -s))[:k]
         return [(int(d[i]), float(s[i])) for i in order]
 
-    def _hydrate(self, results: list[list[tuple[int, float]]]) -> list[list[SearchHit]]:
-        rows = self._catalog.hydrate(sorted({d for r in results for d, _ in r}))
+    def _hydrate(self, results: list[list[tuple[int, float]]], conn: sqlite3.Connection) -> list[list[SearchHit]]:
+        rows = self._catalog.hydrate(sorted({d for r in results for d, _ in r}), conn)
         out = []
         for r in results:
             hits: list[SearchHit] = []
             for docno, score in r:
-                if docno in rows:  # a concurrent delete may have removed it since the snapshot
-                    id_, text, meta = rows[docno]
-                    hits.append(SearchHit(id=id_, score=score, text=text, metadata=meta))
+                if docno not in rows:  # same version as the snapshot: a live document has its row
+                    raise IndexCorruptedError(f"index catalog has no row for live document {docno}: {self._catalog.path}")
+                id_, text, meta = rows[docno]
+                hits.append(SearchHit(id=id_, score=score, text=text, metadata=meta))
             out.append(hits)
         return out
 
@@ -597,15 +694,13 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         KeyError, for unknown ids)."""
         ids = check_ids(ids)
         self._check_open()
-        found = self._docnos(ids)
-        rows = self._catalog.hydrate([found[i] for i in ids])
+        with self._catalog.read_view() as conn:
+            found = self._docnos(ids, conn)
+            rows = self._catalog.hydrate([found[i] for i in ids], conn)
         return [StoredDocument(id=rows[found[i]][0], text=rows[found[i]][1], metadata=rows[found[i]][2]) for i in ids]
 
-    def _docnos(self, ids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            out.update(self._catalog.query(f"SELECT id, docno FROM docs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    def _docnos(self, ids: list[str], conn: sqlite3.Connection) -> dict[str, int]:
+        out = Catalog.docnos_of(conn, ids)
         missing = [i for i in ids if i not in out]
         if missing:
             raise UnknownIdError(f"ids not in the index: {missing[:5]!r}")
@@ -614,9 +709,8 @@ class Index(HybridSearch, TunedSearch, TextMethods):
     def get_embeddings(self, ids: Sequence[str]) -> list[np.ndarray]:
         """The stored (decompressed, unit-norm) token vectors of documents."""
         ids = check_ids(ids)
-        self._check_open()
-        found = self._docnos(ids)
-        snap = self._refresh()
+        with self._view() as (snap, conn):
+            found = self._docnos(ids, conn)
         out = {}
         want = np.array([found[i] for i in ids], dtype=np.int64)
         for seg in snap.segments:
@@ -650,38 +744,29 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         }
 
     def verify(self) -> None:
-        """Checksum every array file and run SQLite's integrity check; raise IndexCorruptedError."""
-        snap = self._refresh()
-        if snap.codec_name:
-            storage.load_codec(self.path, snap.codec_name, verify_all=True)
-        for seg in snap.segments:
-            storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
+        """Checksum every array file, run SQLite's integrity check, check every catalog row against
+        its checksum and the live documents of the segments against the catalog; raise
+        IndexCorruptedError naming the damage."""
+        with self._view() as (snap, conn):
+            if snap.codec_name:
+                storage.load_codec(self.path, snap.codec_name, verify_all=True)
+            for seg in snap.segments:
+                storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
+            live = np.concatenate([s.docnos[m.astype(bool)] for s, m in zip(snap.segments, snap.live, strict=True)]
+                                  or [np.zeros(0, np.int64)])
+            rows = np.fromiter((r[0] for r in conn.execute("SELECT docno FROM docs")), dtype=np.int64)
         res = self._catalog.query("PRAGMA integrity_check")
         if res != [("ok",)]:
             raise IndexCorruptedError(f"index catalog failed its integrity check: {res[:3]}")
-
-
-def _check_metadata(metadata: Any, n: int) -> list[dict | None]:
-    values = check_side(metadata, n, "metadata", Mapping)
-    import json
-
-    out: list[dict | None] = []
-    for i, v in enumerate(values):
-        if v is None:
-            out.append(None)
-            continue
-        try:
-            json.dumps(v, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgumentError(f"metadata[{i}]: not JSON-serialisable ({e})") from None
-        out.append(dict(v))
-    return out
+        self._catalog.check_rows()
+        if len(live) != len(rows) or not np.array_equal(np.sort(live), np.sort(rows)):
+            odd = np.setxor1d(live, rows)[:5].tolist()
+            raise IndexCorruptedError(f"index catalog and segments disagree on the live documents (docnos {odd}): "
+                                      f"{self._catalog.path}")
 
 
 def _keep_stored(conn: Any, ids: list[str], existing: dict[str, int], texts: list, metadata: list) -> tuple[list, list]:
     """Fill None text/metadata entries of replaced documents with their stored values."""
-    import json
-
     old = list(existing.values())
     rows = {r[0]: (r[1], r[2]) for r in conn.execute(
         f"SELECT docno, text, metadata FROM docs WHERE docno IN ({','.join('?' * len(old))})", old)}

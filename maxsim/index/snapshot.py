@@ -1,12 +1,14 @@
 """What one search reads: an immutable view of the index at one catalog version.
 
 A snapshot holds the codec, the memory-mapped segments and a live mask per segment, all read in
-one SQLite read transaction, so a search never mixes the segments of one version with the
+one SQLite read transaction; the search keeps that transaction open for its filter and its
+hydration (see :mod:`maxsim.index.index`), so it never mixes the segments of one version with the
 catalog of another.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +65,12 @@ class SnapshotLoader:
             self._codecs[name] = (codec, codec.lookup_table())
         return self._codecs[name]
 
-    def load(self, catalog: Catalog) -> Snapshot:
-        with catalog.transaction(immediate=False) as conn:  # one consistent read
-            state = Catalog.get_state(conn)
-            seg_rows = conn.execute("SELECT name, codec FROM segments ORDER BY name").fetchall()
-            tombs = np.fromiter((r[0] for r in conn.execute("SELECT docno FROM tombstones")), dtype=np.int64)
-            n_live = conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    def load(self, conn: sqlite3.Connection) -> Snapshot:
+        """The snapshot of the version that ``conn``'s open read transaction sees."""
+        state = Catalog.get_state(conn)
+        seg_rows = conn.execute("SELECT name, codec FROM segments ORDER BY name").fetchall()
+        tombs = np.fromiter((r[0] for r in conn.execute("SELECT docno FROM tombstones")), dtype=np.int64)
+        n_live = conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
         codec_name = state.get("codec")
         codec, lut = self.codec(codec_name) if codec_name else (None, None)
         segments, live = [], []

@@ -32,6 +32,7 @@ import numpy as np
 
 from maxsim.compression.bits import id_bits, pack_codes, pack_ids, packed_ids_nbytes, unpack_codes
 from maxsim.compression.residual import ResidualCodec, grid_values
+from maxsim.index import faults
 from maxsim.index.errors import IndexCorruptedError
 
 FORMAT_NAME = "maxsim-index"
@@ -67,14 +68,22 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON via a temporary file, fsync, rename, fsync the directory."""
+    """Write JSON via a temporary file, fsync, rename, fsync the directory (the temporary file is
+    removed if anything fails; OS errors become IndexWriteError/DiskFullError)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise faults.os_error(e, path, "writing") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -105,29 +114,40 @@ def write_array_dir(root: Path, prefix: str, arrays: dict[str, np.ndarray], extr
     into place and the parent fsynced. Returns the directory name.
     """
     tmp = root / f"tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    files = {}
-    for name, arr in arrays.items():
-        arr = np.ascontiguousarray(arr)
-        path = tmp / f"{name}.npy"
-        with open(path, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
+    try:
+        tmp.mkdir()
+        files = {}
+        for name, arr in arrays.items():
+            arr = np.ascontiguousarray(arr)
+            path = tmp / f"{name}.npy"
+            with open(path, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            files[name] = {
+                "shape": list(arr.shape),
+                "dtype": arr.dtype.str,
+                "bytes": path.stat().st_size,
+                "crc32": _crc_file(path),
+            }
+        with open(tmp / FILES_JSON, "w", encoding="utf-8") as f:
+            json.dump({"files": files, **extra}, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        files[name] = {
-            "shape": list(arr.shape),
-            "dtype": arr.dtype.str,
-            "bytes": path.stat().st_size,
-            "crc32": _crc_file(path),
-        }
-    with open(tmp / FILES_JSON, "w", encoding="utf-8") as f:
-        json.dump({"files": files, **extra}, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(tmp)
-    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    os.rename(tmp, root / name)
-    fsync_dir(root)
+        fsync_dir(tmp)
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        os.rename(tmp, root / name)
+    except OSError as e:
+        remove_dir(tmp)  # a full disk must not stay full of our partial files
+        raise faults.os_error(e, tmp, f"writing a {prefix} directory") from e
+    except BaseException:
+        remove_dir(tmp)
+        raise
+    try:
+        fsync_dir(root)
+    except OSError as e:
+        remove_dir(root / name)
+        raise faults.os_error(e, root, "syncing the index directory") from e
     return name
 
 
@@ -158,8 +178,8 @@ def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = Fal
                 raise IndexCorruptedError(f"index file is corrupted (checksum mismatch): {fpath}")
         try:
             arr = np.load(fpath, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise IndexCorruptedError(f"index file cannot be read as an array ({e}): {fpath}") from None
+        except Exception as e:  # noqa: BLE001 - a damaged header fails in many ways (ValueError, tokenize.TokenError, ...)
+            raise IndexCorruptedError(f"index file cannot be read as an array ({type(e).__name__}: {e}): {fpath}") from None
         if list(arr.shape) != meta["shape"] or arr.dtype.str != meta["dtype"]:
             raise IndexCorruptedError(
                 f"index file header is corrupted: {fpath} holds {arr.dtype.str}{list(arr.shape)}, "
@@ -167,6 +187,29 @@ def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = Fal
             )
         out[name] = arr
     return out, info
+
+
+def directory_state(root: Path) -> str:
+    """"index" (has a manifest), "incomplete" (only index files, no manifest: an interrupted
+    create) or "other" (anything else, which create never deletes)."""
+    if (root / MANIFEST).exists():
+        return "index"
+    names = {p.name for p in root.iterdir()}
+    ours = {LOCK, CATALOG, *(CATALOG + x for x in ("-wal", "-shm", "-journal"))}
+    if names and all(n in ours or n.startswith(("tmp-", "seg-", "codec-", f".{MANIFEST}.")) for n in names):
+        return "incomplete"
+    return "other"
+
+
+def clear_index_dir(root: Path) -> None:
+    """Delete an index's files except its lock (held by the caller). The manifest goes first, so a
+    crash part-way leaves an interrupted creation (see :func:`directory_state`), never an index
+    with half its files."""
+    (root / MANIFEST).unlink(missing_ok=True)
+    fsync_dir(root)
+    for entry in root.iterdir():
+        if entry.name != LOCK:
+            remove_dir(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------

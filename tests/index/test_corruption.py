@@ -248,3 +248,90 @@ def test_new_indexes_store_a_4bit_centroid_grid_and_packed_ids(built):
         from maxsim.compression import unpack_codes
 
         np.testing.assert_array_equal(codec.centroids, grid[unpack_codes(levels, 4), np.arange(DIM)])
+
+
+# ---- the catalog: SQLite has no page checksums, the index's row checksums stand in -----------
+
+
+@pytest.fixture()
+def tagged(tmp_path, gen):
+    """An index whose documents carry distinctive texts and metadata, closed (WAL checkpointed)."""
+    path = tmp_path / "tagged"
+    ids = [f"doc-{i:03d}" for i in range(40)]
+    with Index.create(path, dim=DIM) as index:
+        index.add_embeddings([gen.doc(x) for x in ids], ids=ids, texts=[f"text-{i:03d}" for i in range(40)],
+                             metadata=[{"tag": f"t{i:03d}"} for i in range(40)])
+    assert not (path / "catalog.sqlite-wal").exists() or (path / "catalog.sqlite-wal").stat().st_size == 0
+    return path
+
+
+def _flip_one_bit(path, needle: bytes, offset: int, bit: int = 0) -> None:
+    """Flip one bit of the single occurrence of ``needle`` in the catalog file."""
+    f = path / "catalog.sqlite"
+    data = bytearray(f.read_bytes())
+    assert data.count(needle) == 1, needle
+    data[data.index(needle) + offset] ^= 1 << bit
+    f.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("needle, offset", [
+    (b'"t012"', 4),            # a metadata value: t012 -> t013
+    (b"doc-012text-012", 6),   # an id, in the docs table (the unique index keeps the old one): doc-012 -> doc-013
+])
+def test_flipped_bit_in_catalog_rows_is_an_error_not_a_wrong_answer(tagged, gen, needle, offset):
+    _flip_one_bit(tagged, needle, offset)
+    with Index.open(tagged) as index:
+        q = gen.query_for(gen.doc("doc-012"), seed=3)
+        with pytest.raises(IndexCorruptedError, match="checksum"):
+            index.search_embeddings(q, k=3)
+        with pytest.raises(IndexCorruptedError, match="checksum"):
+            index.get(["doc-012"])
+        with pytest.raises(IndexCorruptedError, match="checksum|integrity"):
+            index.verify()
+        # documents whose rows are intact are still served
+        assert index.get(["doc-020"])[0]["metadata"] == {"tag": "t020"}
+
+
+def test_flipped_bit_in_metadata_lookup_table_is_caught_by_verify(tagged):
+    f = tagged / "catalog.sqlite"
+    raw = bytearray(f.read_bytes())
+    # meta_kv and its index store the bare value (the docs table stores it as JSON, in quotes):
+    # change both copies alike, so SQLite's own integrity check has nothing to compare
+    copies = [i for i in range(len(raw)) if raw.startswith(b"t012", i) and raw[i - 1:i] != b'"']
+    assert copies
+    for pos in copies:
+        raw[pos + 3] ^= 1  # t012 -> t013: a filter on tag t013 would now also return doc-012
+    f.write_bytes(bytes(raw))
+    with Index.open(tagged) as index:
+        assert index._catalog.query("PRAGMA integrity_check") == [("ok",)]
+        with pytest.raises(IndexCorruptedError, match="metadata"):
+            index.verify()
+
+
+def test_catalog_of_an_index_written_before_row_checksums_is_read_and_upgraded(tagged, gen):
+    import sqlite3
+
+    conn = sqlite3.connect(str(tagged / "catalog.sqlite"))
+    conn.execute("ALTER TABLE docs DROP COLUMN crc")  # the layout before checksums
+    conn.commit()
+    conn.close()
+    with Index.open(tagged, readonly=True) as old:
+        assert old.get(["doc-003"])[0]["metadata"] == {"tag": "t003"}
+        old.verify()
+    with Index.open(tagged) as index:
+        index.add_embeddings([gen.doc("new")], ids=["new"])  # a writer adds the column and fills it
+        index.verify()
+    _flip_one_bit(tagged, b'"t012"', 4)
+    with Index.open(tagged) as index, pytest.raises(IndexCorruptedError, match="checksum"):
+        index.get(["doc-012"])
+
+
+def test_damaged_header_of_a_large_array_names_the_file(built, monkeypatch):
+    monkeypatch.setattr(storage, "CRC_ON_OPEN_BYTES", 0)  # as for a file too large to checksum on open
+    f = _seg(built) / "residuals.npy"
+    data = bytearray(f.read_bytes())
+    close = data.index(b"), }")
+    data[close] = ord(" ")  # an unclosed parenthesis: numpy's header parser raises tokenize.TokenError
+    f.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptedError, match="residuals.npy"):
+        Index.open(built)
