@@ -249,8 +249,7 @@ MAXSIM_SETTINGS = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_
 
 
 def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int = 2) -> None:
-    from maxsim.index import Index
-    from maxsim.index import SearchConfig
+    from maxsim.index import Index, SearchConfig
 
     tokens, offsets = load_docs(data)
     queries = np.load(data / "queries.npy")

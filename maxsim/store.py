@@ -45,6 +45,7 @@ stores may accept more (the index also takes an SQL expression, Qdrant ranges).
 
 from __future__ import annotations
 
+import json
 import numbers
 import uuid
 from collections.abc import Mapping, Sequence
@@ -293,3 +294,46 @@ def check_vectors(arrays: Any, dim: int, what: str) -> list[np.ndarray]:
         a = a / scale
         out.append(np.ascontiguousarray(a / np.linalg.norm(a, axis=1, keepdims=True), dtype=np.float32))
     return out
+
+
+# ---- what stores keep beside the vectors: texts and metadata (SQLite text, JSON payloads) ----
+
+
+def check_metadata(metadata: Any, n: int) -> list[dict | None]:
+    """One JSON object (or None) per document: finite numbers only (NaN/Infinity are not JSON and
+    would break every SQL filter), integers within SQLite's 64 bits, strings of valid Unicode."""
+    values = check_side(metadata, n, "metadata", Mapping)
+    out: list[dict | None] = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            json.dumps(v, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError: a lone surrogate
+            raise InvalidArgumentError(f"metadata[{i}]: not JSON-serialisable ({e})") from None
+        for key, value in v.items():
+            if not isinstance(key, str):
+                raise InvalidArgumentError(f"metadata[{i}]: keys must be strings, got {key!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 63):
+                raise InvalidArgumentError(f"metadata[{i}][{key!r}]: integer {value} is outside the 64-bit range "
+                                           "that metadata filters support")
+        out.append(dict(v))
+    return out
+
+
+def check_stored_texts(texts: Any, n: int) -> list[str | None]:
+    """texts=: None, or one string (or None) per document, valid Unicode (stored as UTF-8)."""
+    values = check_side(texts, n, "texts", str)
+    for i, t in enumerate(values):
+        if t is not None and not _is_utf8(t):
+            raise InvalidArgumentError(f"texts[{i}]: not valid Unicode (contains a lone surrogate)")
+    return values
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -28,8 +28,8 @@ from maxsim.compression.residual import ResidualCodec, train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError
 from maxsim.index import storage
 from maxsim.index.catalog import Catalog
-from maxsim.index.index import TRAIN_TOKENS_PER_CENTROID, Index, _check_metadata
-from maxsim.store import check_ids, check_vectors
+from maxsim.index.index import TRAIN_TOKENS_PER_CENTROID, Index
+from maxsim.store import check_ids, check_metadata, check_vectors
 
 #: Documents per committed chunk (one segment each): the most a segment holds.
 CHUNK_DOCS = storage.MAX_SEGMENT_DOCS
@@ -193,7 +193,7 @@ class ChunkWriter:
         n_input = len(self.ids)
         if n_input:
             ids = check_ids(self.ids, n_input)
-            metas = _check_metadata(self.metas, n_input)
+            metas = check_metadata(self.metas, n_input)
             codes, packed = np.concatenate(self.codes), np.concatenate(self.packed)
             lengths = np.asarray(self.lengths, dtype=np.int64)
             offsets = np.zeros(n_input + 1, dtype=np.int64)

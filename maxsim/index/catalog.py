@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maxsim.errors import InvalidArgumentError, InvalidTypeError
 from maxsim.index import faults
 from maxsim.index.errors import IndexCorruptedError
 
@@ -303,27 +304,27 @@ class Catalog:
         (read through ``conn``, a :meth:`read_view`, when given)."""
         if isinstance(flt, str):
             if not flt.strip():
-                raise ValueError("filter: the SQL WHERE clause is empty")
+                raise InvalidArgumentError("filter: the SQL WHERE clause is empty")
             sql, params = f"SELECT docno FROM docs WHERE ({flt})", []
         elif isinstance(flt, dict):
             if not flt:
-                raise ValueError("filter: the key/value filter is empty")
+                raise InvalidArgumentError("filter: the key/value filter is empty")
             parts, params = [], []
             for key, value in flt.items():
                 if not isinstance(key, str):
-                    raise ValueError(f"filter: keys must be strings, got {key!r}")
+                    raise InvalidArgumentError(f"filter: keys must be strings, got {key!r}")
                 values = list(value) if isinstance(value, list | tuple | set) else [value]
                 if not values or not all(isinstance(v, _SCALARS) for v in values):
-                    raise ValueError(f"filter: value for {key!r} must be a scalar or a non-empty list of scalars")
+                    raise InvalidArgumentError(f"filter: value for {key!r} must be a scalar or a non-empty list of scalars")
                 parts.append(f"SELECT docno FROM meta_kv WHERE key = ? AND value IN ({','.join('?' * len(values))})")
                 params += [key, *values]
             sql = " INTERSECT ".join(parts)
         else:
-            raise TypeError(f"filter must be a dict of metadata key/values or an SQL WHERE string, got {type(flt).__name__}")
+            raise InvalidTypeError(f"filter must be a dict of metadata key/values or an SQL WHERE string, got {type(flt).__name__}")
         try:
             rows = self._read(conn, sql, params)
         except (sqlite3.OperationalError, sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError) as e:
-            raise ValueError(f"invalid filter {flt!r}: {e}") from None
+            raise InvalidArgumentError(f"invalid filter {flt!r}: {e}") from None
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from maxsim.compression.residual import ResidualCodec
 from maxsim.index import kernels, storage
 from maxsim.index.catalog import Catalog
+from maxsim.index.errors import IndexLockedError
 from maxsim.index.snapshot import Snapshot
 
 #: Documents gathered from one segment at a time while rewriting.
@@ -61,7 +62,7 @@ def rewrite_segments(root: Path, catalog: Catalog, snap: Snapshot, segs: list[st
         flush()
         with catalog.transaction() as conn:
             if int(Catalog.get_state(conn)["version"]) != snap.version:
-                raise RuntimeError("the catalog changed under the writer lock")
+                raise IndexLockedError("the catalog changed under the writer lock: another writer committed to this index")
             for seg in segs:
                 conn.execute("DELETE FROM segments WHERE name = ?", (seg.name,))
                 dead = seg.docnos[live_of[seg.name] == 0]

@@ -54,13 +54,13 @@ from maxsim.compression.pooling import check_pool_factor, pool_documents
 from maxsim.compression.residual import train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.index import faults, storage
-from maxsim.index.inputs import check_metadata, check_texts
 from maxsim.index.catalog import Catalog
 from maxsim.index.compaction import rewrite_segments
 from maxsim.index.errors import (
     IndexClosedError,
     IndexCorruptedError,
     IndexExistsError,
+    IndexLockedError,
     IndexNotFoundError,
     IndexReadOnlyError,
     MaintenanceWarning,
@@ -76,6 +76,8 @@ from maxsim.store import (
     TextMethods,
     check_ids,
     check_k,
+    check_metadata,
+    check_stored_texts,
     check_vectors,
     new_ids,
     query_list,
@@ -416,7 +418,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         n = len(vectors)
         ids = new_ids(n) if ids is None else check_ids(ids, n)
-        texts = check_texts(texts, n)
+        texts = check_stored_texts(texts, n)
         metadata = check_metadata(metadata, n)
         with self._write_mutex:
             self._acquire_writer()
@@ -447,7 +449,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         if len(vectors) != len(ids):
             raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
-        texts = check_texts(texts, len(ids))
+        texts = check_stored_texts(texts, len(ids))
         with self._write_mutex:
             self._acquire_writer()
             self._write_docs(vectors, ids, texts, metadata, mode="update")
@@ -460,7 +462,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         stored value), in one atomic commit. Returns ``ids``."""
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
-        texts = check_texts(texts, len(ids))
+        texts = check_stored_texts(texts, len(ids))
         metadata = check_metadata(metadata, len(ids))
         with self._write_mutex:
             self._acquire_writer()
@@ -499,7 +501,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                 seg_rows.append((name, codec_name, e - s, int(t1 - t0)))
             with self._catalog.transaction() as conn:
                 if int(Catalog.get_state(conn)["next_docno"]) != first:
-                    raise RuntimeError("the catalog changed under the writer lock")
+                    raise IndexLockedError("the catalog changed under the writer lock: another writer committed to this index")
                 existing = _existing_docnos(conn, ids) if mode == "update" else Catalog.docnos_of(conn, ids)
                 if mode == "add" and existing:
                     raise DuplicateIdError(f"ids already in the index: {sorted(existing)[:5]!r} "

@@ -32,6 +32,7 @@ import numpy as np
 
 from maxsim.compression.bits import id_bits, pack_codes, pack_ids, packed_ids_nbytes, unpack_codes
 from maxsim.compression.residual import ResidualCodec, grid_values
+from maxsim.errors import InvalidArgumentError
 from maxsim.index import faults
 from maxsim.index.errors import IndexCorruptedError
 
@@ -245,7 +246,7 @@ def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_
     extra = {"nbits": codec.nbits, "n_tokens_trained": int(n_tokens_trained)}
     if table_bits(format_version):
         if codec.table_bits != table_bits(format_version):
-            raise ValueError(f"format version {format_version} stores a {table_bits(format_version)}-bit centroid grid "
+            raise InvalidArgumentError(f"format version {format_version} stores a {table_bits(format_version)}-bit centroid grid "
                              f"(train with train_codec(table_bits={table_bits(format_version)}))")
         levels = pack_codes(codec.table_codes(), codec.table_bits)
         table = {"centroid_levels": levels, "centroid_grid": codec.table_grid.astype(np.float32)}
@@ -253,7 +254,7 @@ def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_
     else:
         c = codec.centroids.astype(centroid_dtype(format_version))
         if not np.array_equal(c.astype(np.float32), codec.centroids):
-            raise ValueError("the codec's centroids are not representable in the stored dtype (train with train_codec)")
+            raise InvalidArgumentError("the codec's centroids are not representable in the stored dtype (train with train_codec)")
         table = {"centroids": c}
     return write_array_dir(root, "codec", {**table, "cutoffs": codec.cutoffs, "weights": codec.weights}, extra)
 
@@ -270,7 +271,7 @@ def load_codec(root: Path, name: str, *, verify_all: bool = False) -> ResidualCo
             grid = np.ascontiguousarray(arrays["centroid_grid"], dtype=np.float32)
             levels = np.asarray(arrays["centroid_levels"])
             if bits != TABLE_BITS or levels.dtype != np.uint8 or levels.ndim != 2 or grid.shape != (1 << bits, levels.shape[1] * 8 // bits):
-                raise ValueError(f"centroid grid of {bits} bits, levels {levels.dtype}{levels.shape}")
+                raise InvalidArgumentError(f"centroid grid of {bits} bits, levels {levels.dtype}{levels.shape}")
             centroids = grid_values(unpack_codes(levels, bits), grid)  # [k, dim] float32, in memory
         else:
             if arrays["centroids"].dtype not in (np.float16, np.float32):
@@ -336,7 +337,7 @@ def write_segment(
 ) -> str:
     """Write a segment; ``codes`` are plain centroid ids, bit-packed on disk when ``pack``."""
     if len(docnos) > MAX_SEGMENT_DOCS:
-        raise ValueError(f"a segment holds at most {MAX_SEGMENT_DOCS} documents")
+        raise InvalidArgumentError(f"a segment holds at most {MAX_SEGMENT_DOCS} documents")
     extra = {"codec": codec_name, "n_docs": int(len(docnos)), "n_tokens": int(len(codes))}
     arrays = {"residuals": residuals, "offsets": offsets.astype(np.int64), "docnos": docnos.astype(np.int64)}
     if not pack or len(codes) >= IVF_STORED_MIN_TOKENS:

@@ -55,7 +55,7 @@ class BM25:
         only texts sharing a term with it (score above zero) unless not ``matching_only``.
         ``mask`` (one 0/1 per text) keeps only the texts it marks."""
         if self._index is None:
-            raise RuntimeError("call index() before search()")
+            raise MaxsimError("call index() before search()")
         if self.n_docs == 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in queries]
         k = min(k, self.n_docs)

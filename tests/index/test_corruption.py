@@ -10,8 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from maxsim.index import Index, IndexCorruptedError
-from maxsim.index import storage
+from maxsim.index import Index, IndexCorruptedError, storage
 
 from .conftest import DIM
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maxsim.index import Index
-from maxsim.index import SearchConfig
+from maxsim.index import Index, SearchConfig
 
 from .conftest import DIM, Clustered
 

@@ -9,9 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from maxsim.index import Index, IndexExistsError, IndexLockedError, IndexNotFoundError, IndexReadOnlyError
+from maxsim.index import Index, IndexExistsError, IndexLockedError, IndexNotFoundError, IndexReadOnlyError, SearchConfig
 from maxsim.scoring.maxsim import maxsim_scores
-from maxsim.index import SearchConfig
 
 from .conftest import DIM
 

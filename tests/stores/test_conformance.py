@@ -177,10 +177,7 @@ def test_filters_equality_and_any_of_in_search_and_count(store, corpus):
 
 
 @pytest.mark.parametrize("flt", [{}, {"lang": []}, {1: "en"}], ids=["empty", "empty-list", "int-key"])
-def test_bad_filters_are_invalid_argument_errors(make_store, corpus, request, flt):
-    if make_store.kind == "index":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="maxsim/index/catalog.py filter_docnos raises "
-                                              "plain ValueError, not a MaxsimError"))
+def test_bad_filters_are_invalid_argument_errors(make_store, corpus, flt):
     store = _filled(make_store(), corpus, 3)
     with pytest.raises(InvalidArgumentError):
         store.search_embeddings([corpus.query(0)], k=2, filter=flt)

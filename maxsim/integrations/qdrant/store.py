@@ -68,6 +68,7 @@ from maxsim.store import (
     TextMethods,
     check_ids,
     check_k,
+    check_metadata,
     check_side,
     check_vectors,
     new_ids,
@@ -239,7 +240,7 @@ class QdrantStore(TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = new_ids(len(vectors)) if ids is None else check_ids(ids, len(vectors))
         texts = check_side(texts, len(ids), "texts", str)
-        metadata = _check_metadata(metadata, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         stored = self._stored(ids)
         if stored:
             found = [i for i in ids if i in stored]
@@ -255,7 +256,7 @@ class QdrantStore(TextMethods):
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         :class:`~maxsim.errors.UnknownIdError` for unknown ids; nothing is changed then."""
         ids = check_ids(ids)
-        metadata = _check_metadata(metadata, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         if embeddings is None:
             if texts is not None:
                 raise InvalidArgumentError("update_embeddings: texts need their embeddings "
@@ -282,7 +283,7 @@ class QdrantStore(TextMethods):
         vectors = check_vectors(embeddings, self.dim, "embeddings")
         ids = check_ids(ids, len(vectors))
         texts = check_side(texts, len(ids), "texts", str)
-        metadata = _check_metadata(metadata, len(ids))
+        metadata = check_metadata(metadata, len(ids))
         texts, metadata = _keep_stored(ids, self._stored(ids), texts, metadata)
         self._write(vectors, ids, texts, metadata)
         return ids
@@ -445,22 +446,6 @@ def _exists(engine: Engine) -> bool:
     except Exception:
         engine.close()
         raise
-
-
-def _check_metadata(metadata: Any, n: int) -> list[dict | None]:
-    """metadata=: None, or one JSON-serialisable mapping (or None) per document."""
-    import json
-
-    out: list[dict | None] = []
-    for i, v in enumerate(check_side(metadata, n, "metadata", Mapping)):
-        if v is not None:
-            try:
-                json.dumps(v, allow_nan=False)
-            except (TypeError, ValueError) as e:
-                raise InvalidArgumentError(f"metadata[{i}]: not JSON-serialisable ({e})") from None
-            v = dict(v)
-        out.append(v)
-    return out
 
 
 def _keep_stored(ids: list[str], stored: Mapping[str, dict], texts: list, metadata: list) -> tuple[list, list]:
