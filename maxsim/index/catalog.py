@@ -21,9 +21,10 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -299,14 +300,14 @@ class Catalog:
             diff = sorted(want ^ have, key=repr)[:3]
             raise IndexCorruptedError(f"index catalog's metadata lookup table disagrees with the metadata {diff}: {self.path}")
 
-    def filter_docnos(self, flt: dict | str, conn: sqlite3.Connection | None = None) -> np.ndarray:
+    def filter_docnos(self, flt: Mapping[str, Any] | str, conn: sqlite3.Connection | None = None) -> np.ndarray:
         """Live document numbers matching a key/value dict or an SQL WHERE clause over ``docs``
         (read through ``conn``, a :meth:`read_view`, when given)."""
         if isinstance(flt, str):
             if not flt.strip():
                 raise InvalidArgumentError("filter: the SQL WHERE clause is empty")
-            sql, params = f"SELECT docno FROM docs WHERE ({flt})", []
-        elif isinstance(flt, dict):
+            sql, params = f"SELECT docno FROM docs WHERE ({flt})", list[Any]()
+        elif isinstance(flt, Mapping):
             if not flt:
                 raise InvalidArgumentError("filter: the key/value filter is empty")
             parts, params = [], []

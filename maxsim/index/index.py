@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
 
     @classmethod
     def create(cls, path: str | os.PathLike, model: Encoder | None = None, dim: int = 128, nbits: int = 2, *,
-               overwrite: bool = False, auto_optimize: bool = True, pool_factor: int = 1) -> Index:
+               overwrite: bool = False, auto_optimize: bool = True, pool_factor: int = 1) -> Self:
         """Create an empty index at ``path`` (a new or empty directory).
 
         Parameters
@@ -205,7 +205,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
 
     @classmethod
     def open(cls, path: str | os.PathLike, model: Encoder | None = None, *, readonly: bool = False,
-             auto_optimize: bool = True) -> Index:
+             auto_optimize: bool = True) -> Self:
         """Open an existing index. Opening memory-maps the arrays; nothing large is read.
 
         The write lock is taken by the first write (add/delete/update/optimize) and held until
@@ -485,6 +485,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                 codec_name = storage.write_codec(self.path, codec, len(sample), self._format_version)
                 new_dirs.append(codec_name)
                 trained_tokens = len(sample)
+            assert codec_name is not None  # the snapshot's, or the one just written
             lengths = np.array([len(v) for v in vectors], dtype=np.int64)
             codes, packed = codec.encode(np.concatenate(vectors))
             first = int(self._catalog.query("SELECT value FROM state WHERE key='next_docno'")[0][0])
@@ -663,9 +664,10 @@ class Index(HybridSearch, TunedSearch, TextMethods):
     def _search_one(self, snap: Snapshot, q: np.ndarray, allowed: list[np.ndarray], k: int, exact: bool,
                     nprobe: int, n_cand: int, n_exact: int, threads: int) -> list[tuple[int, float]]:
         docnos, scores = [], []
+        assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
         pq = None if exact else prepare_query(q, snap.codec, nprobe, threads)
         for seg, mask in zip(snap.segments, allowed, strict=True):
-            if exact:
+            if pq is None:
                 local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads)
             else:
                 local, sc = search_segment(seg, snap.codec, snap.lut, pq, mask, k, n_cand, n_exact, threads)
@@ -753,6 +755,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             if snap.codec_name:
                 storage.load_codec(self.path, snap.codec_name, verify_all=True)
             for seg in snap.segments:
+                assert snap.codec is not None  # segments exist only under a codec
                 storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
             live = np.concatenate([s.docnos[m.astype(bool)] for s, m in zip(snap.segments, snap.live, strict=True)]
                                   or [np.zeros(0, np.int64)])

@@ -27,6 +27,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -249,6 +250,7 @@ def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_
             raise InvalidArgumentError(f"format version {format_version} stores a {table_bits(format_version)}-bit centroid grid "
                              f"(train with train_codec(table_bits={table_bits(format_version)}))")
         levels = pack_codes(codec.table_codes(), codec.table_bits)
+        assert codec.table_grid is not None  # a codec with table_bits has its grid
         table = {"centroid_levels": levels, "centroid_grid": codec.table_grid.astype(np.float32)}
         extra["table_bits"] = codec.table_bits
     else:
@@ -338,7 +340,7 @@ def write_segment(
     """Write a segment; ``codes`` are plain centroid ids, bit-packed on disk when ``pack``."""
     if len(docnos) > MAX_SEGMENT_DOCS:
         raise InvalidArgumentError(f"a segment holds at most {MAX_SEGMENT_DOCS} documents")
-    extra = {"codec": codec_name, "n_docs": int(len(docnos)), "n_tokens": int(len(codes))}
+    extra: dict[str, Any] = {"codec": codec_name, "n_docs": int(len(docnos)), "n_tokens": int(len(codes))}
     arrays = {"residuals": residuals, "offsets": offsets.astype(np.int64), "docnos": docnos.astype(np.int64)}
     if not pack or len(codes) >= IVF_STORED_MIN_TOKENS:
         arrays["ivf_offsets"], arrays["ivf_docs"] = build_ivf(codes, offsets, n_centroids)
@@ -352,7 +354,7 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
     from maxsim.index.kernels import max_code  # noqa: PLC0415 - numba, only once a segment is opened
 
     listing = read_json(root / name / FILES_JSON, "array directory listing")
-    files = listing.get("files") if isinstance(listing.get("files"), dict) else {}
+    files: dict = listing["files"] if isinstance(listing.get("files"), dict) else {}
     # version 3 leaves the inverted lists of small segments out (rebuilt below); packed ids mark it
     derived = "code_bits" in listing and "ivf_docs" not in files and "ivf_offsets" not in files
     names = tuple(n for n in SEGMENT_ARRAYS if not (derived and n.startswith("ivf_")))

@@ -161,7 +161,8 @@ def split_by_documents(collection, train_docs: set[str], dev_docs: set[str], car
     if train_docs & dev_docs:
         raise InvalidArgumentError(f"{collection.name}: {len(train_docs & dev_docs)} documents on both sides of the carve")
     lang = collection.languages[0] if len(collection.languages) == 1 else None
-    pairs, dev_qrels = [], {}
+    pairs: list[Pair] = []
+    dev_qrels: dict[str, dict[str, int]] = {}
     for qid, rels in collection.qrels.items():
         pos = [d for d, r in rels.items() if r > 0]
         if pos and all(d in train_docs for d in pos):
@@ -205,7 +206,7 @@ def mine_bm25_negatives(pairs: Sequence[Pair], n: int = 1, depth: int = 20, skip
             positives_of.setdefault(pairs[i].query, set()).add(pairs[i].positive)
         hits = bm.search([pairs[i].query for i in idx], k=min(depth + skip_top + 2, len(docs)))
         for i, h in zip(idx, hits):
-            cands = [docs[int(j)] for j in sorted(h, key=h.get, reverse=True)]
+            cands = [docs[int(j)] for j in sorted(h, key=lambda j: h[j], reverse=True)]
             cands = [c for c in cands if c not in positives_of[pairs[i].query]][skip_top : skip_top + depth]
             out[i].negatives.extend(rng.sample(cands, min(n, len(cands))))
             if out[i].scores is not None:  # teacher scores no longer cover the list

@@ -173,7 +173,7 @@ class Trainer:
             # the frozen backbone's states are computed once by the model's own (CPU) encoding path;
             # only the head moves to the device
             self.head.to(self.device)
-            self.forward = CachedForward(model, self.head, args.doc_maxlen, args.cache_dir)
+            self.forward: nn.Module = CachedForward(model, self.head, args.doc_maxlen, args.cache_dir)
         else:
             from maxsim.train.forward import (
                 EncoderForward,
@@ -335,9 +335,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def batch_loss(self, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.loss.compute_loss_from_embeddings(*self.batch_tensors(idx, step))
+        q_raw, q_mask, d_raw, d_mask, labels, ignore, candidates, teacher = self.batch_tensors(idx, step)
+        return self.loss.compute_loss_from_embeddings(q_raw, q_mask, d_raw, d_mask, labels, ignore, candidates, teacher)
 
-    def batch_tensors(self, idx: Sequence[int], step: int) -> tuple[torch.Tensor | None, ...]:
+    def batch_tensors(self, idx: Sequence[int], step: int) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+            torch.Tensor | None, torch.Tensor | None]:
         """What the loss gets for one batch, all on the training device: q_raw, q_mask, d_raw,
         d_mask, labels, ignore, candidates, teacher (the last two None without distillation)."""
         rng = np.random.default_rng([self.args.seed, step])
@@ -365,18 +368,20 @@ class Trainer:
         for r, p in enumerate(pairs):
             for c in positives_of[p.query]:
                 ignore[r, c] = True
-        candidates = teacher = None
+        candidates: torch.Tensor | None = None
+        teacher: torch.Tensor | None = None
         if self.args.distill_weight > 0 and all(p.scores is not None for p in pairs):
             width = max(len(o) for o in own)
             candidates = torch.full((len(pairs), width), -1, dtype=torch.long)
             teacher = torch.zeros(len(pairs), width)
             for r, (p, o) in enumerate(zip(pairs, own)):
+                assert p.scores is not None  # checked above
                 candidates[r, : len(o)] = torch.tensor(o)
                 teacher[r, : len(o)] = torch.tensor(p.scores[: len(o)])
         q_raw, q_mask = self.forward([p.query for p in pairs], True)
         d_raw, d_mask = self.forward(docs, False)
         device = q_raw.device  # built on the CPU, moved once (no-ops on the CPU)
-        if candidates is not None:
+        if candidates is not None and teacher is not None:
             candidates, teacher = candidates.to(device), teacher.to(device)
         return q_raw, q_mask, d_raw, d_mask, torch.tensor(labels, device=device), ignore.to(device), candidates, teacher
 
@@ -395,7 +400,7 @@ class Trainer:
         groups: dict[str | None, list[Pair]] = {}
         for p in self.dev_pairs:
             groups.setdefault(p.source, []).append(p)
-        scores = {d: [] for d in dims}
+        scores: dict[int, list] = {d: [] for d in dims}
         distractors: dict[str | None, list[str]] = {}
         for p in self.pairs:
             distractors.setdefault(p.source, []).append(p.positive)
