@@ -66,10 +66,16 @@ def _baseline_model():
     folder = ensure_converted()
     cfg = json.loads((folder / "encoder_config.json").read_text())
     config = BertConfig(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], num_hidden_layers=cfg["num_layers"],
-        num_attention_heads=cfg["num_heads"], intermediate_size=cfg["intermediate_size"],
-        max_position_embeddings=cfg["max_positions"], type_vocab_size=cfg["type_vocab_size"],
-        layer_norm_eps=cfg["layer_norm_eps"], hidden_act="gelu", pad_token_id=1,
+        vocab_size=cfg["vocab_size"],
+        hidden_size=cfg["hidden_size"],
+        num_hidden_layers=cfg["num_layers"],
+        num_attention_heads=cfg["num_heads"],
+        intermediate_size=cfg["intermediate_size"],
+        max_position_embeddings=cfg["max_positions"],
+        type_vocab_size=cfg["type_vocab_size"],
+        layer_norm_eps=cfg["layer_norm_eps"],
+        hidden_act="gelu",
+        pad_token_id=1,
     )
     model = BertModel(config, add_pooling_layer=False).eval()
     ours = load_file(str(folder / "encoder.safetensors"))
@@ -88,8 +94,11 @@ def _baseline_model():
             sd[q + f"attention.self.{name}.weight"] = w[j * h : (j + 1) * h]
             sd[q + f"attention.self.{name}.bias"] = b[j * h : (j + 1) * h]
         pairs = {
-            "attention.output.dense": "out_proj", "attention.output.LayerNorm": "norm1",
-            "intermediate.dense": "fc1", "output.dense": "fc2", "output.LayerNorm": "norm2",
+            "attention.output.dense": "out_proj",
+            "attention.output.LayerNorm": "norm1",
+            "intermediate.dense": "fc1",
+            "output.dense": "fc2",
+            "output.LayerNorm": "norm2",
         }
         for theirs, mine in pairs.items():
             sd[q + theirs + ".weight"] = ours[p + mine + ".weight"]
@@ -136,6 +145,7 @@ def run_worker(config: str, n_docs: int, n_queries: int, threads: int) -> dict:
 
 def _plain_forward(bert, torch, sequences, pad: int, batch_size: int = 32) -> float:
     """Texts in the given order, batches of 32 padded to their longest member."""
+
     def batches():
         for i in range(0, len(sequences), batch_size):
             chunk = sequences[i : i + batch_size]
@@ -173,8 +183,18 @@ def main() -> None:
 
     rows = []
     for config in tqdm(CONFIGS, desc="configurations"):
-        cmd = [sys.executable, __file__, "--worker", config, "--docs", str(args.docs),
-               "--queries", str(args.queries), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            config,
+            "--docs",
+            str(args.docs),
+            "--queries",
+            str(args.queries),
+            "--threads",
+            str(args.threads),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"{config} failed:\n{out.stderr[-3000:]}")
@@ -183,10 +203,14 @@ def main() -> None:
     for r in rows:
         r["doc_speedup_vs_baseline"] = r["doc_tokens_per_s"] / base["doc_tokens_per_s"]
         r["query_speedup_vs_baseline"] = r["queries_per_s"] / base["queries_per_s"]
-    print(f"\n{'configuration':14s} {'doc tok/s':>10s} {'x base':>7s} {'queries/s':>10s} {'x base':>7s} {'peak MB':>8s}")
+    print(
+        f"\n{'configuration':14s} {'doc tok/s':>10s} {'x base':>7s} {'queries/s':>10s} {'x base':>7s} {'peak MB':>8s}"
+    )
     for r in rows:
-        print(f"{r['config']:14s} {r['doc_tokens_per_s']:10.0f} {r['doc_speedup_vs_baseline']:7.2f} "
-              f"{r['queries_per_s']:10.1f} {r['query_speedup_vs_baseline']:7.2f} {r['peak_rss_mb']:8.0f}")
+        print(
+            f"{r['config']:14s} {r['doc_tokens_per_s']:10.0f} {r['doc_speedup_vs_baseline']:7.2f} "
+            f"{r['queries_per_s']:10.1f} {r['query_speedup_vs_baseline']:7.2f} {r['peak_rss_mb']:8.0f}"
+        )
     report = {
         "bench": "encode",
         "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform()},
@@ -196,8 +220,17 @@ def main() -> None:
     }
     if args.jina:
         jina_out = RESULTS / "encode_jina.json"
-        subprocess.run([sys.executable, str(Path(__file__).with_name("encode_jina.py")), "--threads",
-                        str(args.threads), "--out", str(jina_out)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("encode_jina.py")),
+                "--threads",
+                str(args.threads),
+                "--out",
+                str(jina_out),
+            ],
+            check=True,
+        )
         report["jina_shape_rows"] = json.loads(jina_out.read_text())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))

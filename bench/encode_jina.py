@@ -30,8 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 JINA_SHAPE = dict(
-    vocab_size=250004, hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096,
-    max_positions=8194, layer_norm_eps=1e-5, position_embedding="rotary", rotary_base=10000.0,
+    vocab_size=250004,
+    hidden_size=1024,
+    num_layers=24,
+    num_heads=16,
+    intermediate_size=4096,
+    max_positions=8194,
+    layer_norm_eps=1e-5,
+    position_embedding="rotary",
+    rotary_base=10000.0,
 )
 
 
@@ -150,26 +157,44 @@ def main() -> None:
     rows = []
     for dtype, length, attention in configs:
         print(f"running {dtype} {attention} {length} tokens ...", file=sys.stderr, flush=True)
-        cmd = [sys.executable, __file__, "--worker", dtype, str(length), attention,
-               "--reps", str(args.reps), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            dtype,
+            str(length),
+            attention,
+            "--reps",
+            str(args.reps),
+            "--threads",
+            str(args.threads),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
         if out.returncode != 0:
             rows.append({"dtype": dtype, "tokens": length, "attention": attention, "error": out.stderr[-2000:]})
             print(f"  failed: {out.stderr[-500:]}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"\n{'dtype':9s} {'attention':9s} {'tokens':>6s} {'tok/s':>8s} {'s/doc':>7s} {'peak MB':>8s} {'over weights MB':>15s}")
+    print(
+        f"\n{'dtype':9s} {'attention':9s} {'tokens':>6s} {'tok/s':>8s} {'s/doc':>7s} {'peak MB':>8s} {'over weights MB':>15s}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['dtype']:9s} {r['attention']:9s} {r['tokens']:6d}   failed")
             continue
-        print(f"{r['dtype']:9s} {r['attention']:9s} {r['tokens']:6d} {r['tokens_per_s']:8.0f} {min(r['seconds']):7.2f} "
-              f"{r['peak_rss_mb']:8.0f} {r['peak_over_load_mb']:15.0f}")
+        print(
+            f"{r['dtype']:9s} {r['attention']:9s} {r['tokens']:6d} {r['tokens_per_s']:8.0f} {min(r['seconds']):7.2f} "
+            f"{r['peak_rss_mb']:8.0f} {r['peak_over_load_mb']:15.0f}"
+        )
     report = {
         "bench": "encode_jina",
         "model": {"shape": JINA_SHAPE, "weights": "random", "head": [128, 1024]},
-        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform(),
-                    "processor": platform.processor()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+        },
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,9 @@ def make_synthetic(out: Path, n_docs: int, n_queries: int, seed: int = 0) -> Non
     lengths = rng.integers(30, 301, size=n_docs)
     offsets = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    tokens = np.lib.format.open_memmap(out / "tokens.tmp.npy", mode="w+", dtype=np.float16, shape=(int(offsets[-1]), DIM))
+    tokens = np.lib.format.open_memmap(
+        out / "tokens.tmp.npy", mode="w+", dtype=np.float16, shape=(int(offsets[-1]), DIM)
+    )
     noise = 0.6 / np.sqrt(DIM)
     for d in tqdm(range(n_docs), desc=f"generate {n_docs} docs", mininterval=2):
         mine = rng.choice(n_topics, size=int(rng.integers(3, 7)), replace=False)
@@ -172,8 +174,9 @@ def recall_at_10(found: list[list[int]], truth: np.ndarray) -> float:
 TIMING_REPEATS = int(os.environ.get("MAXSIM_BENCH_REPEATS", "2"))
 
 
-def time_queries(search_one, queries: np.ndarray, desc: str, warmup: int = 5,
-                 repeats: int | None = None) -> tuple[list[list[int]], list[float]]:
+def time_queries(
+    search_one, queries: np.ndarray, desc: str, warmup: int = 5, repeats: int | None = None
+) -> tuple[list[list[int]], list[float]]:
     repeats = TIMING_REPEATS if repeats is None else repeats
     for q in queries[:warmup]:
         search_one(q)
@@ -191,8 +194,12 @@ def time_queries(search_one, queries: np.ndarray, desc: str, warmup: int = 5,
 
 def summarize(times: list[float]) -> dict:
     ms = np.array(times) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),
-            "timing_repeats": TIMING_REPEATS, "load_avg_1min": round(os.getloadavg()[0], 2)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "timing_repeats": TIMING_REPEATS,
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 BUILD_JSON = "bench-build.json"
@@ -223,18 +230,35 @@ def load_build(work: Path) -> dict | None:
 
 def maxsim_bytes(path: Path) -> dict:
     """Bytes of a closed maxsim index directory, by part (SQLite's WAL is merged on close)."""
-    parts = {"residuals": 0, "centroid_ids": 0, "inverted_lists": 0, "doc_offsets": 0, "centroid_table": 0,
-             "codec_other": 0, "catalog_sqlite": 0, "other": 0}
+    parts = {
+        "residuals": 0,
+        "centroid_ids": 0,
+        "inverted_lists": 0,
+        "doc_offsets": 0,
+        "centroid_table": 0,
+        "codec_other": 0,
+        "catalog_sqlite": 0,
+        "other": 0,
+    }
     for f in Path(path).rglob("*"):
         if not f.is_file() or f.name == BUILD_JSON:
             continue
         size = f.stat().st_size
         if f.parent.name.startswith("seg-"):
-            key = {"residuals.npy": "residuals", "codes.npy": "centroid_ids", "ivf_docs.npy": "inverted_lists",
-                   "ivf_offsets.npy": "inverted_lists", "offsets.npy": "doc_offsets",
-                   "docnos.npy": "doc_offsets"}.get(f.name, "other")
+            key = {
+                "residuals.npy": "residuals",
+                "codes.npy": "centroid_ids",
+                "ivf_docs.npy": "inverted_lists",
+                "ivf_offsets.npy": "inverted_lists",
+                "offsets.npy": "doc_offsets",
+                "docnos.npy": "doc_offsets",
+            }.get(f.name, "other")
         elif f.parent.name.startswith("codec-"):
-            key = "centroid_table" if f.name in ("centroids.npy", "centroid_levels.npy", "centroid_grid.npy") else "codec_other"
+            key = (
+                "centroid_table"
+                if f.name in ("centroids.npy", "centroid_levels.npy", "centroid_grid.npy")
+                else "codec_other"
+            )
         elif f.name.startswith("catalog.sqlite"):
             key = "catalog_sqlite"
         else:
@@ -244,8 +268,11 @@ def maxsim_bytes(path: Path) -> dict:
 
 
 #: maxsim search settings measured (SearchConfig fields); "default" is SearchConfig().
-MAXSIM_SETTINGS = {"default": {}, "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30},
-                   "recall": {"nprobe": 8, "n_candidates": 1000, "n_exact": 150}}
+MAXSIM_SETTINGS = {
+    "default": {},
+    "fast": {"nprobe": 2, "n_candidates": 200, "n_exact": 30},
+    "recall": {"nprobe": 8, "n_candidates": 1000, "n_exact": 150},
+}
 
 
 def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int = 2) -> None:
@@ -281,14 +308,23 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int
     if build is None:
         save_build(work, build_s, dir_bytes(work))
     index = Index.open(work, readonly=True)
-    result = {"system": "maxsim" if nbits == 2 else f"maxsim-{nbits}bit", "build_s": round(build_s, 2),
-              "index_bytes": closed_bytes, "bytes_by_part": parts,
-              "payload_bytes_per_token": round(payload / n_tokens, 3),
-              "arrays_bytes_per_token": round((payload + parts["centroid_table"] + parts["codec_other"]) / n_tokens, 3),
-              "n_tokens": n_tokens, "params": {"nbits": nbits, "centroids": info["centroids"],
-                                               "segments": info["segments"],
-                                               "format_version": info["format_version"],
-                                               "reused_build": build is not None}, "runs": []}
+    result = {
+        "system": "maxsim" if nbits == 2 else f"maxsim-{nbits}bit",
+        "build_s": round(build_s, 2),
+        "index_bytes": closed_bytes,
+        "bytes_by_part": parts,
+        "payload_bytes_per_token": round(payload / n_tokens, 3),
+        "arrays_bytes_per_token": round((payload + parts["centroid_table"] + parts["codec_other"]) / n_tokens, 3),
+        "n_tokens": n_tokens,
+        "params": {
+            "nbits": nbits,
+            "centroids": info["centroids"],
+            "segments": info["segments"],
+            "format_version": info["format_version"],
+            "reused_build": build is not None,
+        },
+        "runs": [],
+    }
     for name, kw in MAXSIM_SETTINGS.items():
         for t in threads:
             cfg = SearchConfig(exact=False, threads=t, **kw)
@@ -297,10 +333,17 @@ def run_maxsim(data: Path, work: Path, threads: list[int], out: Path, nbits: int
                 return [int(h["id"]) for h in index.search_embeddings([q], k=10, config=cfg)[0]]
 
             found, times = time_queries(one, queries, f"maxsim {name} t={t}")
-            result["runs"].append({"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)})
+            result["runs"].append(
+                {"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)}
+            )
     # the ceiling: exact MaxSim over every stored (decompressed) document
-    found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings([q], k=10, config=SearchConfig(exact=True))[0]],
-                            queries[:50], "maxsim exact", warmup=0, repeats=1)
+    found, _ = time_queries(
+        lambda q: [int(h["id"]) for h in index.search_embeddings([q], k=10, config=SearchConfig(exact=True))[0]],
+        queries[:50],
+        "maxsim exact",
+        warmup=0,
+        repeats=1,
+    )
     result["recall@10_exact_over_stored"] = recall_at_10(found, truth[:50])
     result["recall@10_exact_queries"] = 50
     out.write_text(json.dumps(result, indent=2))
@@ -337,8 +380,10 @@ def run_system(system: str, data: Path, work_root: Path, threads: list[int], arg
 
 
 def table(all_results: dict) -> str:
-    head = (f"{'dataset':<16}{'system':<13}{'setting':<9}{'thr':>4}{'build s':>9}{'B/tok':>7}{'arr B/t':>8}{'pay B/t':>8}"
-            f"{'p50 ms':>9}{'p95 ms':>9}{'R@10':>7}")
+    head = (
+        f"{'dataset':<16}{'system':<13}{'setting':<9}{'thr':>4}{'build s':>9}{'B/tok':>7}{'arr B/t':>8}{'pay B/t':>8}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'R@10':>7}"
+    )
     lines = [head]
     for dataset, results in all_results.items():
         for r in results:
@@ -349,15 +394,21 @@ def table(all_results: dict) -> str:
             pay = f"{r['payload_bytes_per_token']:>8.2f}" if "payload_bytes_per_token" in r else f"{'-':>8}"
             arr = f"{r['arrays_bytes_per_token']:>8.2f}" if "arrays_bytes_per_token" in r else f"{'-':>8}"
             for run in r["runs"]:
-                lines.append(f"{dataset:<16}{r['system']:<13}{run['setting']:<9}{run['threads']:>4}{r['build_s']:>9.1f}"
-                             f"{bpt:>7.2f}{arr}{pay}{run['p50_ms']:>9.2f}{run['p95_ms']:>9.2f}{run['recall@10']:>7.3f}")
+                lines.append(
+                    f"{dataset:<16}{r['system']:<13}{run['setting']:<9}{run['threads']:>4}{r['build_s']:>9.1f}"
+                    f"{bpt:>7.2f}{arr}{pay}{run['p50_ms']:>9.2f}{run['p95_ms']:>9.2f}{run['recall@10']:>7.3f}"
+                )
             if "recall@10_exact_over_stored" in r:
-                lines.append(f"{dataset:<16}{r['system']:<13}exact over stored vectors (ceiling), "
-                             f"{r['recall@10_exact_queries']} queries: R@10 {r['recall@10_exact_over_stored']:.3f}")
-    lines.append("B/tok: the whole index directory (maxsim: arrays + centroid table + SQLite catalog with ids; "
-                 "no texts here) per token. arr B/t: maxsim's vector index alone (every array, centroid table "
-                 "included; without the SQLite catalog of ids, texts and metadata). pay B/t: maxsim's per-token "
-                 "arrays only (residuals, centroid ids, stored inverted lists, document offsets).")
+                lines.append(
+                    f"{dataset:<16}{r['system']:<13}exact over stored vectors (ceiling), "
+                    f"{r['recall@10_exact_queries']} queries: R@10 {r['recall@10_exact_over_stored']:.3f}"
+                )
+    lines.append(
+        "B/tok: the whole index directory (maxsim: arrays + centroid table + SQLite catalog with ids; "
+        "no texts here) per token. arr B/t: maxsim's vector index alone (every array, centroid table "
+        "included; without the SQLite catalog of ids, texts and metadata). pay B/t: maxsim's per-token "
+        "arrays only (residuals, centroid ids, stored inverted lists, document offsets)."
+    )
     return "\n".join(lines)
 
 
@@ -375,15 +426,23 @@ def ratios(results: list[dict]) -> dict:
             match = [x for x in own if x["recall@10"] >= run["recall@10"] - 1e-9]
             key = f"{p['system']}/{run['setting']}"
             if not match:
-                out[key] = {"peer_p50_ms": run["p50_ms"], "peer_recall": run["recall@10"],
-                            "maxsim": "no setting reaches this recall"}
+                out[key] = {
+                    "peer_p50_ms": run["p50_ms"],
+                    "peer_recall": run["recall@10"],
+                    "maxsim": "no setting reaches this recall",
+                }
                 continue
             m = min(match, key=lambda x: x["p50_ms"])
             out[key] = {
-                "peer_p50_ms": run["p50_ms"], "peer_recall": run["recall@10"],
-                "maxsim_setting": m["setting"], "maxsim_p50_ms": m["p50_ms"], "maxsim_recall": m["recall@10"],
+                "peer_p50_ms": run["p50_ms"],
+                "peer_recall": run["recall@10"],
+                "maxsim_setting": m["setting"],
+                "maxsim_p50_ms": m["p50_ms"],
+                "maxsim_recall": m["recall@10"],
                 "p50_ratio_maxsim_over_peer": round(m["p50_ms"] / run["p50_ms"], 3),
-                "bytes_per_token_ratio": round((mine["index_bytes"] / mine["n_tokens"]) / (p["index_bytes"] / p["n_tokens"]), 3),
+                "bytes_per_token_ratio": round(
+                    (mine["index_bytes"] / mine["n_tokens"]) / (p["index_bytes"] / p["n_tokens"]), 3
+                ),
                 "build_ratio": round(mine["build_s"] / p["build_s"], 3),
             }
     return out
@@ -402,8 +461,11 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="synthetic-10k,shared")
-    ap.add_argument("--systems", default="maxsim,maxsim-4bit,fast-plaid,colbert",
-                    help="maxsim (2 bits), maxsim-1bit, maxsim-4bit, fast-plaid, colbert")
+    ap.add_argument(
+        "--systems",
+        default="maxsim,maxsim-4bit,fast-plaid,colbert",
+        help="maxsim (2 bits), maxsim-1bit, maxsim-4bit, fast-plaid, colbert",
+    )
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cache", default=os.environ.get("MAXSIM_BENCH_CACHE", "/tmp/maxsim-bench-cache"))
@@ -411,9 +473,12 @@ def main() -> None:
     ap.add_argument("--colbert-python", default=str(ROOT / ".benchenv-colbert" / "bin" / "python"))
     ap.add_argument("--timeout", type=int, default=6 * 3600, help="seconds per system run")
     ap.add_argument("--force", action="store_true", help="ignore cached results")
-    ap.add_argument("--keep-work", action="store_true",
-                    help="keep the indexes built; with MAXSIM_BENCH_REUSE=1 a later run re-times the peers' "
-                         "searches on them without rebuilding (their recorded build time is reported)")
+    ap.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep the indexes built; with MAXSIM_BENCH_REUSE=1 a later run re-times the peers' "
+        "searches on them without rebuilding (their recorded build time is reported)",
+    )
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache)
@@ -425,10 +490,13 @@ def main() -> None:
         data = prepare(dataset, cache, args.queries)
         results = [run_system(s, data, cache / "work", threads, args) for s in args.systems.split(",")]
         all_results[dataset] = results
-        combined[dataset] = {"results": results, "ratios": ratios(results),
-                             "n_docs": int(len(np.load(data / "offsets.npy")) - 1),
-                             "n_tokens": int(np.load(data / "offsets.npy")[-1]),
-                             "n_queries": int(len(np.load(data / "truth.npy")))}
+        combined[dataset] = {
+            "results": results,
+            "ratios": ratios(results),
+            "n_docs": int(len(np.load(data / "offsets.npy")) - 1),
+            "n_tokens": int(np.load(data / "offsets.npy")[-1]),
+            "n_queries": int(len(np.load(data / "truth.npy"))),
+        }
         combined_path.write_text(json.dumps(combined, indent=2))
     print(table(all_results))
     for dataset in all_results:

@@ -128,8 +128,11 @@ class Coder:
                         best = (mse, n4, n2, n1)
             _, n4, n2, n1 = best
             self.bits = np.array([4] * n4 + [2] * n2 + [1] * n1 + [0] * (dim - n4 - n2 - n1))
-            print(f"  wf{nbits}: {n4} dims x 4 bits, {n2} x 2, {n1} x 1, {dim - n4 - n2 - n1} x 0; "
-                  f"variance share of the 0-bit dims {self.lam[n4 + n2 + n1:].sum() / self.lam.sum():.3f}", flush=True)
+            print(
+                f"  wf{nbits}: {n4} dims x 4 bits, {n2} x 2, {n1} x 1, {dim - n4 - n2 - n1} x 0; "
+                f"variance share of the 0-bit dims {self.lam[n4 + n2 + n1 :].sum() / self.lam.sum():.3f}",
+                flush=True,
+            )
         else:
             self.bits = np.full(dim, nbits)
         self.groups = []
@@ -171,7 +174,9 @@ def angle_code(coder: Coder, x: np.ndarray, c: np.ndarray, chunk: int = 100_000)
     return out
 
 
-def cd_code(cut: np.ndarray, w: np.ndarray, x: np.ndarray, c: np.ndarray, sweeps: int = 2, chunk: int = 100_000) -> np.ndarray:
+def cd_code(
+    cut: np.ndarray, w: np.ndarray, x: np.ndarray, c: np.ndarray, sweeps: int = 2, chunk: int = 100_000
+) -> np.ndarray:
     """Unrotated scalar codes refined by coordinate descent on cos(c + w[code], x)."""
     out = np.empty_like(x)
     dim, buckets = w.shape
@@ -233,7 +238,7 @@ def main() -> None:
     c = raw.astype(np.float16).astype(np.float32)  # as stored (format 2)
     cid = assign_centroids(x, c)
     r = x - c[cid]
-    print(f"k-means {time.time() - t0:.0f} s; residual RMS norm {np.sqrt((r ** 2).sum(1).mean()):.3f}", flush=True)
+    print(f"k-means {time.time() - t0:.0f} s; residual RMS norm {np.sqrt((r**2).sum(1).mean()):.3f}", flush=True)
     pick = rng.choice(len(r), min(len(r), 200_000), replace=False)
     fit = r[pick]
     base = (c, cid, r, fit)
@@ -249,7 +254,7 @@ def main() -> None:
             c, cid, r, fit = base
         coder_name, _, how = v.split("@")[0].partition("+")
         kind = coder_name.rstrip("0123456789")
-        nbits = int(coder_name[len(kind):])
+        nbits = int(coder_name[len(kind) :])
         t1 = time.time()
         if kind in ("pq", "rpq"):
             rh = product_codec(fit, r, nbits, kind == "rpq")
@@ -262,7 +267,7 @@ def main() -> None:
             elif how == "cd":
                 if coder.rot is not None:
                     raise SystemExit("+cd is for unrotated sqN")
-                (sel, cut, w), = coder.groups
+                ((sel, cut, w),) = coder.groups
                 rh = cd_code(cut, w, x, c[cid])
             else:
                 rh = coder.code(r)

@@ -68,9 +68,18 @@ def main() -> None:
     torch.set_num_threads(max(threads))
     build = load_build(work)
     doc_maxlen = int(np.diff(OFFSETS).max())
-    config = ColBERTConfig(nbits=2, dim=128, doc_maxlen=doc_maxlen, kmeans_niters=4, checkpoint="vectors",
-                           root=str(work), index_root=str(work), experiment="bench", index_name="idx",
-                           avoid_fork_if_possible=True)
+    config = ColBERTConfig(
+        nbits=2,
+        dim=128,
+        doc_maxlen=doc_maxlen,
+        kmeans_niters=4,
+        checkpoint="vectors",
+        root=str(work),
+        index_root=str(work),
+        experiment="bench",
+        index_name="idx",
+        avoid_fork_if_possible=True,
+    )
     collection = Collection(data=[str(i) for i in range(n_docs)])
     index_path = work / "idx"
     if build is None:  # build (else re-time searches on the index kept by a previous run)
@@ -84,17 +93,27 @@ def main() -> None:
             indexer = ci.CollectionIndexer(config=config, collection=collection, verbose=0)
             indexer.run([[None]])
         build = save_build(work, time.perf_counter() - t0, dir_bytes(index_path))
-    result = {"system": "colbert", "build_s": round(build["build_s"], 2), "index_bytes": build["index_bytes"],
-              "n_tokens": int(OFFSETS[-1]), "params": {"nbits": 2, "version": _version(),
-                                                       "reused_build": build.get("reused", False)}, "runs": []}
+    result = {
+        "system": "colbert",
+        "build_s": round(build["build_s"], 2),
+        "index_bytes": build["index_bytes"],
+        "n_tokens": int(OFFSETS[-1]),
+        "params": {"nbits": 2, "version": _version(), "reused_build": build.get("reused", False)},
+        "runs": [],
+    }
     from colbert.modeling.colbert import ColBERT
 
     ColBERT.try_load_torch_extensions(use_gpu=False)  # normally done by the checkpoint's model
     settings = {"default": {}, "wide": {"ncells": 4, "centroid_score_threshold": 0.4, "ndocs": 4096}}
     for name, kw in settings.items():
         with Run().context(RunConfig(nranks=1, experiment="bench", root=str(work))):
-            searcher = cs.Searcher(index=str(index_path), index_root=str(work), collection=collection,
-                                   config=ColBERTConfig(**kw) if kw else None, verbose=0)
+            searcher = cs.Searcher(
+                index=str(index_path),
+                index_root=str(work),
+                collection=collection,
+                config=ColBERTConfig(**kw) if kw else None,
+                verbose=0,
+            )
             for t in threads:
                 torch.set_num_threads(t)
 
@@ -103,8 +122,9 @@ def main() -> None:
                     return [int(p) for p in pids]
 
                 found, times = time_queries(one, queries, f"colbert {name} t={t}")
-                result["runs"].append({"setting": name, "threads": t, **summarize(times),
-                                       "recall@10": recall_at_10(found, truth)})
+                result["runs"].append(
+                    {"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)}
+                )
     out.write_text(json.dumps(result, indent=2))
 
 

@@ -40,8 +40,10 @@ def main() -> None:
     torch.set_num_threads(max(threads))
     build = load_build(work)
     if build is None:  # build (else re-time searches on the index kept by a previous run)
-        docs = [torch.from_numpy(np.asarray(tokens[offsets[i] : offsets[i + 1]], dtype=np.float32))
-                for i in range(len(offsets) - 1)]
+        docs = [
+            torch.from_numpy(np.asarray(tokens[offsets[i] : offsets[i + 1]], dtype=np.float32))
+            for i in range(len(offsets) - 1)
+        ]
         if work.exists():
             shutil.rmtree(work)
         t0 = time.perf_counter()
@@ -54,9 +56,19 @@ def main() -> None:
     else:
         index = search.FastPlaid(index=str(work), device="cpu")
     build_s = build["build_s"]
-    result = {"system": "fast-plaid", "build_s": round(build_s, 2), "index_bytes": build["index_bytes"],
-              "n_tokens": int(offsets[-1]), "params": {"nbits": 2, "version": _version(), "kmeans_docs": KMEANS_DOCS,
-                                                 "reused_build": build.get("reused", False)}, "runs": []}
+    result = {
+        "system": "fast-plaid",
+        "build_s": round(build_s, 2),
+        "index_bytes": build["index_bytes"],
+        "n_tokens": int(offsets[-1]),
+        "params": {
+            "nbits": 2,
+            "version": _version(),
+            "kmeans_docs": KMEANS_DOCS,
+            "reused_build": build.get("reused", False),
+        },
+        "runs": [],
+    }
     settings = {"default": {"n_ivf_probe": 8, "n_full_scores": 4096}, "fast": {"n_ivf_probe": 4, "n_full_scores": 1024}}
     for name, kw in settings.items():
         for t in threads:
@@ -67,7 +79,9 @@ def main() -> None:
                 return [int(d) for d, _ in res[0]]
 
             found, times = time_queries(one, queries, f"fast-plaid {name} t={t}")
-            result["runs"].append({"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)})
+            result["runs"].append(
+                {"setting": name, "threads": t, **summarize(times), "recall@10": recall_at_10(found, truth)}
+            )
     out.write_text(json.dumps(result, indent=2))
 
 

@@ -35,13 +35,10 @@ from index import DIM, N_QUERY_TOKENS, RESULTS, _unit, brute_force, maxsim_bytes
 
 SHAPES = {
     # issue 17's collection: 10k docs, ~1.38M tokens, 4096 Zipf-weighted clusters
-    "zipf4096": {"docs": 10_000, "clusters": 4096, "zipf": 1.0, "spread": 0.5, "query_noise": 0.5,
-                 "pool": False},
+    "zipf4096": {"docs": 10_000, "clusters": 4096, "zipf": 1.0, "spread": 0.5, "query_noise": 0.5, "pool": False},
     # smaller shapes (1k documents, ~138k tokens) that a busy 2-core machine can run in minutes
-    "zipf1024-wide": {"docs": 1_000, "clusters": 1024, "zipf": 0.8, "spread": 0.8, "query_noise": 0.6,
-                      "pool": True},
-    "zipf16k-noisy": {"docs": 1_000, "clusters": 16384, "zipf": 1.2, "spread": 0.4, "query_noise": 0.9,
-                      "pool": False},
+    "zipf1024-wide": {"docs": 1_000, "clusters": 1024, "zipf": 0.8, "spread": 0.8, "query_noise": 0.6, "pool": True},
+    "zipf16k-noisy": {"docs": 1_000, "clusters": 16384, "zipf": 1.2, "spread": 0.4, "query_noise": 0.9, "pool": False},
 }
 N_EVAL_QUERIES = 60
 N_TUNE_QUERIES = 30
@@ -107,8 +104,11 @@ def measure(index, queries, truth, source, config, label: str) -> dict:
         return [int(h["id"]) for h in index.search_embeddings(q, k=10, config=config)[0]]
 
     found, times = time_queries(one, queries, label)
-    return {**summarize(times), "recall@10": round(recall_at_10(found, truth), 4),
-            "ndcg@10": round(ndcg_at_10(found, source), 4)}
+    return {
+        **summarize(times),
+        "recall@10": round(recall_at_10(found, truth), 4),
+        "ndcg@10": round(ndcg_at_10(found, source), 4),
+    }
 
 
 def resident_bytes_per_token(work: Path, n_tokens: int) -> float:
@@ -129,8 +129,14 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
     queries, truth, source = np.load(data / "queries.npy"), np.load(data / "truth.npy"), np.load(data / "source.npy")
     tune_queries = np.load(data / "tune_queries.npy")
     n_tokens = int(offsets[-1])
-    out: dict = {"shape": shape, "n_docs": len(offsets) - 1, "n_tokens": n_tokens, "n_queries": len(queries),
-                 "n_tune_queries": len(tune_queries), "runs": []}
+    out: dict = {
+        "shape": shape,
+        "n_docs": len(offsets) - 1,
+        "n_tokens": n_tokens,
+        "n_queries": len(queries),
+        "n_tune_queries": len(tune_queries),
+        "runs": [],
+    }
     pool_factors = (1, 2, 3) if shape["pool"] else (1,)
     two_plane_row: dict = {}  # the 2-bit index and tuned settings the two-plane run starts from
     two_plane_cfg = None
@@ -138,29 +144,61 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
     for nbits, pf in [(2, 1), (4, 1), *((2, f) for f in pool_factors if f > 1)]:
         work = cache / "work" / f"{name}-{nbits}-{pf}"
         index, build_s = build(work, tokens, offsets, nbits, pf)
-        row = {"nbits": nbits, "pool_factor": pf, "build_s": round(build_s, 1),
-               "stored_tokens": index.info()["tokens"],
-               "resident_bytes_per_token": resident_bytes_per_token(work, n_tokens)}
+        row = {
+            "nbits": nbits,
+            "pool_factor": pf,
+            "build_s": round(build_s, 1),
+            "stored_tokens": index.info()["tokens"],
+            "resident_bytes_per_token": resident_bytes_per_token(work, n_tokens),
+        }
         default = SearchConfig(exact=False)
         out["runs"].append({**row, "setting": "default", **measure(index, queries, truth, source, default, "default")})
         if pf == 1:
             t0 = time.perf_counter()
             tuned = index.tune(list(tune_queries), target_recall=TARGET_RECALL, k=10)
-            cfg = SearchConfig(exact=False, nprobe=tuned.nprobe, n_candidates=10 * tuned.candidates_per_k,
-                               n_exact=10 * tuned.exact_per_k)
-            out["runs"].append({**row, "setting": "tuned", "tune_s": round(time.perf_counter() - t0, 1),
-                                "tuned": {"nprobe": tuned.nprobe, "n_candidates": cfg.n_candidates,
-                                          "n_exact": cfg.n_exact, "recall_vs_stored_on_tune_queries": tuned.recall},
-                                **measure(index, queries, truth, source, cfg, "tuned")})
-            found, _ = time_queries(lambda q: [int(h["id"]) for h in index.search_embeddings(
-                q, k=10, config=SearchConfig(exact=True))[0]], queries[:30], "exact", warmup=0, repeats=1)
-            out["runs"].append({**row, "setting": "exact-over-stored (ceiling, 30 queries)",
-                                "recall@10": round(recall_at_10(found, truth[:30]), 4)})
+            cfg = SearchConfig(
+                exact=False,
+                nprobe=tuned.nprobe,
+                n_candidates=10 * tuned.candidates_per_k,
+                n_exact=10 * tuned.exact_per_k,
+            )
+            out["runs"].append(
+                {
+                    **row,
+                    "setting": "tuned",
+                    "tune_s": round(time.perf_counter() - t0, 1),
+                    "tuned": {
+                        "nprobe": tuned.nprobe,
+                        "n_candidates": cfg.n_candidates,
+                        "n_exact": cfg.n_exact,
+                        "recall_vs_stored_on_tune_queries": tuned.recall,
+                    },
+                    **measure(index, queries, truth, source, cfg, "tuned"),
+                }
+            )
+            found, _ = time_queries(
+                lambda q: [int(h["id"]) for h in index.search_embeddings(q, k=10, config=SearchConfig(exact=True))[0]],
+                queries[:30],
+                "exact",
+                warmup=0,
+                repeats=1,
+            )
+            out["runs"].append(
+                {
+                    **row,
+                    "setting": "exact-over-stored (ceiling, 30 queries)",
+                    "recall@10": round(recall_at_10(found, truth[:30]), 4),
+                }
+            )
         if nbits == 4:
-            out["runs"].append({**row, "setting": "two-plane (simulated)", "resident_bytes_per_token":
-                                two_plane_row["resident_bytes_per_token"],
-                                **two_plane(cache / "work" / f"{name}-2-1", index, two_plane_cfg, queries, truth,
-                                            source)})
+            out["runs"].append(
+                {
+                    **row,
+                    "setting": "two-plane (simulated)",
+                    "resident_bytes_per_token": two_plane_row["resident_bytes_per_token"],
+                    **two_plane(cache / "work" / f"{name}-2-1", index, two_plane_cfg, queries, truth, source),
+                }
+            )
         index.close()
         if (nbits, pf) != (2, 1):
             shutil.rmtree(work, ignore_errors=True)
@@ -194,18 +232,26 @@ def two_plane(work2: Path, index4, cfg, queries, truth, source) -> dict:
 
     found, times = time_queries(one, queries, "two-plane")
     index2.close()
-    return {**summarize(times), "recall@10": round(recall_at_10(found, truth), 4),
-            "ndcg@10": round(ndcg_at_10(found, source), 4), "short_list": TWO_PLANE_SHORT_LIST}
+    return {
+        **summarize(times),
+        "recall@10": round(recall_at_10(found, truth), 4),
+        "ndcg@10": round(ndcg_at_10(found, source), 4),
+        "short_list": TWO_PLANE_SHORT_LIST,
+    }
 
 
 def table(results: dict) -> str:
-    lines = [f"{'shape':<15}{'bits':>5}{'pool':>5}{'setting':<10}{'res B/t':>9}{'stored tok':>11}{'p50 ms':>8}"
-             f"{'R@10':>7}{'nDCG@10':>8}"]
+    lines = [
+        f"{'shape':<15}{'bits':>5}{'pool':>5}{'setting':<10}{'res B/t':>9}{'stored tok':>11}{'p50 ms':>8}"
+        f"{'R@10':>7}{'nDCG@10':>8}"
+    ]
     for name, res in results.items():
         for r in res["runs"]:
-            lines.append(f"{name:<15}{r['nbits']:>5}{r['pool_factor']:>5} {r['setting'][:9]:<9}"
-                         f"{r['resident_bytes_per_token']:>9.2f}{r['stored_tokens']:>11}"
-                         f"{r.get('p50_ms', float('nan')):>8.2f}{r['recall@10']:>7.3f}{r.get('ndcg@10', float('nan')):>8.3f}")
+            lines.append(
+                f"{name:<15}{r['nbits']:>5}{r['pool_factor']:>5} {r['setting'][:9]:<9}"
+                f"{r['resident_bytes_per_token']:>9.2f}{r['stored_tokens']:>11}"
+                f"{r.get('p50_ms', float('nan')):>8.2f}{r['recall@10']:>7.3f}{r.get('ndcg@10', float('nan')):>8.3f}"
+            )
     return "\n".join(lines)
 
 

@@ -86,24 +86,49 @@ def main() -> None:
                 continue
             c, train_s = train(x, k, two_level)
             exact, exact_s = exact_nearest(held, c)
-            row = {"k": k, "training": "two-level" if two_level else "flat", "train_s": round(train_s, 1),
-                   "mse_exact_assignment": round(mse(held, c, exact), 4), "exact_assign_s_per_50k": round(exact_s, 2),
-                   "ivf": []}
+            row = {
+                "k": k,
+                "training": "two-level" if two_level else "flat",
+                "train_s": round(train_s, 1),
+                "mse_exact_assignment": round(mse(held, c, exact), 4),
+                "exact_assign_s_per_50k": round(exact_s, 2),
+                "ivf": [],
+            }
             for probes in args.probes:
                 approx, ivf_s = ivf_nearest(held, c, probes)
-                row["ivf"].append({"probes": probes, "cells": kmeans.coarse_cells(k),
-                                   "same_centroid_share": round(float(np.mean(approx == exact)), 4),
-                                   "mse": round(mse(held, c, approx), 4), "assign_s_per_50k": round(ivf_s, 2)})
+                row["ivf"].append(
+                    {
+                        "probes": probes,
+                        "cells": kmeans.coarse_cells(k),
+                        "same_centroid_share": round(float(np.mean(approx == exact)), 4),
+                        "mse": round(mse(held, c, approx), 4),
+                        "assign_s_per_50k": round(ivf_s, 2),
+                    }
+                )
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'k':>6} {'training':<10} {'train s':>8} {'MSE':>7} {'exact s':>8}  IVF probes: same / MSE / s")
     for r in rows:
-        ivf = "  ".join(f"{v['probes']}: {v['same_centroid_share']:.3f} / {v['mse']:.4f} / {v['assign_s_per_50k']:.2f}"
-                        for v in r["ivf"])
-        print(f"{r['k']:>6} {r['training']:<10} {r['train_s']:>8.1f} {r['mse_exact_assignment']:>7.4f} "
-              f"{r['exact_assign_s_per_50k']:>8.2f}  {ivf}")
-    args.out.write_text(json.dumps({"bench": "kmeans", "sample": args.sample, "held_out": len(held),
-                                    "data": "synthetic-10k tokens", "rows": rows}, indent=2))
+        ivf = "  ".join(
+            f"{v['probes']}: {v['same_centroid_share']:.3f} / {v['mse']:.4f} / {v['assign_s_per_50k']:.2f}"
+            for v in r["ivf"]
+        )
+        print(
+            f"{r['k']:>6} {r['training']:<10} {r['train_s']:>8.1f} {r['mse_exact_assignment']:>7.4f} "
+            f"{r['exact_assign_s_per_50k']:>8.2f}  {ivf}"
+        )
+    args.out.write_text(
+        json.dumps(
+            {
+                "bench": "kmeans",
+                "sample": args.sample,
+                "held_out": len(held),
+                "data": "synthetic-10k tokens",
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
 
 

@@ -81,8 +81,17 @@ def encode(model, texts: list[str], *, kind: str, dim: int, cache: Path, batch: 
     return out
 
 
-def run_methods(store: QdrantStore, queries: list[np.ndarray], exact_top: list[list[str]], gold: list[str | None],
-                plan: list[tuple[str, int]], *, k: int, warmup: int, repeats: int) -> list[dict]:
+def run_methods(
+    store: QdrantStore,
+    queries: list[np.ndarray],
+    exact_top: list[list[str]],
+    gold: list[str | None],
+    plan: list[tuple[str, int]],
+    *,
+    k: int,
+    warmup: int,
+    repeats: int,
+) -> list[dict]:
     """Time every method on every query, interleaved (query by query, in a rotating order) so
     that load from other processes falls on all methods alike. Each query's latency is the best
     of ``repeats`` runs, which filters out time spent waiting for a CPU on a shared machine."""
@@ -108,17 +117,19 @@ def run_methods(store: QdrantStore, queries: list[np.ndarray], exact_top: list[l
     rows = []
     for m, (first_stage, limit) in enumerate(plan):
         ms = sorted(lat[m])
-        rows.append({
-            "method": "full-scan" if first_stage == "none" else f"{first_stage}+rerank",
-            "first_stage": first_stage,
-            "prefetch_limit": None if first_stage == "none" else limit,
-            "recall_at_10": float(np.mean(recall[m])),
-            "gold_at_10": gold_hits[m] / len(queries),
-            "latency_ms_mean": statistics.fmean(ms),
-            "latency_ms_p50": ms[len(ms) // 2],
-            "latency_ms_p95": ms[min(len(ms) - 1, int(len(ms) * 0.95))],
-            "qps": 1000.0 / statistics.fmean(ms),
-        })
+        rows.append(
+            {
+                "method": "full-scan" if first_stage == "none" else f"{first_stage}+rerank",
+                "first_stage": first_stage,
+                "prefetch_limit": None if first_stage == "none" else limit,
+                "recall_at_10": float(np.mean(recall[m])),
+                "gold_at_10": gold_hits[m] / len(queries),
+                "latency_ms_mean": statistics.fmean(ms),
+                "latency_ms_p50": ms[len(ms) // 2],
+                "latency_ms_p95": ms[min(len(ms) - 1, int(len(ms) * 0.95))],
+                "qps": 1000.0 / statistics.fmean(ms),
+            }
+        )
     return rows
 
 
@@ -127,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR-layout folder (corpus/queries/qrels)")
     ap.add_argument("--queries", type=int, default=300, help="queries sampled (seeded) from the collection")
     ap.add_argument("--dim", type=int, default=128, choices=(128, 96, 64))
-    ap.add_argument("--engine", default="edge", choices=("edge", "local"),
-                    help="edge = Qdrant Edge (Rust, in-process); local = qdrant-client local mode (pure Python)")
+    ap.add_argument(
+        "--engine",
+        default="edge",
+        choices=("edge", "local"),
+        help="edge = Qdrant Edge (Rust, in-process); local = qdrant-client local mode (pure Python)",
+    )
     ap.add_argument("--prefetch", default="50,100,150,200,400", help="MUVERA prefetch limits to try")
     ap.add_argument("--pooled-prefetch", default="100,200,400", help="pooled-dense prefetch limits to try")
     ap.add_argument("--k-sim", type=int, default=2)
@@ -153,10 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     model = maxsim.load()
     t0 = time.perf_counter()
     doc_texts = [(d.get("title", "") + " " + d["text"]).strip() for d in corpus]
-    doc_vecs = encode(model, doc_texts, kind="documents", dim=args.dim,
-                      cache=args.cache_dir / f"{name}-{model.name}-docs-{args.dim}.npz")
-    q_vecs = encode(model, [q["text"] for q in queries], kind="queries", dim=args.dim,
-                    cache=args.cache_dir / f"{name}-{model.name}-q{len(queries)}s{args.seed}-{args.dim}.npz")
+    doc_vecs = encode(
+        model,
+        doc_texts,
+        kind="documents",
+        dim=args.dim,
+        cache=args.cache_dir / f"{name}-{model.name}-docs-{args.dim}.npz",
+    )
+    q_vecs = encode(
+        model,
+        [q["text"] for q in queries],
+        kind="queries",
+        dim=args.dim,
+        cache=args.cache_dir / f"{name}-{model.name}-q{len(queries)}s{args.seed}-{args.dim}.npz",
+    )
     encode_s = time.perf_counter() - t0
     ids = [d["_id"] for d in corpus]
     n_tokens = [len(v) for v in doc_vecs]
@@ -176,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     numpy_ms = (time.perf_counter() - t0) * 1000 / len(q_vecs)
     gold = [qrels.get(q["_id"]) for q in queries]
 
-    muvera = MuveraConfig(k_sim=args.k_sim, dim_proj=args.dim_proj, repetitions=args.repetitions,
-                          final_dim=args.final_dim, seed=args.seed)
+    muvera = MuveraConfig(
+        k_sim=args.k_sim, dim_proj=args.dim_proj, repetitions=args.repetitions, final_dim=args.final_dim, seed=args.seed
+    )
     settings = QdrantSettings(muvera=muvera, pooled=True)
     tmp = tempfile.mkdtemp(prefix="maxsim-bench-qdrant-")
     location = f"edge:{tmp}" if args.engine == "edge" else tmp
@@ -207,19 +233,25 @@ def main(argv: list[str] | None = None) -> int:
     full = next(r for r in rows if r["first_stage"] == "none")
     for r in rows:
         r["speedup_vs_full_scan"] = full["latency_ms_mean"] / r["latency_ms_mean"]
-    meets = [r for r in rows if r["first_stage"] != "none" and r["recall_at_10"] >= 0.95
-             and r["speedup_vs_full_scan"] >= 5.0]
+    meets = [
+        r for r in rows if r["first_stage"] != "none" and r["recall_at_10"] >= 0.95 and r["speedup_vs_full_scan"] >= 5.0
+    ]
 
     print()
     print("| method | prefetch | recall@10 vs exact | gold@10 | mean ms | p50 ms | p95 ms | speedup | batched qps |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['method']} | {r['prefetch_limit'] or '-'} | {r['recall_at_10']:.3f} | {r['gold_at_10']:.3f} | "
-              f"{r['latency_ms_mean']:.1f} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p95']:.1f} | "
-              f"{r['speedup_vs_full_scan']:.1f}x | {r['batched_qps']:.0f} |")
+        print(
+            f"| {r['method']} | {r['prefetch_limit'] or '-'} | {r['recall_at_10']:.3f} | {r['gold_at_10']:.3f} | "
+            f"{r['latency_ms_mean']:.1f} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p95']:.1f} | "
+            f"{r['speedup_vs_full_scan']:.1f}x | {r['batched_qps']:.0f} |"
+        )
     print(f"\nexact numpy MaxSim (reference, not Qdrant): {numpy_ms:.1f} ms/query; load average {load_avg}")
-    verdict = (f"target met: {meets[0]['method']} at prefetch {meets[0]['prefetch_limit']}" if meets
-               else "target NOT met (recall@10 >= 0.95 at >= 5x faster than the full scan)")
+    verdict = (
+        f"target met: {meets[0]['method']} at prefetch {meets[0]['prefetch_limit']}"
+        if meets
+        else "target NOT met (recall@10 >= 0.95 at >= 5x faster than the full scan)"
+    )
     print(verdict)
 
     result = {
@@ -238,11 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         "numpy_exact_ms_per_query": numpy_ms,
         "rows": rows,
         "target": {"recall_at_10": 0.95, "speedup": 5.0, "met_by": meets},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_after": load_avg},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_after": load_avg,
+        },
         "timing": "latency: one query_points request per query and method, methods interleaved per query, "
-                  "best of --repeats runs per query; "
-                  "batched_qps: search_embeddings with --batch queries per call",
+        "best of --repeats runs per query; "
+        "batched_qps: search_embeddings with --batch queries per call",
         "batch": args.batch,
         "repeats": args.repeats,
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),

@@ -79,8 +79,9 @@ def run_writer(out: Connection, path: str, cycle: int, deletable: list[list[str]
     while True:
         batch = [f"c{cycle}-s{step}-{j}" for j in range(rng.randint(1, 20))]
         print("BEGIN ADD " + ",".join(batch), flush=True)
-        index.add_embeddings([vectors(x) for x in batch], ids=batch,
-                             metadata=[{"stable": 0, "cycle": cycle}] * len(batch))
+        index.add_embeddings(
+            [vectors(x) for x in batch], ids=batch, metadata=[{"stable": 0, "cycle": cycle}] * len(batch)
+        )
         print("ACK ADD " + ",".join(batch), flush=True)
         deletable.append(batch)
         ids = rng.sample(stable_ids(), rng.randint(1, 3))
@@ -154,8 +155,9 @@ def _seed(path: Path) -> None:
     from maxsim.index import Index
 
     with Index.create(path, dim=DIM) as index:
-        index.add_embeddings([vectors(x) for x in stable_ids()], ids=stable_ids(),
-                             metadata=[{"stable": 1, "rev": -1}] * N_STABLE)
+        index.add_embeddings(
+            [vectors(x) for x in stable_ids()], ids=stable_ids(), metadata=[{"stable": 1, "rev": -1}] * N_STABLE
+        )
 
 
 def _kill_cycle(path: Path, cycle: int, state: dict, stretch: float) -> list[str]:
@@ -290,20 +292,43 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         _seed(path)
-        state = {"cycle": 0, "present": stable_ids(), "batches": [], "acked_ops": 0, "lost_acknowledged_writes": 0,
-                 "phantom_documents": 0, "late_unacknowledged_writes": 0, "unacknowledged": [], "failed_opens": 0, "verify_failures": 0, "writer_seconds": 0.0,
-                 "examples": [], "reader_base": {"searches": 0, "torn_reads": 0, "errors": 0}}
+        state = {
+            "cycle": 0,
+            "present": stable_ids(),
+            "batches": [],
+            "acked_ops": 0,
+            "lost_acknowledged_writes": 0,
+            "phantom_documents": 0,
+            "late_unacknowledged_writes": 0,
+            "unacknowledged": [],
+            "failed_opens": 0,
+            "verify_failures": 0,
+            "writer_seconds": 0.0,
+            "examples": [],
+            "reader_base": {"searches": 0, "torn_reads": 0, "errors": 0},
+        }
     # reader stats files restart at zero in a resumed run: fold the earlier totals in
     earlier = _reader_totals(work, args.readers)
     for key in ("searches", "torn_reads", "errors"):
         state["reader_base"][key] += earlier[key]
     for r in range(args.readers):
         (work / f"reader-{r}.json").unlink(missing_ok=True)
-    readers = [subprocess.Popen(_child("--role", "reader", "--path", str(path), "--seed", str(r),
-                                       "--stats", str(work / f"reader-{r}.json")), stderr=subprocess.PIPE, text=True)
-               for r in range(args.readers)]
-    state.setdefault("commit", subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                              capture_output=True, text=True).stdout.strip())  # the code under test
+    readers = [
+        subprocess.Popen(
+            _child(
+                "--role", "reader", "--path", str(path), "--seed", str(r), "--stats", str(work / f"reader-{r}.json")
+            ),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(args.readers)
+    ]
+    state.setdefault(
+        "commit",
+        subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+    )  # the code under test
     mp.set_forkserver_preload(["maxsim.index", "numpy"])
     stretch = 1.0
     started = time.time()
@@ -345,8 +370,17 @@ def main() -> None:
         "commit": state.get("commit"),
         "examples": state["examples"] + totals["examples"],
     }
-    result["ok"] = all(result[k] == 0 for k in ("lost_acknowledged_writes", "phantom_documents", "torn_reads",
-                                                 "reader_errors", "failed_opens", "verify_failures"))
+    result["ok"] = all(
+        result[k] == 0
+        for k in (
+            "lost_acknowledged_writes",
+            "phantom_documents",
+            "torn_reads",
+            "reader_errors",
+            "failed_opens",
+            "verify_failures",
+        )
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     width = max(len(k) for k in result)

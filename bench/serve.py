@@ -60,11 +60,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(batching: bool, threads: int | None, dtype: str | None = None,
-          extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+def start(
+    batching: bool, threads: int | None, dtype: str | None = None, extra: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "maxsim.cli", "serve", "--port", str(port), "--log-level", "warning",
-           "--max-queue", "4096"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "maxsim.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--max-queue",
+        "4096",
+    ]
     if not batching:
         cmd.append("--no-batching")
     if threads:
@@ -147,8 +158,10 @@ def build_workloads(data: Path, needed: dict[str, int], seed: int = 0) -> dict[s
     n = needed["embed"]
     if 3 * n > len(short):
         raise SystemExit(f"embed needs {3 * n} distinct texts, the data has {len(short)}")
-    embed = [{"model": MODEL, "input": short[3 * i : 3 * i + 3], "input_type": "document", "dimensions": 128}
-             for i in range(n)]
+    embed = [
+        {"model": MODEL, "input": short[3 * i : 3 * i + 3], "input_type": "document", "dimensions": 128}
+        for i in range(n)
+    ]
 
     order = list(range(len(passages)))
     rng.shuffle(order)
@@ -157,16 +170,28 @@ def build_workloads(data: Path, needed: dict[str, int], seed: int = 0) -> dict[s
     n = needed["rerank-distinct"]
     if CANDIDATES * n > len(passages):
         raise SystemExit(f"rerank-distinct needs {CANDIDATES * n} distinct passages, the corpus has {len(passages)}")
-    distinct = [{"model": MODEL, "query": qs[i], "top_n": 3,
-                 "documents": [passages[j] for j in order[CANDIDATES * i : CANDIDATES * (i + 1)]]} for i in range(n)]
+    distinct = [
+        {
+            "model": MODEL,
+            "query": qs[i],
+            "top_n": 3,
+            "documents": [passages[j] for j in order[CANDIDATES * i : CANDIDATES * (i + 1)]],
+        }
+        for i in range(n)
+    ]
 
     bm25 = BM25(passages)
     n = needed["rerank-corpus"]
     asked = rng.sample(questions, n)
-    corpus = [{"model": MODEL, "query": q, "top_n": 3, "documents": [passages[j] for j in bm25.top(q, CANDIDATES)]}
-              for q in asked]
-    return {"embed": ("/v1/multi-vector", embed), "rerank-distinct": ("/v1/rerank", distinct),
-            "rerank-corpus": ("/v1/rerank", corpus)}
+    corpus = [
+        {"model": MODEL, "query": q, "top_n": 3, "documents": [passages[j] for j in bm25.top(q, CANDIDATES)]}
+        for q in asked
+    ]
+    return {
+        "embed": ("/v1/multi-vector", embed),
+        "rerank-distinct": ("/v1/rerank", distinct),
+        "rerank-corpus": ("/v1/rerank", corpus),
+    }
 
 
 # ---- load -----------------------------------------------------------------------------------
@@ -240,13 +265,21 @@ def gauge(url: str, name: str) -> float | None:
 def summary(latencies: list[float], errors: int, wall: float, d: dict) -> dict:
     n = len(latencies)
     return {
-        "requests": n, "seconds": round(wall, 3), "req_per_s": round(n / wall, 2),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1), "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1), "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
-        "errors": errors, "model_calls": int(d["model_calls"]), "calls_that_waited": int(d["waits"]),
+        "requests": n,
+        "seconds": round(wall, 3),
+        "req_per_s": round(n / wall, 2),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
+        "errors": errors,
+        "model_calls": int(d["model_calls"]),
+        "calls_that_waited": int(d["waits"]),
         "requests_per_call": round(d["jobs"] / max(d["model_calls"], 1), 2),
-        "texts_requested": int(d["texts_requested"]), "texts_encoded": int(d["texts_encoded"]),
-        "tokens_encoded": int(d["tokens_encoded"]), "tokens_padded": int(d["tokens_padded"]),
+        "texts_requested": int(d["texts_requested"]),
+        "texts_encoded": int(d["texts_encoded"]),
+        "tokens_encoded": int(d["tokens_encoded"]),
+        "tokens_padded": int(d["tokens_padded"]),
         "padding_share": round(1 - d["tokens_encoded"] / max(d["tokens_padded"], 1), 3),
         "model_seconds": round(d["model_seconds"], 3),
         "model_ms_per_request": round(d["model_seconds"] / max(n, 1) * 1000, 1),
@@ -268,7 +301,7 @@ def measure_cell(servers: dict, path: str, bodies: list[dict], clients: int) -> 
     wall = {True: 0.0, False: 0.0}
     delta = {b: dict.fromkeys([*_COUNTERS, "cpu_seconds"], 0.0) for b in (True, False)}
     for i, chunk in enumerate(chunks):
-        for batching in ((True, False) if i % 2 == 0 else (False, True)):
+        for batching in (True, False) if i % 2 == 0 else (False, True):
             proc, url = servers[batching]
             before = {**counters(url), "cpu_seconds": cpu_seconds(proc.pid)}
             latencies, errors, seconds = asyncio.run(run_load(url, path, chunk))
@@ -288,8 +321,15 @@ def main() -> int:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--workloads", nargs="+", default=["embed", "rerank-distinct", "rerank-corpus"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads in the servers")
-    ap.add_argument("--batch-wait-ms", type=float, default=None, help="the batching server's --batch-wait-ms (default: its default)")
-    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "auto"], help="servers' compute dtype (default: the server's default, auto)")
+    ap.add_argument(
+        "--batch-wait-ms", type=float, default=None, help="the batching server's --batch-wait-ms (default: its default)"
+    )
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "auto"],
+        help="servers' compute dtype (default: the server's default, auto)",
+    )
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data kit (default ../shared/data)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -318,12 +358,15 @@ def main() -> int:
                     res = results[batching]
                     res["pass_overhead_positions"] = gauge(servers[batching][1], "maxsim_pass_overhead_positions")
                     rows.append({"workload": name, "batching": batching, "clients": clients, **res})
-                    print(f"  {name:15s} batching={'on ' if batching else 'off'} clients={clients:3d}  "
-                          f"{res['req_per_s']:8.2f} req/s  p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  "
-                          f"errors {res['errors']}  calls {res['model_calls']} (waited {res['calls_that_waited']})  texts {res['texts_encoded']}/"
-                          f"{res['texts_requested']}  padding {res['padding_share']:.0%}  "
-                          f"{res['model_us_per_padded_token']} us/slot  cpu {res['server_cpu_ms_per_request']} ms/req  "
-                          f"pass cost {res['pass_overhead_positions']} positions", flush=True)
+                    print(
+                        f"  {name:15s} batching={'on ' if batching else 'off'} clients={clients:3d}  "
+                        f"{res['req_per_s']:8.2f} req/s  p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  "
+                        f"errors {res['errors']}  calls {res['model_calls']} (waited {res['calls_that_waited']})  texts {res['texts_encoded']}/"
+                        f"{res['texts_requested']}  padding {res['padding_share']:.0%}  "
+                        f"{res['model_us_per_padded_token']} us/slot  cpu {res['server_cpu_ms_per_request']} ms/req  "
+                        f"pass cost {res['pass_overhead_positions']} positions",
+                        flush=True,
+                    )
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -338,23 +381,32 @@ def main() -> int:
             on, off = find(w, True, c), find(w, False, c)
             if on and off:
                 speedups[f"{w}@{c}"] = round(on["req_per_s"] / off["req_per_s"], 2)
-                cpu_ratios[f"{w}@{c}"] = round(off["server_cpu_ms_per_request"] / max(on["server_cpu_ms_per_request"], 1e-9), 2)
+                cpu_ratios[f"{w}@{c}"] = round(
+                    off["server_cpu_ms_per_request"] / max(on["server_cpu_ms_per_request"], 1e-9), 2
+                )
 
-    header = (f"{'workload':15s} {'batching':8s} {'clients':>7s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
-              f"{'p99 ms':>8s} {'errors':>6s} {'calls':>6s} {'texts enc/req':>13s} {'padding':>7s} {'us/slot':>7s} {'cpu ms/req':>10s}")
+    header = (
+        f"{'workload':15s} {'batching':8s} {'clients':>7s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
+        f"{'p99 ms':>8s} {'errors':>6s} {'calls':>6s} {'texts enc/req':>13s} {'padding':>7s} {'us/slot':>7s} {'cpu ms/req':>10s}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for r in sorted(rows, key=lambda r: (list(workloads).index(r["workload"]), r["clients"], not r["batching"])):
-        print(f"{r['workload']:15s} {'on' if r['batching'] else 'off':8s} {r['clients']:7d} {r['req_per_s']:8.2f} "
-              f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:6d} {r['model_calls']:6d} "
-              f"{r['texts_encoded']:>6d}/{r['texts_requested']:<6d} {r['padding_share']:7.0%} "
-              f"{r['model_us_per_padded_token']:7.1f} {r['server_cpu_ms_per_request']:10.1f}")
+        print(
+            f"{r['workload']:15s} {'on' if r['batching'] else 'off':8s} {r['clients']:7d} {r['req_per_s']:8.2f} "
+            f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:6d} {r['model_calls']:6d} "
+            f"{r['texts_encoded']:>6d}/{r['texts_requested']:<6d} {r['padding_share']:7.0%} "
+            f"{r['model_us_per_padded_token']:7.1f} {r['server_cpu_ms_per_request']:10.1f}"
+        )
     print("\nbatching speed-up (req/s on / off): " + ", ".join(f"{k} {v}x" for k, v in speedups.items()))
     print("server CPU per request, off / on:    " + ", ".join(f"{k} {v}x" for k, v in cpu_ratios.items()))
     total_errors = sum(r["errors"] for r in rows)
     result = {
         "benchmark": "maxsim serve, loopback, real HTTP; each cell measured in chunks on-off, off-on, ...",
-        "requests_per_client": {"embed": args.requests_embed, "rerank": args.requests_rerank,
-                                "one_client_factor": ONE_CLIENT_FACTOR},
+        "requests_per_client": {
+            "embed": args.requests_embed,
+            "rerank": args.requests_rerank,
+            "one_client_factor": ONE_CLIENT_FACTOR,
+        },
         "clients": args.clients,
         "dtype": args.dtype or "server default (auto)",
         "batch_wait_ms": args.batch_wait_ms if args.batch_wait_ms is not None else "server default",
@@ -363,8 +415,12 @@ def main() -> int:
             "rerank-distinct": "1 SQuAD v1.1 question + 8 SQuAD passages, every passage used once per mode (no overlap)",
             "rerank-corpus": "1 random SQuAD v1.1 dev question + top-8 BM25 candidates from the 1,827 dev passages",
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_at_end": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_end": os.getloadavg(),
+        },
         "rows": rows,
         "speedup_batching": speedups,
         "cpu_per_request_ratio_off_over_on": cpu_ratios,

@@ -27,8 +27,9 @@ def content_id(text: str) -> str:
     return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def read_documents(stream: TextIO, source: str = "<input>", *, content_ids: bool = False,
-                   line_numbers: bool = False) -> Iterator[dict[str, Any]]:
+def read_documents(
+    stream: TextIO, source: str = "<input>", *, content_ids: bool = False, line_numbers: bool = False
+) -> Iterator[dict[str, Any]]:
     """Yield ``{"id", "text", "metadata"}`` per non-blank line (and ``"line"``, its number, with ``line_numbers``).
 
     ``id`` is optional: ``None`` when absent, or ``content_id(text)`` with ``content_ids=True``.
@@ -47,8 +48,9 @@ def read_documents(stream: TextIO, source: str = "<input>", *, content_ids: bool
         if "_id" in obj:  # a BEIR corpus row
             unknown = set(obj) - BEIR_KEYS
             if unknown:
-                raise DocumentFileError(f"{where}: unknown keys {sorted(unknown)} in a BEIR row; expected _id, title, "
-                                        "text, metadata")
+                raise DocumentFileError(
+                    f"{where}: unknown keys {sorted(unknown)} in a BEIR row; expected _id, title, text, metadata"
+                )
             if isinstance(obj["_id"], int) and not isinstance(obj["_id"], bool):
                 obj["_id"] = str(obj["_id"])
             if not isinstance(obj["_id"], str) or not obj["_id"]:
@@ -64,8 +66,10 @@ def read_documents(stream: TextIO, source: str = "<input>", *, content_ids: bool
             obj.pop("title", None)
         unknown = set(obj) - DOCUMENT_KEYS
         if unknown:
-            raise DocumentFileError(f"{where}: unknown keys {sorted(unknown)}; expected id, text, metadata "
-                                    "(or a BEIR row: _id, title, text)")
+            raise DocumentFileError(
+                f"{where}: unknown keys {sorted(unknown)}; expected id, text, metadata "
+                "(or a BEIR row: _id, title, text)"
+            )
         if "id" in obj and (not isinstance(obj["id"], str) or not obj["id"]):
             raise DocumentFileError(f"{where}: 'id' must be a non-empty string")
         if not isinstance(obj.get("text"), str):

@@ -83,17 +83,29 @@ class VectorStore(Protocol):
     dim: int
     model: Encoder | None
 
-    def add_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str] | None = None,
-                       texts: Sequence[str | None] | None = None,
-                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]: ...
+    def add_embeddings(
+        self,
+        embeddings: Sequence[TokenVectors],
+        ids: Sequence[str] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]: ...
 
-    def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[TokenVectors] | None = None,
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None: ...
+    def update_embeddings(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[TokenVectors] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None: ...
 
-    def upsert_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str],
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]: ...
+    def upsert_embeddings(
+        self,
+        embeddings: Sequence[TokenVectors],
+        ids: Sequence[str],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]: ...
 
     def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int: ...
 
@@ -101,20 +113,35 @@ class VectorStore(Protocol):
 
     def count(self, filter: Mapping[str, Any] | None = None) -> int: ...
 
-    def search_embeddings(self, queries: Sequence[TokenVectors] | TokenVectors, k: int = 10,
-                          filter: Mapping[str, Any] | None = None, **options: Any) -> list[list[SearchHit]]: ...
+    def search_embeddings(
+        self,
+        queries: Sequence[TokenVectors] | TokenVectors,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[list[SearchHit]]: ...
 
-    def add(self, texts: Sequence[str], ids: Sequence[str] | None = None,
-            metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]: ...
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]: ...
 
-    def update(self, ids: Sequence[str], texts: Sequence[str] | None = None,
-               metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None: ...
+    def update(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None: ...
 
-    def upsert(self, texts: Sequence[str], ids: Sequence[str],
-               metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]: ...
+    def upsert(
+        self, texts: Sequence[str], ids: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None = None
+    ) -> list[str]: ...
 
-    def search(self, queries: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None,
-               **options: Any) -> list[list[SearchHit]]: ...
+    def search(
+        self, queries: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None, **options: Any
+    ) -> list[list[SearchHit]]: ...
 
     def close(self) -> None: ...
 
@@ -147,14 +174,22 @@ class TextMethods:
         self._encoded_with(model)
         return vectors
 
-    def add(self, texts: Sequence[str], ids: Sequence[str] | None = None,
-            metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         """Encode and add new documents; returns their ids (see the module docstring)."""
         texts = check_texts(texts)
         return self.add_embeddings(self._encode_documents(texts), ids=ids, texts=texts, metadata=metadata)  # type: ignore[attr-defined]
 
-    def update(self, ids: Sequence[str], texts: Sequence[str] | None = None,
-               metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+    def update(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None:
         """Replace the text (re-encoded) and/or metadata of stored documents; ids do not change."""
         ids = check_ids(ids)
         if texts is None:
@@ -167,15 +202,21 @@ class TextMethods:
             raise InvalidArgumentError(f"update: got {len(texts)} texts for {len(ids)} ids")
         self.update_embeddings(ids, self._encode_documents(texts), texts=texts, metadata=metadata)  # type: ignore[attr-defined]
 
-    def upsert(self, texts: Sequence[str], ids: Sequence[str],
-               metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def upsert(
+        self, texts: Sequence[str], ids: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None = None
+    ) -> list[str]:
         """Add the new ids and replace the known ones (text re-encoded)."""
         texts = check_texts(texts)
         ids = check_ids(ids, len(texts))
         return self.upsert_embeddings(self._encode_documents(texts), ids, texts=texts, metadata=metadata)  # type: ignore[attr-defined]
 
-    def search(self, queries: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None,  # noqa: A002
-               **options: Any) -> list[list[SearchHit]]:
+    def search(
+        self,
+        queries: str | Sequence[str],
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,  # noqa: A002
+        **options: Any,
+    ) -> list[list[SearchHit]]:
         """Encode the queries and search: one hit list per query (one string is one query)."""
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
         k = check_k(k)
@@ -214,7 +255,9 @@ def check_ids(ids: Any, n: int | None = None, what: str = "ids") -> list[str]:
         try:
             i.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidArgumentError(f"{what}: id {i!r} is not valid Unicode (it contains a lone surrogate)") from None
+            raise InvalidArgumentError(
+                f"{what}: id {i!r} is not valid Unicode (it contains a lone surrogate)"
+            ) from None
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
@@ -316,8 +359,9 @@ def check_metadata(metadata: Any, n: int) -> list[dict | None]:
             if not isinstance(key, str):
                 raise InvalidArgumentError(f"metadata[{i}]: keys must be strings, got {key!r}")
             if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 63):
-                raise InvalidArgumentError(f"metadata[{i}][{key!r}]: integer {value} is outside the 64-bit range "
-                                           "that metadata filters support")
+                raise InvalidArgumentError(
+                    f"metadata[{i}][{key!r}]: integer {value} is outside the 64-bit range that metadata filters support"
+                )
         out.append(dict(v))
     return out
 

@@ -36,7 +36,14 @@ from maxsim.evaluation.datasets import find_collections, load_collection
 from maxsim.train.data import Pair, carve_by_article, carve_like
 from maxsim.train.run import write_beir
 
-BLOCK_CARVED = ("squad-v1.1-en", "tydiqa-goldp-ar", "tydiqa-goldp-fi", "tydiqa-goldp-id", "tydiqa-goldp-ru", "tydiqa-goldp-te")
+BLOCK_CARVED = (
+    "squad-v1.1-en",
+    "tydiqa-goldp-ar",
+    "tydiqa-goldp-fi",
+    "tydiqa-goldp-id",
+    "tydiqa-goldp-ru",
+    "tydiqa-goldp-te",
+)
 #: translation -> the collection whose carve it follows (same question ids)
 TRANSLATIONS = {"squad-es": "squad-v1.1-en", "squad-it": "squad-v1.1-en"}
 #: collection -> how a query id names its article
@@ -115,8 +122,12 @@ def write_cross_lingual(sides: dict[str, tuple], train_root: Path, dev_root: Pat
             dev = cross_lingual_collection(q_dev, d_dev, name)
             write_beir(dev, dev_root / name)
             train = cross_lingual_collection(q_train, d_train, name)
-            pairs = [Pair(train.queries[q], train.corpus[d], lang=f"{qlang}>{dlang}")
-                     for q, rels in train.qrels.items() for d, r in rels.items() if r > 0]
+            pairs = [
+                Pair(train.queries[q], train.corpus[d], lang=f"{qlang}>{dlang}")
+                for q, rels in train.qrels.items()
+                for d, r in rels.items()
+                if r > 0
+            ]
             _write_pairs(pairs, train_root / name)
             print(f"{name}: {len(pairs)} cross-lingual pairs; {len(dev.queries)} queries / {len(dev.corpus)} docs dev")
 
@@ -124,8 +135,7 @@ def write_cross_lingual(sides: dict[str, tuple], train_root: Path, dev_root: Pat
 def _trained_queries(col, pairs) -> set[str]:
     """Ids of the queries whose relevant paragraphs all went to training (paragraph texts are unique)."""
     trained_texts = {p.positive for p in pairs}
-    return {q for q, rels in col.qrels.items()
-            if all(col.corpus[d] in trained_texts for d, r in rels.items() if r > 0)}
+    return {q for q, rels in col.qrels.items() if all(col.corpus[d] in trained_texts for d, r in rels.items() if r > 0)}
 
 
 if __name__ == "__main__":

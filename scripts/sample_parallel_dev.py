@@ -42,9 +42,14 @@ def main() -> None:
         col = load_collection(folder)
         keep = [q for q in col.qrels if q in questions]
         judged = corpus_of[col.languages[0]]
-        sample = Collection(col.name, {d: t for d, t in col.corpus.items() if d in judged},
-                            {q: col.queries[q] for q in keep}, {q: col.qrels[q] for q in keep}, col.languages,
-                            {**col.meta, "parallel_sample": {"paragraphs": args.paragraphs, "seed": args.seed}})
+        sample = Collection(
+            col.name,
+            {d: t for d, t in col.corpus.items() if d in judged},
+            {q: col.queries[q] for q in keep},
+            {q: col.qrels[q] for q in keep},
+            col.languages,
+            {**col.meta, "parallel_sample": {"paragraphs": args.paragraphs, "seed": args.seed}},
+        )
         write_beir(sample, args.out / col.name)
         print(f"{col.name}: {len(sample.queries)} queries, {len(sample.corpus)} docs")
 

@@ -8,12 +8,27 @@ import pytest
 
 PUBLIC = {
     "maxsim": ["Index", "Model", "load", "maxsim_score", "maxsim_scores", "__version__"],
-    "maxsim.errors": ["MaxsimError", "InvalidArgumentError", "InvalidTypeError", "UnknownIdError", "DuplicateIdError",
-                      "MissingModelError"],
+    "maxsim.errors": [
+        "MaxsimError",
+        "InvalidArgumentError",
+        "InvalidTypeError",
+        "UnknownIdError",
+        "DuplicateIdError",
+        "MissingModelError",
+    ],
     "maxsim.store": ["VectorStore", "TextMethods", "Encoder", "StoredDocument"],
     "maxsim.collection": ["Index", "with_model", "load_encoder"],
-    "maxsim.index": ["Index", "SearchConfig", "IndexError_", "IndexCorruptedError", "IndexExistsError",
-                     "IndexLockedError", "IndexNotFoundError", "IndexReadOnlyError", "IndexClosedError"],
+    "maxsim.index": [
+        "Index",
+        "SearchConfig",
+        "IndexError_",
+        "IndexCorruptedError",
+        "IndexExistsError",
+        "IndexLockedError",
+        "IndexNotFoundError",
+        "IndexReadOnlyError",
+        "IndexClosedError",
+    ],
     "maxsim.models": ["Model", "load", "ModelLoadError"],
     "maxsim.scoring": ["maxsim_score", "maxsim_scores"],
     "maxsim.compression": ["ResidualCodec", "train_codec"],
@@ -71,16 +86,29 @@ def test_every_error_class_derives_from_maxsim_error():
             continue
         mod = importlib.import_module(info.name)
         for name, cls in inspect.getmembers(mod, inspect.isclass):
-            if (cls.__module__ == info.name and issubclass(cls, Exception) and not issubclass(cls, Warning)
-                    and not issubclass(cls, MaxsimError)):
+            if (
+                cls.__module__ == info.name
+                and issubclass(cls, Exception)
+                and not issubclass(cls, Warning)
+                and not issubclass(cls, MaxsimError)
+            ):
                 offenders.append(f"{info.name}.{name}")
     assert not offenders, f"exceptions outside the MaxsimError tree: {offenders}"
 
 
 #: built-in exception classes the package must not raise bare (use a maxsim.errors class, which has
 #: the built-in as a second base); pydantic validators are the one place a plain ValueError is the API.
-_BARE = {"ValueError", "TypeError", "KeyError", "RuntimeError", "FileNotFoundError", "OSError", "Exception",
-         "IndexError", "LookupError"}
+_BARE = {
+    "ValueError",
+    "TypeError",
+    "KeyError",
+    "RuntimeError",
+    "FileNotFoundError",
+    "OSError",
+    "Exception",
+    "IndexError",
+    "LookupError",
+}
 _VALIDATOR_MODULES = {"maxsim/api/schemas.py"}
 
 

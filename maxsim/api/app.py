@@ -188,8 +188,9 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> SafeJSONResponse:
         service.metrics.inc("maxsim_rejected_total", {"code": exc.code})
-        return SafeJSONResponse(error_body(exc.code, exc.detail, request_id_of(request.scope)),
-                                status_code=exc.status, headers=exc.headers)
+        return SafeJSONResponse(
+            error_body(exc.code, exc.detail, request_id_of(request.scope)), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> SafeJSONResponse:
@@ -200,11 +201,15 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
             msg = e.get("msg", "invalid value")
             if e.get("type") == "json_invalid":
                 reason = (e.get("ctx") or {}).get("error", "")
-                msg = (f"the body is not valid JSON ({reason}) at character {loc[0]}" if reason
-                       else "the body is not valid JSON")
+                msg = (
+                    f"the body is not valid JSON ({reason}) at character {loc[0]}"
+                    if reason
+                    else "the body is not valid JSON"
+                )
                 field = "body"
-            problems.append({"field": field, "message": msg, "type": e.get("type", "value_error"),
-                             "input": _short(e.get("input"))})
+            problems.append(
+                {"field": field, "message": msg, "type": e.get("type", "value_error"), "input": _short(e.get("input"))}
+            )
         return SafeJSONResponse(validation_body(problems, request_id_of(request.scope)), status_code=422)
 
     @app.exception_handler(MaxsimError)
@@ -232,8 +237,9 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     async def internal_error(request: Request, exc: Exception) -> SafeJSONResponse:
         rid = request_id_of(request.scope)
         log.error("%s internal error: %r", rid, exc, exc_info=exc)
-        return SafeJSONResponse(error_body("INTERNAL_ERROR", f"internal error; quote request id {rid}", rid),
-                                status_code=500)
+        return SafeJSONResponse(
+            error_body("INTERNAL_ERROR", f"internal error; quote request id {rid}", rid), status_code=500
+        )
 
     from maxsim.api.routes_index import router as index_router
     from maxsim.api.routes_jina import router as jina_router
@@ -244,15 +250,33 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     @app.get("/health", tags=["service"], summary="Liveness and what is served")
     async def health() -> dict:
         dense = service.dense
-        return {"status": "ok", "model": model.name, "model_names": service.model_names, "dimensions": list(model.dims),
-                "rerank_model_names": service.rerank_model_names, "rerank_scores": settings.rerank_scores,
-                "dense_model": dense and {"name": dense.name, "pooling": dense.pooling, "dimensions": dense.dim,
-                                          "names": service.dense_model_names},
-                "indexes": service.indexes.names(), "auth": service.keys.enabled,
-                "batching": settings.batching.enabled, "queue_depth": service.batcher.queue_depth}
+        return {
+            "status": "ok",
+            "model": model.name,
+            "model_names": service.model_names,
+            "dimensions": list(model.dims),
+            "rerank_model_names": service.rerank_model_names,
+            "rerank_scores": settings.rerank_scores,
+            "dense_model": dense
+            and {
+                "name": dense.name,
+                "pooling": dense.pooling,
+                "dimensions": dense.dim,
+                "names": service.dense_model_names,
+            },
+            "indexes": service.indexes.names(),
+            "auth": service.keys.enabled,
+            "batching": settings.batching.enabled,
+            "queue_depth": service.batcher.queue_depth,
+        }
 
-    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", response_class=PlainTextResponse,
-             responses=errors(*AUTH))
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses=errors(*AUTH),
+    )
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -262,7 +286,11 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    app.add_middleware(RequestBody, max_bytes=settings.limits.max_body_bytes,
-                       timeout_s=settings.limits.body_timeout_s, request_id=request_id_of)
+    app.add_middleware(
+        RequestBody,
+        max_bytes=settings.limits.max_body_bytes,
+        timeout_s=settings.limits.body_timeout_s,
+        request_id=request_id_of,
+    )
     app.add_middleware(Gate, service=service)
     return app

@@ -27,13 +27,21 @@ class KeyChecker:
         if not self._digests:
             return None
         if not authorization:
-            raise ApiError(401, "AUTH_MISSING_API_KEY", "missing API key: send the header 'Authorization: Bearer <key>'",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "AUTH_MISSING_API_KEY",
+                "missing API key: send the header 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "AUTH_MISSING_API_KEY", "the Authorization header must be 'Bearer <key>'",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "AUTH_MISSING_API_KEY",
+                "the Authorization header must be 'Bearer <key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         ok = False
         for d in self._digests:

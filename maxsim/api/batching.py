@@ -165,7 +165,9 @@ class Batcher:
         return self._announced
 
     # ---- submit -----------------------------------------------------------------------------
-    async def encode(self, items: list[Any], dim: int, timeout: float, ticket: Ticket | None = None) -> list[np.ndarray]:
+    async def encode(
+        self, items: list[Any], dim: int, timeout: float, ticket: Ticket | None = None
+    ) -> list[np.ndarray]:
         """Encode tokenised texts (queries and documents may be mixed); one array per item."""
         try:
             if not items:
@@ -215,7 +217,11 @@ class Batcher:
                     job = self._queue.get(timeout=min(remaining, _POLL_S))
                 except queue.Empty:
                     continue
-            if job is _STOP or n_items + len(job.items) > s.max_batch_inputs or n_tokens + job.n_tokens > s.max_batch_tokens:
+            if (
+                job is _STOP
+                or n_items + len(job.items) > s.max_batch_inputs
+                or n_tokens + job.n_tokens > s.max_batch_tokens
+            ):
                 self._pending = job  # first of the next batch
                 break
             jobs.append(job)
@@ -256,9 +262,14 @@ class Batcher:
                             j.future.set_exception(exc)
             if self.metrics is not None:
                 self.metrics.observe_batch(
-                    jobs=len(live), inputs=stats.inputs, tokens=sum(j.n_tokens for j in live),
-                    seconds=time.perf_counter() - started, waits=[started - j.enqueued for j in live],
-                    unique_inputs=stats.unique_inputs, encoded_tokens=stats.tokens, padded_tokens=stats.padded_tokens,
+                    jobs=len(live),
+                    inputs=stats.inputs,
+                    tokens=sum(j.n_tokens for j in live),
+                    seconds=time.perf_counter() - started,
+                    waits=[started - j.enqueued for j in live],
+                    unique_inputs=stats.unique_inputs,
+                    encoded_tokens=stats.tokens,
+                    padded_tokens=stats.padded_tokens,
                     waited=self._waited,
                 )
 
@@ -333,8 +344,9 @@ class PassCost:
     with more padding. Until enough passes were seen, ``PASS_OVERHEAD_TOKENS``.
     """
 
-    def __init__(self, decay: float = 0.97, prior: float = PASS_OVERHEAD_TOKENS,
-                 lo: float = 8.0, hi: float = 4096.0) -> None:
+    def __init__(
+        self, decay: float = 0.97, prior: float = PASS_OVERHEAD_TOKENS, lo: float = 8.0, hi: float = 4096.0
+    ) -> None:
         self.decay, self.prior, self.lo, self.hi = decay, prior, lo, hi
         self._lock = threading.Lock()
         self._w = self._x = self._y = self._xx = self._xy = 0.0
@@ -364,8 +376,9 @@ class PassCost:
             return min(max((my - slope * mx) / slope, self.lo), self.hi)
 
 
-def plan_passes(lengths: list[int], max_texts: int = 64, max_tokens: int = 16384,
-                overhead: float = PASS_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+def plan_passes(
+    lengths: list[int], max_texts: int = 64, max_tokens: int = 16384, overhead: float = PASS_OVERHEAD_TOKENS
+) -> list[tuple[int, int]]:
     """Split texts sorted by length into forward passes (contiguous ranges ``[a, b)``) that
     minimise padded token positions plus ``overhead`` per pass. A pass pads to its longest text,
     so one pass over texts of 30 and 500 tokens computes 1,000 positions for 530 real ones.
@@ -401,8 +414,13 @@ def plan_passes(lengths: list[int], max_texts: int = 64, max_tokens: int = 16384
 def _key(item: Any) -> bytes:
     """Texts with equal keys give equal vectors: same tokens, attention and kept positions."""
     ids = np.ascontiguousarray(item.ids)
-    return b"%d|" % len(ids) + ids.tobytes() + np.packbits(np.asarray(item.attention, dtype=bool)).tobytes() + b"|" + \
-        np.packbits(np.asarray(item.keep, dtype=bool)).tobytes()
+    return (
+        b"%d|" % len(ids)
+        + ids.tobytes()
+        + np.packbits(np.asarray(item.attention, dtype=bool)).tobytes()
+        + b"|"
+        + np.packbits(np.asarray(item.keep, dtype=bool)).tobytes()
+    )
 
 
 def _cut(v: np.ndarray, dim: int) -> np.ndarray:

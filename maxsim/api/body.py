@@ -94,9 +94,11 @@ class RequestBody:
             raise self._too_large(declared, exact=True)
         encoding = (_header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()
         if encoding not in ("identity", *_DECODED):
-            raise BodyRefused(415, "INPUT_UNSUPPORTED_ENCODING",
-                              f"Content-Encoding {encoding!r} is not supported; "
-                              "send the body uncompressed, gzip or deflate")
+            raise BodyRefused(
+                415,
+                "INPUT_UNSUPPORTED_ENCODING",
+                f"Content-Encoding {encoding!r} is not supported; send the body uncompressed, gzip or deflate",
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         chunks, size = [], 0
@@ -104,10 +106,13 @@ class RequestBody:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError:
-                raise BodyRefused(408, "INPUT_BODY_TIMEOUT",
-                                  f"the request body did not arrive within the limit body_timeout_s={self.timeout_s:g} "
-                                  f"({size} of {declared if declared is not None else 'an unknown number of'} bytes "
-                                  "received)") from None
+                raise BodyRefused(
+                    408,
+                    "INPUT_BODY_TIMEOUT",
+                    f"the request body did not arrive within the limit body_timeout_s={self.timeout_s:g} "
+                    f"({size} of {declared if declared is not None else 'an unknown number of'} bytes "
+                    "received)",
+                ) from None
             if message["type"] == "http.disconnect":
                 return None
             body = message.get("body", b"")
@@ -126,23 +131,33 @@ class RequestBody:
         try:
             plain = inflater.decompress(whole, self.max_bytes + 1)
         except zlib.error as exc:
-            raise BodyRefused(422, "INPUT_VALIDATION_ERROR",
-                              f"Content-Encoding is {encoding} but the body is not {encoding} data ({exc})",
-                              kind="encoding_invalid") from None
+            raise BodyRefused(
+                422,
+                "INPUT_VALIDATION_ERROR",
+                f"Content-Encoding is {encoding} but the body is not {encoding} data ({exc})",
+                kind="encoding_invalid",
+            ) from None
         if len(plain) > self.max_bytes or inflater.unconsumed_tail:
-            raise BodyRefused(413, "INPUT_BODY_TOO_LARGE",
-                              f"the {encoding} body decompresses to more than the limit "
-                              f"max_body_bytes={self.max_bytes}")
+            raise BodyRefused(
+                413,
+                "INPUT_BODY_TOO_LARGE",
+                f"the {encoding} body decompresses to more than the limit max_body_bytes={self.max_bytes}",
+            )
         if not inflater.eof:
-            raise BodyRefused(422, "INPUT_VALIDATION_ERROR", f"the {encoding} body is truncated",
-                              kind="encoding_invalid")
+            raise BodyRefused(
+                422, "INPUT_VALIDATION_ERROR", f"the {encoding} body is truncated", kind="encoding_invalid"
+            )
         rest = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
         scope["headers"] = [*rest, (b"content-length", str(len(plain)).encode())]
         return plain
 
     def _too_large(self, size: int, exact: bool) -> BodyRefused:
-        return BodyRefused(413, "INPUT_BODY_TOO_LARGE", f"request body of {size} bytes{'' if exact else ' or more'} "
-                           f"exceeds the limit max_body_bytes={self.max_bytes}")
+        return BodyRefused(
+            413,
+            "INPUT_BODY_TOO_LARGE",
+            f"request body of {size} bytes{'' if exact else ' or more'} "
+            f"exceeds the limit max_body_bytes={self.max_bytes}",
+        )
 
     async def _refuse(self, scope: Scope, send: Send, exc: BodyRefused) -> None:
         rid = self.request_id(scope)
@@ -152,8 +167,11 @@ class RequestBody:
         else:
             payload = error_body(exc.code, exc.detail, rid)
         body = dumps(payload)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"x-request-id", rid.encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode()),
+        ]
         if exc.status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -173,8 +191,12 @@ def check_json_body(raw: bytes) -> None:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         hint = " (it looks gzip-compressed: send the header Content-Encoding: gzip)" if raw[:2] == b"\x1f\x8b" else ""
-        raise BodyRefused(422, "INPUT_VALIDATION_ERROR", f"the body is not valid UTF-8: byte 0x{raw[exc.start]:02x} "
-                          f"at position {exc.start}{hint}", kind="utf8_invalid") from None
+        raise BodyRefused(
+            422,
+            "INPUT_VALIDATION_ERROR",
+            f"the body is not valid UTF-8: byte 0x{raw[exc.start]:02x} at position {exc.start}{hint}",
+            kind="utf8_invalid",
+        ) from None
     may_nest = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH  # cannot nest deeper than it opens
     suspect = _may_hold_bad_numbers(raw)
     if not (may_nest or suspect):  # the common case
@@ -182,15 +204,19 @@ def check_json_body(raw: bytes) -> None:
     bare = _outside_strings(raw)  # structure, numbers and constants
     depth = _max_depth(bare) if may_nest else 0
     if depth > MAX_JSON_DEPTH:
-        raise BodyRefused(422, "INPUT_VALIDATION_ERROR", f"arrays and objects nest {depth} levels deep; "
-                          f"the limit is {MAX_JSON_DEPTH}", kind="json_too_deep")
-    for m in (_SUSPECT.finditer(bare) if suspect else ()):
+        raise BodyRefused(
+            422,
+            "INPUT_VALIDATION_ERROR",
+            f"arrays and objects nest {depth} levels deep; the limit is {MAX_JSON_DEPTH}",
+            kind="json_too_deep",
+        )
+    for m in _SUSPECT.finditer(bare) if suspect else ():
         token = m.group().decode("ascii")
         if _representable(token):
             continue
         field = _field_of_bad_number(raw)
         if token in ("NaN", "Infinity"):
-            why = f"{'-' if bare[m.start() - 1:m.start()] == b'-' else ''}{token} is not a JSON number"
+            why = f"{'-' if bare[m.start() - 1 : m.start()] == b'-' else ''}{token} is not a JSON number"
         elif _is_int(token):
             why = f"the integer {_cut(token)} is outside the signed 64-bit range; send it as a string"
         else:

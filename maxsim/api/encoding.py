@@ -45,5 +45,7 @@ def decode_vectors(value: list, kind: str, dim: int) -> np.ndarray:
     if kind == "ubinary":
         return np.unpackbits(np.asarray(value, dtype=np.uint8).reshape(len(value), -1), axis=1)[:, :dim]
     if kind == "binary":
-        return np.unpackbits((np.asarray(value, dtype=np.int16) + 128).astype(np.uint8).reshape(len(value), -1), axis=1)[:, :dim]
+        return np.unpackbits(
+            (np.asarray(value, dtype=np.int16) + 128).astype(np.uint8).reshape(len(value), -1), axis=1
+        )[:, :dim]
     raise InvalidArgumentError(f"unknown embedding type {kind!r}; use one of {EMBEDDING_TYPES}")

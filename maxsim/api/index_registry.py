@@ -142,8 +142,11 @@ class IndexRegistry:
         from maxsim.index import Index, IndexExistsError
 
         if not self.settings.index_dir:
-            raise ApiError(403, "INDEX_CREATION_DISABLED",
-                           "this server was started without --index-dir, so it cannot create indexes")
+            raise ApiError(
+                403,
+                "INDEX_CREATION_DISABLED",
+                "this server was started without --index-dir, so it cannot create indexes",
+            )
         if not INDEX_NAME.match(name):
             raise ApiError(422, "INPUT_INVALID", f"name: {name!r} must match {INDEX_NAME.pattern}")
         if dim not in self.model.dims:
@@ -155,8 +158,9 @@ class IndexRegistry:
             try:
                 Index.create(path, model=self.model, dim=dim, nbits=nbits).close()
             except IndexExistsError:
-                raise ApiError(409, "INDEX_EXISTS",
-                               f"{name!r} already exists on disk and is not an empty index") from None
+                raise ApiError(
+                    409, "INDEX_EXISTS", f"{name!r} already exists on disk and is not an empty index"
+                ) from None
             except ValueError as exc:
                 raise ApiError(422, "INPUT_INVALID", str(exc)) from None
             served = self._indexes[name] = ServedIndex(name, path, self.model, managed=True)
@@ -170,16 +174,21 @@ class IndexRegistry:
 
         served = self.get(name)
         if not served.managed:
-            raise ApiError(403, "INDEX_DELETION_DISABLED", f"index {name!r} was given with --index; the server deletes "
-                           "only indexes under its --index-dir (remove the directory yourself)")
+            raise ApiError(
+                403,
+                "INDEX_DELETION_DISABLED",
+                f"index {name!r} was given with --index; the server deletes "
+                "only indexes under its --index-dir (remove the directory yourself)",
+            )
         with served._write_mutex:
             served.check_live()
             lock = WriterLock(served.path / LOCK)  # the index's own writer lock: no one may be writing
             try:
                 lock.acquire(served.path)
             except IndexLockedError as exc:
-                raise ApiError(409, "INDEX_LOCKED", f"index {name!r} cannot be deleted while another process "
-                               f"writes to it: {exc}") from None
+                raise ApiError(
+                    409, "INDEX_LOCKED", f"index {name!r} cannot be deleted while another process writes to it: {exc}"
+                ) from None
             try:
                 with self._lock:
                     self._indexes.pop(name, None)

@@ -35,8 +35,9 @@ class RateLimiter:
     request; ``spend_tokens`` spends a request's tokens once they are counted.
     """
 
-    def __init__(self, requests_per_minute: int, tokens_per_minute: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, requests_per_minute: int, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rpm = requests_per_minute
         self.tpm = tokens_per_minute
         self.clock = clock
@@ -67,18 +68,24 @@ class RateLimiter:
                 b = self._level(self._requests, client, self.rpm)
                 if b.level < 1:
                     wait = (1 - b.level) * 60.0 / self.rpm
-                    raise ApiError(429, "RATE_REQUEST_LIMIT_EXCEEDED",
-                                   f"request rate over the limit requests_per_minute={self.rpm}; retry in {wait:.1f} s",
-                                   {"Retry-After": str(max(1, round(wait))), "X-RateLimit-Remaining-Requests": "0"})
+                    raise ApiError(
+                        429,
+                        "RATE_REQUEST_LIMIT_EXCEEDED",
+                        f"request rate over the limit requests_per_minute={self.rpm}; retry in {wait:.1f} s",
+                        {"Retry-After": str(max(1, round(wait))), "X-RateLimit-Remaining-Requests": "0"},
+                    )
                 b.level -= 1
                 headers["X-RateLimit-Remaining-Requests"] = str(int(b.level))
             if self.tpm:
                 b = self._level(self._tokens, client, self.tpm)
                 if b.level < 1:
                     wait = (1 - b.level) * 60.0 / self.tpm
-                    raise ApiError(429, "RATE_TOKEN_LIMIT_EXCEEDED",
-                                   f"token rate over the limit tokens_per_minute={self.tpm}; retry in {wait:.1f} s",
-                                   {"Retry-After": str(max(1, round(wait))), "X-RateLimit-Remaining-Tokens": "0"})
+                    raise ApiError(
+                        429,
+                        "RATE_TOKEN_LIMIT_EXCEEDED",
+                        f"token rate over the limit tokens_per_minute={self.tpm}; retry in {wait:.1f} s",
+                        {"Retry-After": str(max(1, round(wait))), "X-RateLimit-Remaining-Tokens": "0"},
+                    )
                 headers["X-RateLimit-Remaining-Tokens"] = str(int(b.level))
         return headers
 
@@ -88,10 +95,15 @@ class RateLimiter:
         with self._lock:
             b = self._level(self._tokens, client, self.tpm)
             if tokens > b.level:
-                raise ApiError(429, "RATE_TOKEN_LIMIT_EXCEEDED",
-                               f"this request's {tokens} tokens exceed what is left of the limit "
-                               f"tokens_per_minute={self.tpm} ({int(b.level)} left)",
-                               {"Retry-After": str(max(1, round((tokens - b.level) * 60.0 / self.tpm))),
-                                "X-RateLimit-Remaining-Tokens": str(int(b.level))})
+                raise ApiError(
+                    429,
+                    "RATE_TOKEN_LIMIT_EXCEEDED",
+                    f"this request's {tokens} tokens exceed what is left of the limit "
+                    f"tokens_per_minute={self.tpm} ({int(b.level)} left)",
+                    {
+                        "Retry-After": str(max(1, round((tokens - b.level) * 60.0 / self.tpm))),
+                        "X-RateLimit-Remaining-Tokens": str(int(b.level)),
+                    },
+                )
             b.level -= tokens
             return {"X-RateLimit-Remaining-Tokens": str(int(b.level))}

@@ -15,8 +15,9 @@ def bind_listener(host: str, port: int) -> socket.socket:
     """
     where = f"{host}:{port}"
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror as exc:
         raise SettingsError(f"cannot listen on {where}: the host does not resolve ({exc.strerror})") from None
     sock = socket.socket(family, kind, proto)
@@ -27,8 +28,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise SettingsError(f"port {port} on {host} is already in use (another server is running there?); "
-                                "stop it or pick another --port") from None
+            raise SettingsError(
+                f"port {port} on {host} is already in use (another server is running there?); "
+                "stop it or pick another --port"
+            ) from None
         if exc.errno == errno.EACCES:
             raise SettingsError(f"not allowed to listen on {where} (ports below 1024 need privileges)") from None
         raise SettingsError(f"cannot listen on {where}: {exc.strerror or exc}") from None

@@ -62,15 +62,27 @@ class Metrics:
         self._declare("maxsim_batch_tokens", "histogram", "tokens encoded together in one model call")
         self._declare("maxsim_batch_seconds", "histogram", "time of one batched model call")
         self._declare("maxsim_queue_wait_seconds", "histogram", "time a job waited for the model")
-        self._declare("maxsim_model_inputs_total", "counter",
-                      "texts sent to the model: kind=requested (by all requests), kind=encoded (after merging identical texts)")
-        self._declare("maxsim_model_tokens_total", "counter",
-                      "token positions in the model's forward passes: kind=encoded (real tokens), kind=padded (real + padding)")
+        self._declare(
+            "maxsim_model_inputs_total",
+            "counter",
+            "texts sent to the model: kind=requested (by all requests), kind=encoded (after merging identical texts)",
+        )
+        self._declare(
+            "maxsim_model_tokens_total",
+            "counter",
+            "token positions in the model's forward passes: kind=encoded (real tokens), kind=padded (real + padding)",
+        )
         self._declare("maxsim_model_seconds_total", "counter", "time spent in model calls")
-        self._declare("maxsim_batch_waits_total", "counter",
-                      "model calls before which the worker waited for more requests (only when more were on their way)")
-        self._declare("maxsim_pass_overhead_positions", "gauge",
-                      "what one forward pass costs besides its tokens, in token positions (learnt; plans the passes)")
+        self._declare(
+            "maxsim_batch_waits_total",
+            "counter",
+            "model calls before which the worker waited for more requests (only when more were on their way)",
+        )
+        self._declare(
+            "maxsim_pass_overhead_positions",
+            "gauge",
+            "what one forward pass costs besides its tokens, in token positions (learnt; plans the passes)",
+        )
         self._declare("maxsim_rejected_total", "counter", "requests refused by auth, limits or rate limits, by code")
         self._declare("maxsim_queue_depth", "gauge", "jobs waiting for the model")
 
@@ -86,8 +98,13 @@ class Metrics:
         with self._lock:
             self._counters[name][key] = self._counters[name].get(key, 0.0) + value
 
-    def observe(self, name: str, value: float, labels: dict[str, str] | None = None,
-                buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+    def observe(
+        self,
+        name: str,
+        value: float,
+        labels: dict[str, str] | None = None,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> None:
         key = tuple(sorted((labels or {}).items()))
         with self._lock:
             hist = self._hists[name].get(key)
@@ -99,9 +116,18 @@ class Metrics:
         self.inc("maxsim_requests_total", {"route": route, "method": method, "status": str(status)})
         self.observe("maxsim_request_duration_seconds", seconds, {"route": route})
 
-    def observe_batch(self, jobs: int, inputs: int, tokens: int, seconds: float, waits: list[float],
-                      unique_inputs: int | None = None, encoded_tokens: int | None = None,
-                      padded_tokens: int | None = None, waited: bool = False) -> None:
+    def observe_batch(
+        self,
+        jobs: int,
+        inputs: int,
+        tokens: int,
+        seconds: float,
+        waits: list[float],
+        unique_inputs: int | None = None,
+        encoded_tokens: int | None = None,
+        padded_tokens: int | None = None,
+        waited: bool = False,
+    ) -> None:
         self.inc("maxsim_model_inputs_total", {"kind": "requested"}, inputs)
         self.inc("maxsim_model_inputs_total", {"kind": "encoded"}, inputs if unique_inputs is None else unique_inputs)
         self.inc("maxsim_model_tokens_total", {"kind": "encoded"}, tokens if encoded_tokens is None else encoded_tokens)

@@ -44,12 +44,24 @@ router = APIRouter(tags=["indexes"])
 
 def _describe(name: str, index: Any, full: bool) -> dict:
     if not full:
-        return {"name": name, "model": index.model_name, "dimensions": index.dim, "nbits": index.nbits,
-                "documents": len(index)}
+        return {
+            "name": name,
+            "model": index.model_name,
+            "dimensions": index.dim,
+            "nbits": index.nbits,
+            "documents": len(index),
+        }
     info = index.info()
-    return {"name": name, "model": info["model"], "dimensions": info["dim"], "nbits": info["nbits"],
-            "documents": info["documents"], "tokens": info["tokens"], "segments": info["segments"],
-            "bytes_on_disk": info["bytes_on_disk"]}
+    return {
+        "name": name,
+        "model": info["model"],
+        "dimensions": info["dim"],
+        "nbits": info["nbits"],
+        "documents": info["documents"],
+        "tokens": info["tokens"],
+        "segments": info["segments"],
+        "bytes_on_disk": info["bytes_on_disk"],
+    }
 
 
 def _index_error(exc: Exception) -> ApiError:
@@ -108,34 +120,50 @@ async def list_indexes(request: Request) -> Response:
     return await json_response(await run_in_threadpool(build))
 
 
-@router.post("/v1/indexes", response_model=IndexDescription, status_code=201, summary="Create an empty index",
-             responses=errors(*AUTH, *BODY, 403, 409))
+@router.post(
+    "/v1/indexes",
+    response_model=IndexDescription,
+    status_code=201,
+    summary="Create an empty index",
+    responses=errors(*AUTH, *BODY, 403, 409),
+)
 async def create_index(body: CreateIndexRequest, request: Request) -> Response:
     svc = service_of(request)
     served = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits)
     return await json_response(_describe(body.name, served.index, full=False), status=201)
 
 
-@router.get("/v1/indexes/{name}", response_model=IndexDescription, summary="Size, dimensions and model of an index",
-            responses=errors(*AUTH, 404, 422))
+@router.get(
+    "/v1/indexes/{name}",
+    response_model=IndexDescription,
+    summary="Size, dimensions and model of an index",
+    responses=errors(*AUTH, 404, 422),
+)
 async def describe_index(name: str, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
     return await json_response(await _in_thread(served, lambda: _describe(name, served.index, full=True)))
 
 
-@router.delete("/v1/indexes/{name}", response_model=DeleteIndexResponse,
-               summary="Delete an index and its files (only indexes under --index-dir)",
-               responses=errors(*AUTH, 403, 404, 409, 422))
+@router.delete(
+    "/v1/indexes/{name}",
+    response_model=DeleteIndexResponse,
+    summary="Delete an index and its files (only indexes under --index-dir)",
+    responses=errors(*AUTH, 403, 404, 409, 422),
+)
 async def delete_index(name: str, request: Request) -> Response:
     svc = service_of(request)
     await run_in_threadpool(svc.indexes.delete, name)
     return await json_response({"index": name, "deleted": True})
 
 
-@router.post("/v1/indexes/{name}/documents", response_model=AddDocumentsResponse, status_code=201,
-             summary="Add documents (text, optional id and metadata); answers once they are durable",
-             responses=errors(*AUTH, *BODY, *ENCODES, 404, 409))
+@router.post(
+    "/v1/indexes/{name}/documents",
+    response_model=AddDocumentsResponse,
+    status_code=201,
+    summary="Add documents (text, optional id and metadata); answers once they are durable",
+    responses=errors(*AUTH, *BODY, *ENCODES, 404, 409),
+)
 async def add_documents(name: str, body: AddDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
@@ -145,8 +173,9 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
     texts = [d["text"] for d in docs]
     given = [d.get("id") for d in docs]
     if any(i is not None for i in given) and any(i is None for i in given):
-        raise ApiError(422, "INPUT_INVALID",
-                       "documents: give an id to every document or to none (ids are then generated)")
+        raise ApiError(
+            422, "INPUT_INVALID", "documents: give an id to every document or to none (ids are then generated)"
+        )
     ids = given if given and given[0] is not None else None
     metadata = [d.get("metadata") for d in docs]
     _check_utf8(given, "documents[].id")
@@ -159,16 +188,20 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
         new_ids = await _in_thread(served, lambda: served.write(lambda w: w.add(clean, ids=ids, metadata=metadata)))
     else:
         vectors = await svc.encode(tok.items, index.dim, request)
-        new_ids = await _in_thread(served, lambda: served.write(
-            lambda w: w.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata)))
+        new_ids = await _in_thread(
+            served, lambda: served.write(lambda w: w.add_embeddings(vectors, ids=ids, texts=clean, metadata=metadata))
+        )
     svc.metrics.count_tokens("index-add", "document", tokens, len(texts))
     n = await _in_thread(served, lambda: len(served.index))
     return await json_response({"index": name, "ids": new_ids, "documents": n, "usage": _usage(tokens)}, status=201)
 
 
-@router.post("/v1/indexes/{name}/documents/delete", response_model=DeleteDocumentsResponse,
-             summary="Delete documents by id (all or nothing: an unknown id is a 404)",
-             responses=errors(*AUTH, *BODY, 404, 409))
+@router.post(
+    "/v1/indexes/{name}/documents/delete",
+    response_model=DeleteDocumentsResponse,
+    summary="Delete documents by id (all or nothing: an unknown id is a 404)",
+    responses=errors(*AUTH, *BODY, 404, 409),
+)
 async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
@@ -179,8 +212,12 @@ async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Req
     return await json_response({"index": name, "deleted": deleted, "documents": n})
 
 
-@router.delete("/v1/indexes/{name}/documents/{doc_id}", response_model=DeleteDocumentsResponse,
-               summary="Delete one document by id", responses=errors(*AUTH, 404, 409, 422))
+@router.delete(
+    "/v1/indexes/{name}/documents/{doc_id}",
+    response_model=DeleteDocumentsResponse,
+    summary="Delete one document by id",
+    responses=errors(*AUTH, 404, 409, 422),
+)
 async def delete_document(name: str, doc_id: str, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
@@ -190,9 +227,12 @@ async def delete_document(name: str, doc_id: str, request: Request) -> Response:
     return await json_response({"index": name, "deleted": deleted, "documents": n})
 
 
-@router.post("/v1/indexes/{name}/search", response_model=SearchResponse,
-             summary="Search an index; 'filter' keeps documents whose metadata matches every key",
-             responses=errors(*AUTH, *BODY, *ENCODES, 404))
+@router.post(
+    "/v1/indexes/{name}/search",
+    response_model=SearchResponse,
+    summary="Search an index; 'filter' keeps documents whose metadata matches every key",
+    responses=errors(*AUTH, *BODY, *ENCODES, 404),
+)
 async def search_index(name: str, body: SearchRequest, request: Request) -> Response:
     svc = service_of(request)
     served = svc.indexes.get(name)
@@ -212,8 +252,9 @@ async def search_index(name: str, body: SearchRequest, request: Request) -> Resp
     if body.hybrid is False or hybrid_search is None:
         hits = await _in_thread(served, lambda: index.search_embeddings([q], k=body.k, filter=body.filter)[0])
     else:
-        hits = await _in_thread(served, lambda: hybrid_search(
-            [q], [body.query], k=body.k, filter=body.filter, hybrid=body.hybrid)[0])
+        hits = await _in_thread(
+            served, lambda: hybrid_search([q], [body.query], k=body.k, filter=body.filter, hybrid=body.hybrid)[0]
+        )
     svc.metrics.count_tokens("index-search", "query", tokens, 1)
     results = []
     for h in hits:

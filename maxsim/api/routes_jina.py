@@ -30,9 +30,13 @@ from maxsim.scoring.rerank import ScoreScale, rerank_vectors
 #: sides of a comparison alike: the dense E5 model frames them as queries, as its model card says
 #: for symmetric tasks; late-interaction models as documents, which keeps every token).
 TASKS: dict[str, str] = {
-    "retrieval.query": "query", "code.query": "query",
-    "retrieval.passage": "document", "code.passage": "document",
-    "text-matching": "symmetric", "separation": "symmetric", "classification": "symmetric",
+    "retrieval.query": "query",
+    "code.query": "query",
+    "retrieval.passage": "document",
+    "code.passage": "document",
+    "text-matching": "symmetric",
+    "separation": "symmetric",
+    "classification": "symmetric",
 }
 
 router = APIRouter(tags=["jina-compatible"])
@@ -60,14 +64,19 @@ def _usage(tokens: int) -> dict[str, int]:
     return {"total_tokens": tokens, "prompt_tokens": tokens}
 
 
-@router.post("/v1/multi-vector", response_model=MultiVectorResponse, summary="Token vectors of texts (Jina multi-vector API)")
+@router.post(
+    "/v1/multi-vector", response_model=MultiVectorResponse, summary="Token vectors of texts (Jina multi-vector API)"
+)
 async def multi_vector(body: MultiVectorRequest, request: Request) -> Response:
     service_of(request).resolve_model(body.model, "/v1/multi-vector")
     return await _multi_vector(body, body.input_type, body.dimensions, request)
 
 
-@router.post("/v1/embeddings", response_model=MultiVectorResponse | DenseEmbeddingResponse,
-             summary="One vector per text (dense model names) or token vectors (late-interaction model names)")
+@router.post(
+    "/v1/embeddings",
+    response_model=MultiVectorResponse | DenseEmbeddingResponse,
+    summary="One vector per text (dense model names) or token vectors (late-interaction model names)",
+)
 async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
     svc = service_of(request)
     answers = svc.resolve_model(body.model, "/v1/embeddings")
@@ -75,8 +84,9 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
     if answers == "dense":
         return await _dense(body, framing, request)
     if body.dimensions is not None and body.dimensions not in svc.model.dims:
-        raise ApiError(422, "INPUT_INVALID", f"dimensions: {body.model!r} serves {list(svc.model.dims)}, "
-                                             f"not {body.dimensions}")
+        raise ApiError(
+            422, "INPUT_INVALID", f"dimensions: {body.model!r} serves {list(svc.model.dims)}, not {body.dimensions}"
+        )
     input_type = framing if framing != "symmetric" else (body.input_type or "document")
     return await _multi_vector(body, input_type, body.dimensions or max(svc.model.dims), request)
 
@@ -105,8 +115,12 @@ def _refuse_truncated(refuse: bool, items: list[Any], limit: int, field: str = "
         cut = [i for i, it in enumerate(items) if it.truncated]
         if cut:
             what = "input" if field == "truncate" else "documents"
-            raise ApiError(422, "INPUT_INVALID", f"{what} {cut[:10]} exceed(s) the model's limit of {limit} tokens "
-                                                 f"and {field} is false; send shorter texts or {field}: true")
+            raise ApiError(
+                422,
+                "INPUT_INVALID",
+                f"{what} {cut[:10]} exceed(s) the model's limit of {limit} tokens "
+                f"and {field} is false; send shorter texts or {field}: true",
+            )
 
 
 async def _multi_vector(body: MultiVectorRequest, input_type: str, dim: int, request: Request) -> Response:
@@ -147,15 +161,22 @@ async def _dense(body: EmbeddingsRequest, framing: str, request: Request) -> Res
     svc = service_of(request)
     dense = svc.dense
     if body.return_tokenized_input:
-        raise ApiError(422, "INPUT_INVALID", f"return_tokenized_input: {dense.name} gives one vector per text, "
-                                             "not one per token; use a late-interaction model name")
+        raise ApiError(
+            422,
+            "INPUT_INVALID",
+            f"return_tokenized_input: {dense.name} gives one vector per text, "
+            "not one per token; use a late-interaction model name",
+        )
     dim = dense.dim if body.dimensions is None else body.dimensions
     if not 1 <= dim <= dense.dim:
         raise ApiError(422, "INPUT_INVALID", f"dimensions: {dense.name} gives 1 to {dense.dim}, not {dim}")
     texts, ids = _inputs(body)
     check_inputs(svc.settings.limits, len(texts), "input")
-    kind = "document" if framing == "document" or (framing == "symmetric" and dense.pooling != "mean-pooled backbone") \
+    kind = (
+        "document"
+        if framing == "document" or (framing == "symmetric" and dense.pooling != "mean-pooled backbone")
         else "query"
+    )
     tok = await svc.tokenize_dense(texts, kind, "input")
     _refuse_truncated(body.truncate is False, tok.items, dense.max_positions)
     tokens = svc.check_tokens(tok, client=client_of(request), headers=rate_headers(request))
@@ -182,7 +203,9 @@ async def _dense(body: EmbeddingsRequest, framing: str, request: Request) -> Res
     return await json_response(await run_in_threadpool(build))
 
 
-@router.post("/v1/rerank", response_model=RerankResponse, summary="Rank documents against a query by MaxSim (Jina rerank API)")
+@router.post(
+    "/v1/rerank", response_model=RerankResponse, summary="Rank documents against a query by MaxSim (Jina rerank API)"
+)
 async def rerank(body: RerankRequest, request: Request) -> Response:
     svc = service_of(request)
     svc.resolve_model(body.model, "/v1/rerank")
@@ -207,8 +230,12 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
     return await json_response(await run_in_threadpool(build))
 
 
-@router.post("/v1/explain", response_model=ExplainResponse, tags=["maxsim"],
-             summary="For each query token, the document token that gives its maximum (late-interaction explanation)")
+@router.post(
+    "/v1/explain",
+    response_model=ExplainResponse,
+    tags=["maxsim"],
+    summary="For each query token, the document token that gives its maximum (late-interaction explanation)",
+)
 async def explain(body: ExplainRequest, request: Request) -> Response:
     svc = service_of(request)
     check_inputs(svc.settings.limits, len(body.documents), "documents")

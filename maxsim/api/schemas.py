@@ -40,7 +40,8 @@ class MultiVectorRequest(BaseModel):
     )
     input_type: InputType = "document"
     embedding_type: EmbeddingType | list[EmbeddingType] = Field(
-        default="float", validation_alias=AliasChoices("embedding_type", "encoding_type"),
+        default="float",
+        validation_alias=AliasChoices("embedding_type", "encoding_type"),
         description="float, base64, binary, ubinary, or a list of them (alias: encoding_type)",
     )
     dimensions: Literal[64, 96, 128] = 128
@@ -91,11 +92,16 @@ class EmbeddingsRequest(MultiVectorRequest):
 
     input_type: InputType | None = None  # type: ignore[assignment]
     dimensions: StrictInt | None = Field(  # type: ignore[assignment]
-        default=None, description="late-interaction models: 64, 96 or 128 (default 128); dense: 1..its size")
-    task: StrictStr | None = Field(default=None, description="retrieval.query, retrieval.passage, code.query, "
-                                   "code.passage, text-matching, separation or classification")
+        default=None, description="late-interaction models: 64, 96 or 128 (default 128); dense: 1..its size"
+    )
+    task: StrictStr | None = Field(
+        default=None,
+        description="retrieval.query, retrieval.passage, code.query, "
+        "code.passage, text-matching, separation or classification",
+    )
     late_chunking: StrictBool | None = Field(
-        default=None, description="dense E5 model: the texts share context (docs/api.md)")
+        default=None, description="dense E5 model: the texts share context (docs/api.md)"
+    )
     truncate: StrictBool | None = Field(default=None, description="false: an input over the model's limit is a 422")
     normalized: StrictBool | None = Field(default=None, description="accepted; vectors are always unit length")
 
@@ -167,7 +173,9 @@ class ExplainRequest(BaseModel):
 
 class TokenMatch(BaseModel):
     query_token: int = Field(description="position of the query token")
-    document_token: int = Field(description="position of the document token that gives its maximum (-1: empty document)")
+    document_token: int = Field(
+        description="position of the document token that gives its maximum (-1: empty document)"
+    )
     similarity: float
 
 
@@ -177,7 +185,8 @@ class Explanation(BaseModel):
     query_token_kinds: list[Literal["special", "text", "expansion"]]
     document_tokens: list[str]
     document_token_kinds: list[Literal["special", "text", "skipped"]] = Field(
-        description="'skipped': a token with no vector (punctuation)")
+        description="'skipped': a token with no vector (punctuation)"
+    )
     matches: list[TokenMatch]
 
 
@@ -192,8 +201,10 @@ class ExplainResponse(BaseModel):
 
 class CreateIndexRequest(BaseModel):
     model_config = _STRICT
-    name: StrictStr = Field(description="letters, digits, '_', '.', '-'; at most 64 characters",
-                            json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"})
+    name: StrictStr = Field(
+        description="letters, digits, '_', '.', '-'; at most 64 characters",
+        json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    )
     dimensions: Literal[64, 96, 128] = 128
     nbits: Literal[1, 2, 4] = 2
 
@@ -262,7 +273,8 @@ class SearchRequest(BaseModel):
     return_documents: StrictBool = True
     explain: StrictBool = Field(default=False, description="add the per-query-token matches to each hit")
     hybrid: StrictBool | Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        default=False, description="fuse BM25 over the stored texts with late interaction: true, or the lexical weight in [0, 1]"
+        default=False,
+        description="fuse BM25 over the stored texts with late interaction: true, or the lexical weight in [0, 1]",
     )
 
 

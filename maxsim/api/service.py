@@ -53,11 +53,17 @@ class Service:
         self.model_names = _unique([model.name, *DEFAULT_MODEL_ALIASES, *settings.model_aliases])
         self.rerank_model_names = _unique([*self.model_names, *RERANKER_ALIASES])
         self.dense = self._dense_model(model)
-        self.dense_model_names = _unique([self.dense.name, *DENSE_MODEL_ALIASES, *settings.dense_model_aliases]) \
-            if self.dense is not None else []
+        self.dense_model_names = (
+            _unique([self.dense.name, *DENSE_MODEL_ALIASES, *settings.dense_model_aliases])
+            if self.dense is not None
+            else []
+        )
         # the dense model's own queue: its passes differ from the late-interaction ones
-        self.dense_batcher = Batcher(self.dense, settings.batching, settings.limits.max_queue, self.metrics) \
-            if self.dense is not None else None
+        self.dense_batcher = (
+            Batcher(self.dense, settings.batching, settings.limits.max_queue, self.metrics)
+            if self.dense is not None
+            else None
+        )
         self.indexes.open_all()  # here, so that a bad index fails create_app with its message
 
     @staticmethod

@@ -132,12 +132,15 @@ class Settings:
             raise SettingsError(f"index names must be unique, got {names}")
         for key in self.api_keys:
             if not isinstance(key, str) or len(key) < 8 or key != key.strip():
-                raise SettingsError("every API key must be a string of at least 8 characters without surrounding spaces")
+                raise SettingsError(
+                    "every API key must be a string of at least 8 characters without surrounding spaces"
+                )
         both = set(self.model_aliases) & set(self.dense_model_aliases + DENSE_MODEL_ALIASES)
         both |= set(self.dense_model_aliases) & set(self.model_aliases + DEFAULT_MODEL_ALIASES + RERANKER_ALIASES)
         if both:
-            raise SettingsError(f"model names {sorted(both)} are given to both the late-interaction "
-                                "and the dense model")
+            raise SettingsError(
+                f"model names {sorted(both)} are given to both the late-interaction and the dense model"
+            )
         if self.rerank_scores not in RERANK_SCORE_SCALES:
             raise SettingsError(f"rerank_scores must be one of {list(RERANK_SCORE_SCALES)}, got {self.rerank_scores!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):

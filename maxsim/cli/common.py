@@ -61,12 +61,22 @@ def non_negative_int(text: str) -> int:
 # ---------------------------------------------------------------------------------------- model
 def add_model_args(p: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
     """``--model --dim --dtype --threads``, the same on every command that encodes."""
-    p.add_argument("--model", default=None,
-                   help=model_help or "model folder or hub id (default: the offline default model)")
-    p.add_argument("--dim", type=int, default=None, choices=SUPPORTED_DIMS,
-                   help="output size (default: the largest the model serves, 128 for most)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "auto"],
-                   help="compute dtype (default float32; auto: bfloat16 where the CPU has native bf16)")
+    p.add_argument(
+        "--model", default=None, help=model_help or "model folder or hub id (default: the offline default model)"
+    )
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        choices=SUPPORTED_DIMS,
+        help="output size (default: the largest the model serves, 128 for most)",
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "auto"],
+        help="compute dtype (default float32; auto: bfloat16 where the CPU has native bf16)",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
 
@@ -99,8 +109,9 @@ def read_text_file(path: str, flag: str) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise CliError(f"{flag} {path} is not UTF-8 text (invalid byte at offset {exc.start}); "
-                       "convert it, e.g. iconv -t UTF-8") from None
+        raise CliError(
+            f"{flag} {path} is not UTF-8 text (invalid byte at offset {exc.start}); convert it, e.g. iconv -t UTF-8"
+        ) from None
     except OSError as exc:
         raise CliError(f"{flag} {path} cannot be read ({exc.strerror or exc})") from None
 
@@ -123,8 +134,10 @@ def utf8_errors(path: str, flag: str) -> Iterator[None]:
     try:
         yield
     except UnicodeDecodeError as exc:
-        raise CliError(f"{flag} {path} is not UTF-8 text (invalid byte in a block at offset {exc.start}); "
-                       "convert it, e.g. iconv -t UTF-8") from None
+        raise CliError(
+            f"{flag} {path} is not UTF-8 text (invalid byte in a block at offset {exc.start}); "
+            "convert it, e.g. iconv -t UTF-8"
+        ) from None
     except OSError as exc:
         raise CliError(f"{flag} {path} cannot be read ({exc.strerror or exc})") from None
 
@@ -185,7 +198,7 @@ def parse_json_object(text: str, flag: str) -> dict:
     except json.JSONDecodeError as exc:
         raise CliError(f"{flag} is not valid JSON ({exc.msg})") from None
     if not isinstance(value, dict):
-        raise CliError(f"{flag} must be a JSON object of metadata key/values, e.g. '{{\"lang\": \"en\"}}'")
+        raise CliError(f'{flag} must be a JSON object of metadata key/values, e.g. \'{{"lang": "en"}}\'')
     return value
 
 
@@ -204,8 +217,9 @@ def library_warnings_as_lines() -> Iterator[None]:
     with warnings.catch_warnings():  # restores the filters and showwarning afterwards
         previous = warnings.showwarning
 
-        def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                 line: str | None = None) -> None:
+        def show(
+            message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+        ) -> None:
             if issubclass(category, InputWarning):
                 warn(str(message))
             else:

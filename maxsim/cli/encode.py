@@ -17,8 +17,12 @@ from maxsim.types import SUPPORTED_DIMS
 
 def add_encode_commands(subparsers: Any) -> None:
     """Register ``embed`` (alias ``encode``), ``rerank`` and ``demo``."""
-    p = subparsers.add_parser("embed", aliases=["encode"], help="texts in, token vectors out (one JSON line per text)",
-                              description="Encode texts into token vectors; prints one JSON line per text.")
+    p = subparsers.add_parser(
+        "embed",
+        aliases=["encode"],
+        help="texts in, token vectors out (one JSON line per text)",
+        description="Encode texts into token vectors; prints one JSON line per text.",
+    )
     add_model_args(p)
     p.add_argument("texts", nargs="*", help="texts (default: one per line from --input or stdin)")
     p.add_argument("--input", help="file with one text per line (or JSONL with a text field); - for stdin")
@@ -27,8 +31,11 @@ def add_encode_commands(subparsers: Any) -> None:
     p.add_argument("--decimals", type=non_negative_int, default=6, help="digits kept per value (default 6)")
     p.set_defaults(func=cmd_embed)
 
-    p = subparsers.add_parser("rerank", help="rank documents against a query by MaxSim",
-                              description="Rank documents against a query by MaxSim; prints the Jina rerank shape.")
+    p = subparsers.add_parser(
+        "rerank",
+        help="rank documents against a query by MaxSim",
+        description="Rank documents against a query by MaxSim; prints the Jina rerank shape.",
+    )
     add_model_args(p)
     p.add_argument("query")
     p.add_argument("texts", nargs="*", help="documents (default: one per line from --input or stdin)")

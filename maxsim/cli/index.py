@@ -41,8 +41,9 @@ from maxsim.types import SUPPORTED_DIMS
 
 def add_index_commands(subparsers: Any) -> None:
     """Register ``index create|add|delete|search|info|optimize`` on an argparse subparsers object."""
-    index = subparsers.add_parser("index", help="a compressed, updatable on-disk index",
-                                  description=__doc__.split("\n\n")[0])
+    index = subparsers.add_parser(
+        "index", help="a compressed, updatable on-disk index", description=__doc__.split("\n\n")[0]
+    )
     sub = index.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("create", help="create an empty index")
@@ -51,29 +52,40 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
-    p.add_argument("--pool-factor", type=positive_int, default=1,
-                   help="store about n/F vectors per document (token pooling; default 1)")
+    p.add_argument(
+        "--pool-factor",
+        type=positive_int,
+        default=1,
+        help="store about n/F vectors per document (token pooling; default 1)",
+    )
     p.set_defaults(func=_cmd_create)
 
     p = sub.add_parser("add", help="encode JSONL documents (maxsim or BEIR corpus rows) and add them")
     p.add_argument("path")
     p.add_argument("input", help="JSONL of {id?, text, metadata?} or BEIR {_id, title, text}; - for stdin")
     p.add_argument("--batch-size", type=positive_int, default=256, help="documents per durable add (default 256)")
-    p.add_argument("--upsert", action="store_true",
-                   help="replace documents whose id is already in the index (default: skip unchanged ones, "
-                        "refuse changed ones)")
+    p.add_argument(
+        "--upsert",
+        action="store_true",
+        help="replace documents whose id is already in the index (default: skip unchanged ones, refuse changed ones)",
+    )
     p.set_defaults(func=_cmd_add)
 
-    p = sub.add_parser("build", help="build an index from a large input in bounded memory (resumable), "
-                                     "or on a Ray cluster with --ray-address")
+    p = sub.add_parser(
+        "build",
+        help="build an index from a large input in bounded memory (resumable), or on a Ray cluster with --ray-address",
+    )
     p.add_argument("path", help="index directory (a new one, or an interrupted build to resume)")
     p.add_argument("input", help="JSONL file of {id, text, metadata?}, Parquet file, or BEIR folder (corpus.jsonl)")
     p.add_argument("--model", default=None, help="model name or path (default: the default model)")
     p.add_argument("--dim", type=int, default=128, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
     p.add_argument("--sample-docs", type=int, default=4096, help="documents encoded to train the centroids")
-    p.add_argument("--ray-address", default=None,
-                   help="Ray cluster to build on (auto, host:6379, ray://host:10001): a sharded index")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to build on (auto, host:6379, ray://host:10001): a sharded index",
+    )
     p.add_argument("--shards", type=int, default=None, help="shards of a distributed build (default 2)")
     p.add_argument("--workers", type=int, default=None, help="encoder actors (default: the cluster's GPUs or CPUs)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where encoder actors run")
@@ -92,17 +104,30 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("-k", "--top-k", type=positive_int, default=10, help="hits per query (default 10)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--filter", default=None, help='metadata key/value filter as JSON, e.g. \'{"lang": "en"}\'')
-    group.add_argument("--where", default=None,
-                       help="SQL WHERE over docs(id, text, metadata), e.g. \"json_extract(metadata, '$.year') > 2020\"")
+    group.add_argument(
+        "--where",
+        default=None,
+        help="SQL WHERE over docs(id, text, metadata), e.g. \"json_extract(metadata, '$.year') > 2020\"",
+    )
     p.add_argument("--exact", action="store_true", help="score every document exactly (slow on large indexes)")
-    p.add_argument("--hybrid", nargs="?", type=float, const=-1.0, default=None, metavar="WEIGHT",
-                   help="fuse BM25 over the stored texts with late interaction (optional BM25 weight in [0, 1])")
+    p.add_argument(
+        "--hybrid",
+        nargs="?",
+        type=float,
+        const=-1.0,
+        default=None,
+        metavar="WEIGHT",
+        help="fuse BM25 over the stored texts with late interaction (optional BM25 weight in [0, 1])",
+    )
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("info", help="print the index's settings and sizes as JSON")
     p.add_argument("path")
-    p.add_argument("--verify", action="store_true",
-                   help="also checksum every file and check the catalog; says whether the check passed")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also checksum every file and check the catalog; says whether the check passed",
+    )
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("optimize", help="re-train centroids and compact")
@@ -132,8 +157,14 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
     model = load_model_named(args.model) if args.model is not None else None
     try:
-        index = Index.create(args.path, model=model, dim=args.dim, nbits=args.nbits, overwrite=args.overwrite,
-                             pool_factor=args.pool_factor)
+        index = Index.create(
+            args.path,
+            model=model,
+            dim=args.dim,
+            nbits=args.nbits,
+            overwrite=args.overwrite,
+            pool_factor=args.pool_factor,
+        )
     except IndexExistsError as exc:  # the library names its keyword; the user typed a flag
         raise CliError(str(exc).replace("overwrite=True", "--overwrite")) from None
     with index:
@@ -188,8 +219,10 @@ def _plan_add(index: Any, source: str, data: str | None, upsert: bool) -> _AddPl
             plan.skip_lines.add(doc["line"])
             plan.duplicates += 1
         else:
-            raise CliError(f"{source}: id {doc['id']!r} is on lines {seen[0]} and {doc['line']} with different "
-                           "text or metadata; keep one")
+            raise CliError(
+                f"{source}: id {doc['id']!r} is on lines {seen[0]} and {doc['line']} with different "
+                "text or metadata; keep one"
+            )
     ids = list(first)
     for start in range(0, len(ids), 500):
         stored = _stored(index, ids[start : start + 500])
@@ -203,8 +236,10 @@ def _plan_add(index: Any, source: str, data: str | None, upsert: bool) -> _AddPl
             elif upsert:
                 plan.replace_ids.add(doc_id)
             else:
-                raise CliError(f"{source}:{line}: id {doc_id!r} is already in the index with other text or "
-                               "metadata; pass --upsert to replace it")
+                raise CliError(
+                    f"{source}:{line}: id {doc_id!r} is already in the index with other text or "
+                    "metadata; pass --upsert to replace it"
+                )
     return plan
 
 
@@ -231,11 +266,13 @@ def _cmd_add(args: argparse.Namespace) -> int:
                 new = [d for d in batch if d["id"] not in plan.replace_ids]
                 old = [d for d in batch if d["id"] in plan.replace_ids]
                 if new:
-                    index.add([d["text"] for d in new], ids=[d["id"] for d in new],
-                              metadata=[d["metadata"] for d in new])
+                    index.add(
+                        [d["text"] for d in new], ids=[d["id"] for d in new], metadata=[d["metadata"] for d in new]
+                    )
                 if old:
-                    index.update([d["id"] for d in old], texts=[d["text"] for d in old],
-                                 metadata=[d["metadata"] for d in old])
+                    index.update(
+                        [d["id"] for d in old], texts=[d["text"] for d in old], metadata=[d["metadata"] for d in old]
+                    )
                 added, replaced = added + len(new), replaced + len(old)
                 bar.update(len(batch))
                 batch.clear()
@@ -250,8 +287,16 @@ def _cmd_add(args: argparse.Namespace) -> int:
                     flush()
             finally:
                 bar.close()
-        print(json.dumps({"added": added, "replaced": replaced, "unchanged": plan.unchanged + plan.duplicates,
-                          "documents": len(index)}))
+        print(
+            json.dumps(
+                {
+                    "added": added,
+                    "replaced": replaced,
+                    "unchanged": plan.unchanged + plan.duplicates,
+                    "documents": len(index),
+                }
+            )
+        )
     return 0
 
 
@@ -263,15 +308,25 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.ray_address is not None:
         from maxsim.distributed import build_distributed
 
-        with build_distributed(args.path, args.input, ray_address=args.ray_address, n_shards=args.shards or 2,
-                               device=args.device, model=args.model, dim=args.dim, nbits=args.nbits,
-                               workers=args.workers, sample_docs=args.sample_docs) as index:
+        with build_distributed(
+            args.path,
+            args.input,
+            ray_address=args.ray_address,
+            n_shards=args.shards or 2,
+            device=args.device,
+            model=args.model,
+            dim=args.dim,
+            nbits=args.nbits,
+            workers=args.workers,
+            sample_docs=args.sample_docs,
+        ) as index:
             print(json.dumps(index.info()))
         return 0
     from maxsim.build import build
 
-    with build(args.path, args.input, model=args.model, dim=args.dim, nbits=args.nbits,
-               sample_docs=args.sample_docs) as index:
+    with build(
+        args.path, args.input, model=args.model, dim=args.dim, nbits=args.nbits, sample_docs=args.sample_docs
+    ) as index:
         print(json.dumps(index.info()))
     return 0
 
@@ -319,8 +374,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(json.dumps({**info, "verified": False, "problem": str(exc)}))
             raise CliError(f"--verify: the check FAILED: {exc}") from None
         print(json.dumps({**info, "verified": True}))
-        print("maxsim index info: --verify: the check passed (every file matches its checksum, the catalog is intact)",
-              file=sys.stderr)
+        print(
+            "maxsim index info: --verify: the check passed (every file matches its checksum, the catalog is intact)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -21,8 +21,14 @@ from maxsim.cli.serve import add_serve_commands
 from maxsim.cli.train import add_train_commands
 from maxsim.errors import MaxsimError
 
-_FAMILIES = (add_encode_commands, add_index_commands, add_serve_commands, add_eval_commands, add_train_commands,
-             add_qdrant_commands)
+_FAMILIES = (
+    add_encode_commands,
+    add_index_commands,
+    add_serve_commands,
+    add_eval_commands,
+    add_train_commands,
+    add_qdrant_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

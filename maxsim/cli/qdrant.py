@@ -30,13 +30,17 @@ from maxsim.errors import MaxsimError
 
 def add_qdrant_commands(subparsers: Any) -> None:
     """Register ``qdrant create|add|search`` on an ``argparse`` subparsers object."""
-    qdrant = subparsers.add_parser("qdrant", help="store and search maxsim vectors in Qdrant",
-                                   description=__doc__.split("\n\n")[0])
+    qdrant = subparsers.add_parser(
+        "qdrant", help="store and search maxsim vectors in Qdrant", description=__doc__.split("\n\n")[0]
+    )
     sub = qdrant.add_subparsers(dest="qdrant_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--location", required=True,
-                       help="directory (embedded local mode), edge:<dir> (Qdrant Edge), or http(s)://host:port")
+        p.add_argument(
+            "--location",
+            required=True,
+            help="directory (embedded local mode), edge:<dir> (Qdrant Edge), or http(s)://host:port",
+        )
         p.add_argument("--collection", default="maxsim", help="collection name (default: maxsim)")
         p.add_argument("--api-key", default=None, help="server API key (default: $QDRANT_API_KEY)")
         p.add_argument("--timeout", type=int, default=None, help="server request timeout, seconds")
@@ -55,8 +59,12 @@ def add_qdrant_commands(subparsers: Any) -> None:
     p.add_argument("--final-dim", type=int, default=None, help="MUVERA final projection size")
     p.add_argument("--seed", type=int, default=42, help="MUVERA random seed")
     p.add_argument("--muvera-hnsw-m", type=int, default=16, help="HNSW m on the MUVERA vector (0 = exact scan)")
-    p.add_argument("--long-docs", default="split", choices=("split", "pool"),
-                   help="documents over Qdrant's multivector cap: split into parts or pool tokens")
+    p.add_argument(
+        "--long-docs",
+        default="split",
+        choices=("split", "pool"),
+        help="documents over Qdrant's multivector cap: split into parts or pool tokens",
+    )
     p.add_argument("--max-tokens", type=int, default=None, help="token cap per stored multivector")
     p.add_argument("--shard-number", type=int, default=None, help="shards (server/cluster only)")
     p.add_argument("--replication-factor", type=int, default=None, help="replicas (server/cluster only)")
@@ -117,29 +125,58 @@ def _check_location(location: str) -> None:
         raise CliError("':memory:' does not outlive one command; use a directory, edge:<dir> or a URL")
 
 
-
 def _cmd_create(args: argparse.Namespace) -> int:
     from maxsim.integrations.qdrant import QdrantSettings, QdrantStore
     from maxsim.models.default_model import DEFAULT_MODEL_NAME
     from maxsim.postprocess.muvera import MuveraConfig
 
     _check_location(args.location)
-    muvera = None if args.no_muvera else MuveraConfig(
-        k_sim=args.k_sim, dim_proj=args.dim_proj, repetitions=args.repetitions,
-        fill_empty_partitions=not args.no_fill_empty, final_dim=args.final_dim, seed=args.seed,
+    muvera = (
+        None
+        if args.no_muvera
+        else MuveraConfig(
+            k_sim=args.k_sim,
+            dim_proj=args.dim_proj,
+            repetitions=args.repetitions,
+            fill_empty_partitions=not args.no_fill_empty,
+            final_dim=args.final_dim,
+            seed=args.seed,
+        )
     )
     settings = QdrantSettings(
-        storage=args.storage, muvera=muvera, pooled=not args.no_pooled, muvera_hnsw_m=args.muvera_hnsw_m,
-        long_docs=args.long_docs, max_tokens=args.max_tokens, shard_number=args.shard_number,
+        storage=args.storage,
+        muvera=muvera,
+        pooled=not args.no_pooled,
+        muvera_hnsw_m=args.muvera_hnsw_m,
+        long_docs=args.long_docs,
+        max_tokens=args.max_tokens,
+        shard_number=args.shard_number,
         replication_factor=args.replication_factor,
     )
     # the collection records the model's name; the default model's is known without loading it
     model_name = args.model if args.model not in (None, "", "default") else DEFAULT_MODEL_NAME
-    store = QdrantStore.create(args.location, args.collection, dim=args.dim, model=model_name, settings=settings,
-                               api_key=_api_key(args), timeout=args.timeout, exist_ok=args.exist_ok,
-                               recreate=args.recreate)
-    print(json.dumps({"collection": args.collection, "engine": store.engine, "model": model_name, "dim": args.dim,
-                      "settings": settings.to_dict()}))
+    store = QdrantStore.create(
+        args.location,
+        args.collection,
+        dim=args.dim,
+        model=model_name,
+        settings=settings,
+        api_key=_api_key(args),
+        timeout=args.timeout,
+        exist_ok=args.exist_ok,
+        recreate=args.recreate,
+    )
+    print(
+        json.dumps(
+            {
+                "collection": args.collection,
+                "engine": store.engine,
+                "model": model_name,
+                "dim": args.dim,
+                "settings": settings.to_dict(),
+            }
+        )
+    )
     store.close()
     return 0
 
@@ -148,8 +185,13 @@ def _open(args: argparse.Namespace) -> Any:
     from maxsim.integrations.qdrant import QdrantStore
 
     _check_location(args.location)
-    store = QdrantStore.open(args.location, args.collection, api_key=_api_key(args), timeout=args.timeout,
-                             batch_size=getattr(args, "batch_size", 64))
+    store = QdrantStore.open(
+        args.location,
+        args.collection,
+        api_key=_api_key(args),
+        timeout=args.timeout,
+        batch_size=getattr(args, "batch_size", 64),
+    )
     try:
         model = load_model_named(args.model if args.model is not None else store.model_name)
         if args.model is None and store.model_name and model.name != store.model_name:
@@ -215,8 +257,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
             raise CliError(f"--filter: {exc}") from None
     store = _open(args)
     try:
-        results = store.search(queries, args.top_k, flt, first_stage=args.first_stage,
-                               prefetch_limit=args.prefetch_limit)
+        results = store.search(
+            queries, args.top_k, flt, first_stage=args.first_stage, prefetch_limit=args.prefetch_limit
+        )
         for q, hits in zip(queries, results, strict=True):
             print(json.dumps({"query": q, "hits": hits}, ensure_ascii=False))
     finally:

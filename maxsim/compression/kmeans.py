@@ -89,8 +89,14 @@ def _kmeans(x: np.ndarray, k: int, *, niter: int, seed: int, max_points_per_cent
     if k >= len(x):
         return x.copy()
     km = faiss.Kmeans(
-        x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
-        max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1,
+        x.shape[1],
+        k,
+        niter=niter,
+        seed=seed,
+        spherical=True,
+        verbose=False,
+        max_points_per_centroid=max_points_per_centroid,
+        min_points_per_centroid=1,
     )
     km.train(x)
     return np.asarray(km.centroids, dtype=np.float32).copy()
@@ -130,11 +136,14 @@ def _train_two_level(x: np.ndarray, k: int, *, niter: int, seed: int, max_points
     by_cell = np.argsort(cell_of, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     parts = []
-    with tqdm(total=int(np.count_nonzero(quota)) + REFINE_ITERS, desc=f"k-means, {k} centroids", unit="step",
-              leave=False) as bar:
+    with tqdm(
+        total=int(np.count_nonzero(quota)) + REFINE_ITERS, desc=f"k-means, {k} centroids", unit="step", leave=False
+    ) as bar:
         for c in np.flatnonzero(quota):
             members = x[by_cell[bounds[c] : bounds[c + 1]]]
-            parts.append(_kmeans(members, int(quota[c]), niter=niter, seed=seed + int(c), max_points_per_centroid=1 << 30))
+            parts.append(
+                _kmeans(members, int(quota[c]), niter=niter, seed=seed + int(c), max_points_per_centroid=1 << 30)
+            )
             bar.update()
         centroids = np.concatenate(parts).astype(np.float32, copy=False)
         # Lloyd iterations over all centroids at once, with approximate assignment: cells trained
@@ -183,8 +192,9 @@ def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, i
     index = index if index is not None else centroid_index(centroids)
     out = np.empty(len(x), dtype=np.int64)
     starts = range(0, len(x), chunk)
-    for start in tqdm(starts, desc="nearest centroids", unit="chunk", leave=False,
-                      disable=len(x) < PROGRESS_MIN_VECTORS):
+    for start in tqdm(
+        starts, desc="nearest centroids", unit="chunk", leave=False, disable=len(x) < PROGRESS_MIN_VECTORS
+    ):
         block = np.ascontiguousarray(x[start : start + chunk], dtype=np.float32)
         _, nearest = index.search(block, 1)
         found = nearest[:, 0]

@@ -54,8 +54,12 @@ class ResidualCodec:
                 f"codec arrays disagree: centroids {self.centroids.shape}, cutoffs {self.cutoffs.shape}, "
                 f"weights {self.weights.shape}, nbits {self.nbits}"
             )
-        if self.table_grid is not None and (self.table_bits not in (4,) or self.table_grid.shape != (1 << self.table_bits, dim)):
-            raise InvalidArgumentError(f"codec grid {self.table_grid.shape} / {self.table_bits} bits does not fit dim {dim}")
+        if self.table_grid is not None and (
+            self.table_bits not in (4,) or self.table_grid.shape != (1 << self.table_bits, dim)
+        ):
+            raise InvalidArgumentError(
+                f"codec grid {self.table_grid.shape} / {self.table_bits} bits does not fit dim {dim}"
+            )
 
     def table_codes(self) -> np.ndarray:
         """Grid levels of the centroids, uint8 [k, dim]; ValueError if they are not on the grid."""
@@ -63,7 +67,9 @@ class ResidualCodec:
             raise InvalidArgumentError("this codec's centroids are not on a grid")
         q = _grid_levels(self.centroids, self.table_grid)
         if not np.array_equal(grid_values(q, self.table_grid), self.centroids):
-            raise InvalidArgumentError("the codec's centroids are not on its grid (train with train_codec(table_bits=...))")
+            raise InvalidArgumentError(
+                "the codec's centroids are not on its grid (train with train_codec(table_bits=...))"
+            )
         return q
 
     @property
@@ -158,7 +164,13 @@ def to_grid(centroids: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_codec(
-    sample: np.ndarray, n_centroids: int, nbits: int, *, seed: int = 0, niter: int = 10, lloyd_iters: int = 8,
+    sample: np.ndarray,
+    n_centroids: int,
+    nbits: int,
+    *,
+    seed: int = 0,
+    niter: int = 10,
+    lloyd_iters: int = 8,
     table_bits: int = 0,
 ) -> ResidualCodec:
     """Train centroids and per-dimension bucket cutoffs on a sample float32 [n, dim] of token vectors.
@@ -204,5 +216,11 @@ def train_codec(
         cutoffs = (weights[:, 1:] + weights[:, :-1]) / 2
     cutoffs = cutoffs.astype(np.float32)
     weights = weights.astype(np.float32)
-    return ResidualCodec(np.ascontiguousarray(centroids), np.ascontiguousarray(cutoffs), np.ascontiguousarray(weights), nbits,
-                         table_grid=grid, table_bits=table_bits if grid is not None else 0)
+    return ResidualCodec(
+        np.ascontiguousarray(centroids),
+        np.ascontiguousarray(cutoffs),
+        np.ascontiguousarray(weights),
+        nbits,
+        table_grid=grid,
+        table_bits=table_bits if grid is not None else 0,
+    )

@@ -36,5 +36,7 @@ class BM25Retriever:
         """For each query, {doc id: score} of its top ``k`` documents."""
         if self._bm25 is None:
             raise MaxsimError("call index() before search()")
-        return [{self.doc_ids[int(d)]: float(s) for d, s in zip(docs, scores, strict=True)}
-                for docs, scores in self._bm25.search(queries, k, matching_only=False)]
+        return [
+            {self.doc_ids[int(d)]: float(s) for d, s in zip(docs, scores, strict=True)}
+            for docs, scores in self._bm25.search(queries, k, matching_only=False)
+        ]

@@ -23,8 +23,14 @@ def is_cross_lingual(collection: Collection) -> bool:
 def restrict_to_queries(collection: Collection, query_ids: set[str]) -> Collection:
     """The collection with only ``query_ids`` (the corpus is kept whole)."""
     keep = [q for q in collection.qrels if q in query_ids]
-    return Collection(collection.name, collection.corpus, {q: collection.queries[q] for q in keep},
-                      {q: collection.qrels[q] for q in keep}, collection.languages, dict(collection.meta))
+    return Collection(
+        collection.name,
+        collection.corpus,
+        {q: collection.queries[q] for q in keep},
+        {q: collection.qrels[q] for q in keep},
+        collection.languages,
+        dict(collection.meta),
+    )
 
 
 def cross_lingual_collection(

@@ -56,11 +56,12 @@ def find_collections(paths: list[str | Path], split: str = "dev") -> list[Path]:
         if is_collection(p):
             found.append(p)
             continue
-        subs = sorted(c for c in p.iterdir() if c.is_dir() and is_collection(c) and (c / "qrels" / f"{split}.tsv").is_file())
+        subs = sorted(
+            c for c in p.iterdir() if c.is_dir() and is_collection(c) and (c / "qrels" / f"{split}.tsv").is_file()
+        )
         if not subs:
             raise DatasetError(
-                f"{p} is not a BEIR collection (corpus.jsonl, queries.jsonl, qrels/{split}.tsv) "
-                "and holds none"
+                f"{p} is not a BEIR collection (corpus.jsonl, queries.jsonl, qrels/{split}.tsv) and holds none"
             )
         found.extend(subs)
     return found

@@ -52,8 +52,12 @@ def model_fingerprint(model) -> str:
 
 
 def _item_key(fingerprint: str, item: TokenizedText) -> bytes:
-    return (fingerprint.encode() + b"|" + np.asarray(item.ids, dtype=np.int64).tobytes()
-            + np.asarray(item.attention, dtype=bool).tobytes())
+    return (
+        fingerprint.encode()
+        + b"|"
+        + np.asarray(item.ids, dtype=np.int64).tobytes()
+        + np.asarray(item.attention, dtype=bool).tobytes()
+    )
 
 
 def _ids_key(items: list[TokenizedText]) -> str:

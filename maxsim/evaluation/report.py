@@ -95,8 +95,14 @@ def markdown_report(data: dict) -> str:
         parts += [data["description"], ""]
     sample = data.get("sample")
     if sample:
-        parts += [f"Sampled: at most {sample.get('max_queries')} queries and {sample.get('max_docs')} documents per collection (seed {sample.get('seed')}); judged documents of sampled queries are always kept.", ""]
-    parts += [f"Model: `{data.get('model', '?')}`; dims {cfg.get('dims')}; top-{cfg.get('k')} runs; metrics by ranx; values x100.", ""]
+        parts += [
+            f"Sampled: at most {sample.get('max_queries')} queries and {sample.get('max_docs')} documents per collection (seed {sample.get('seed')}); judged documents of sampled queries are always kept.",
+            "",
+        ]
+    parts += [
+        f"Model: `{data.get('model', '?')}`; dims {cfg.get('dims')}; top-{cfg.get('k')} runs; metrics by ranx; values x100.",
+        "",
+    ]
     if len(data.get("halves") or {}) > 1:
         parts += ["## nDCG@10, monolingual and cross-lingual apart", "", halves_table(data), ""]
     for metric in cfg.get("metrics", ["ndcg@10"]):
@@ -117,7 +123,11 @@ def plot_collections(data: dict, path: Path, metric: str = "ndcg@10") -> Path:
 
     systems = _systems(data)
     labels = [c["name"] for c in data["collections"]] + ["average"]
-    values = [[c["metrics"].get(s, {}).get(metric, np.nan) for c in data["collections"]] + [data["average"].get(s, {}).get(metric, np.nan)] for s in systems]
+    values = [
+        [c["metrics"].get(s, {}).get(metric, np.nan) for c in data["collections"]]
+        + [data["average"].get(s, {}).get(metric, np.nan)]
+        for s in systems
+    ]
     x = np.arange(len(labels))
     width = 0.8 / max(len(systems), 1)
     fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(labels) + 2), 4.5))
@@ -146,8 +156,11 @@ def plot_dims(data: dict, path: Path, metric: str = "ndcg@10") -> Path:
 
     avg = data["average"]
     halves = data.get("halves") or {}
-    groups = ({HALF_LABELS[h]: halves[h]["average"] for h in HALF_LABELS if h in halves}
-              if len(halves) > 1 else {"average": avg})
+    groups = (
+        {HALF_LABELS[h]: halves[h]["average"] for h in HALF_LABELS if h in halves}
+        if len(halves) > 1
+        else {"average": avg}
+    )
     dims = sorted(int(s.split("-")[1]) for s in avg if s.startswith("colbert-"))
     fig, ax = plt.subplots(figsize=(6, 4))
     colours = ["C0", "C3"]
@@ -157,8 +170,13 @@ def plot_dims(data: dict, path: Path, metric: str = "ndcg@10") -> Path:
             if None not in ys:
                 ax.plot(dims, [100 * y for y in ys], "-", color="grey", alpha=0.25, linewidth=0.8)
         for (label, values), colour in zip(groups.items(), colours):
-            ax.plot(dims, [100 * values[f"colbert-{d}"][metric] for d in dims], "o-", color=colour,
-                    label=f"late interaction ({label})")
+            ax.plot(
+                dims,
+                [100 * values[f"colbert-{d}"][metric] for d in dims],
+                "o-",
+                color=colour,
+                label=f"late interaction ({label})",
+            )
         ax.set_xticks(dims)
     for (label, values), colour in zip(groups.items(), colours):
         for s, style in (("bm25", "--"), ("dense", ":")):

@@ -120,7 +120,9 @@ def late_interaction_topk(
     with torch.no_grad():
         while start < nd:
             stop, longest = start, 0
-            while stop < nd and (stop == start or max(longest, lengths[order[stop]]) * (stop - start + 1) <= doc_chunk_tokens):
+            while stop < nd and (
+                stop == start or max(longest, lengths[order[stop]]) * (stop - start + 1) <= doc_chunk_tokens
+            ):
                 longest = max(longest, int(lengths[order[stop]]))
                 stop += 1
             idx = order[start:stop]
@@ -177,8 +179,9 @@ def evaluate_collection(
     dtexts = [collection.corpus[d] for d in doc_ids]
     # BM25 stems with one language's rules; a cross-lingual set gets plain tokens
     lang = collection.languages[0] if len(collection.languages) == 1 and not is_cross_lingual(collection) else None
-    res = CollectionResult(collection.name, collection.language, len(qids), len(doc_ids),
-                           query_language=query_language(collection))
+    res = CollectionResult(
+        collection.name, collection.language, len(qids), len(doc_ids), query_language=query_language(collection)
+    )
     runs: dict[str, Run] = {}
 
     if "bm25" in config.baselines:
@@ -201,8 +204,9 @@ def evaluate_collection(
         if config.colbert:
             t = time.perf_counter()
             say("encoding queries")
-            q_states = backbone_states(model, model.tokenizer.queries(qtexts), config.cache_dir, fingerprint,
-                                       config.show_progress, memo)
+            q_states = backbone_states(
+                model, model.tokenizer.queries(qtexts), config.cache_dir, fingerprint, config.show_progress, memo
+            )
             res.seconds["encode_queries"] = time.perf_counter() - t
             t = time.perf_counter()
             h = head if head is not None else model.heads[max(model.heads)]
@@ -229,11 +233,13 @@ def evaluate_collection(
                 d_dense = np.zeros((len(d_items), dm._hidden_size()), dtype=np.float32)
                 redo = list(range(len(d_items)))
             if redo:  # inputs that differ from the ColBERT ones get their own pass
-                d_dense[redo] = mean_pooled(backbone_states(dm, [d_items[i] for i in redo], config.cache_dir, dfp,
-                                                            config.show_progress, memo))
+                d_dense[redo] = mean_pooled(
+                    backbone_states(dm, [d_items[i] for i in redo], config.cache_dir, dfp, config.show_progress, memo)
+                )
             q_dense = mean_pooled(
-                backbone_states(dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress,
-                                memo)
+                backbone_states(
+                    dm, dense_items(dm, qtexts, QUERY_PREFIX), config.cache_dir, dfp, config.show_progress, memo
+                )
             )
             s = torch.from_numpy(q_dense @ d_dense.T)  # dot products of unit vectors
             top = torch.topk(s, min(config.k, len(doc_ids)), dim=1)
@@ -271,11 +277,16 @@ def by_language(results: Sequence[CollectionResult], metrics: Sequence[str]) -> 
 def halves(results: Sequence[CollectionResult], metrics: Sequence[str]) -> dict[str, dict]:
     """Monolingual and cross-lingual collections averaged apart (a half with no collection is left out)."""
     out = {}
-    for half, members in (("monolingual", [r for r in results if not r.cross_lingual]),
-                          ("cross_lingual", [r for r in results if r.cross_lingual])):
+    for half, members in (
+        ("monolingual", [r for r in results if not r.cross_lingual]),
+        ("cross_lingual", [r for r in results if r.cross_lingual]),
+    ):
         if members:
-            out[half] = {"collections": [r.name for r in members], "n_queries": sum(r.n_queries for r in members),
-                         "average": average(members, metrics)}
+            out[half] = {
+                "collections": [r.name for r in members],
+                "n_queries": sum(r.n_queries for r in members),
+                "average": average(members, metrics),
+            }
     return out
 
 
@@ -349,9 +360,16 @@ def evaluate(
         if max_queries or max_docs:
             col = sample_collection(col, max_queries, max_docs, seed)
         say(f"[{n}/{len(folders)}] {col.name} ({col.language}): {len(col.queries)} queries, {len(col.corpus)} docs")
-        r = evaluate_collection(col, model, config, head=head, fingerprint=fingerprint,
-                                on_stage=(lambda s: say(f"    {s}")) if config.show_progress else None,
-                                dense_model=dense_model, memo=memo)
+        r = evaluate_collection(
+            col,
+            model,
+            config,
+            head=head,
+            fingerprint=fingerprint,
+            on_stage=(lambda s: say(f"    {s}")) if config.show_progress else None,
+            dense_model=dense_model,
+            memo=memo,
+        )
         line = "  ".join(f"{s} {100 * m['ndcg@10']:.1f}" for s, m in r.metrics.items() if "ndcg@10" in m)
         say(f"    nDCG@10: {line}")
         results.append(r)
@@ -360,7 +378,9 @@ def evaluate(
         "head": getattr(head, "_maxsim_source", None),
         "adapter": _adapter_source(model),
         "split": split,
-        "sample": {"max_queries": max_queries, "max_docs": max_docs, "seed": seed} if (max_queries or max_docs) else None,
+        "sample": {"max_queries": max_queries, "max_docs": max_docs, "seed": seed}
+        if (max_queries or max_docs)
+        else None,
         "seconds": time.perf_counter() - t0,
         "dtype": str(getattr(model, "dtype", None)).replace("torch.", "") if model is not None else None,
     }
@@ -385,7 +405,9 @@ def plain_backbone_model(model):
     from maxsim.models.default_model import DEFAULT_MODEL_NAME, load_default_model
 
     if model.name != DEFAULT_MODEL_NAME:
-        raise InvalidArgumentError(f"{model.name} carries an adapter; pass dense_model= (its plain backbone) for the dense baseline")
+        raise InvalidArgumentError(
+            f"{model.name} carries an adapter; pass dense_model= (its plain backbone) for the dense baseline"
+        )
     return load_default_model(adapter=False, dtype=model.dtype)
 
 
@@ -413,8 +435,11 @@ def run_from_args(args) -> int:
             # the file replaces the model's own adapter: start from the plain backbone
             plain = plain_backbone_model(model) if model.info.get("adapter") else model
             if lora and "dense" in config.baselines:
-                dense_model = (plain_backbone_model(model) if model.info.get("adapter")
-                               else load(args.model, num_threads=args.threads, dtype=args.dtype))
+                dense_model = (
+                    plain_backbone_model(model)
+                    if model.info.get("adapter")
+                    else load(args.model, num_threads=args.threads, dtype=args.dtype)
+                )
             apply_adapter(plain, args.head)
         except (OSError, AdapterError, ValueError) as exc:
             raise MaxsimError(f"--head {args.head}: {exc}") from None
@@ -423,8 +448,18 @@ def run_from_args(args) -> int:
             plain.info["adapter"] = str(args.head)  # its encoder differs from the plain backbone
         model = plain
     try:
-        evaluate(args.datasets, model, config, dense_model=dense_model, split=args.split, max_queries=args.max_queries,
-                 max_docs=args.max_docs, seed=args.seed, out=args.out, log_fn=None if args.quiet else print)
+        evaluate(
+            args.datasets,
+            model,
+            config,
+            dense_model=dense_model,
+            split=args.split,
+            max_queries=args.max_queries,
+            max_docs=args.max_docs,
+            seed=args.seed,
+            out=args.out,
+            log_fn=None if args.quiet else print,
+        )
     except ValueError as exc:
         raise MaxsimError(str(exc)) from None
     return 0

@@ -21,7 +21,7 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Mapping, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,9 @@ READER_POOL = 4
 
 def row_crc(docno: int, id_: str, text: str | None, metadata: str | None, n_tokens: int) -> int:
     """CRC-32 of one ``docs`` row as stored (metadata is its JSON text)."""
-    return zlib.crc32(json.dumps([docno, id_, text, metadata, n_tokens], ensure_ascii=False).encode("utf-8",
-                                                                                                   "surrogatepass"))
+    return zlib.crc32(
+        json.dumps([docno, id_, text, metadata, n_tokens], ensure_ascii=False).encode("utf-8", "surrogatepass")
+    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -82,8 +83,10 @@ class Catalog:
             if create:
                 self._conn.executescript(SCHEMA)
                 with self.transaction() as c:
-                    c.executemany("INSERT OR IGNORE INTO state(key, value) VALUES (?, ?)",
-                                  [("version", 0), ("next_docno", 0), ("codec", None), ("tokens_trained", 0)])
+                    c.executemany(
+                        "INSERT OR IGNORE INTO state(key, value) VALUES (?, ?)",
+                        [("version", 0), ("next_docno", 0), ("codec", None), ("tokens_trained", 0)],
+                    )
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(docs)")}
         except sqlite3.DatabaseError as e:
@@ -210,8 +213,14 @@ class Catalog:
     # ---- documents -------------------------------------------------------------------------
 
     @staticmethod
-    def insert_docs(conn: sqlite3.Connection, docnos: Iterable[int], ids: Sequence[str], texts: Sequence[str | None],
-                    metas: Sequence[dict | None], n_tokens: Sequence[int]) -> None:
+    def insert_docs(
+        conn: sqlite3.Connection,
+        docnos: Iterable[int],
+        ids: Sequence[str],
+        texts: Sequence[str | None],
+        metas: Sequence[dict | None],
+        n_tokens: Sequence[int],
+    ) -> None:
         rows = []
         kv = []
         for docno, id_, text, meta, nt in zip(docnos, ids, texts, metas, n_tokens, strict=True):
@@ -232,10 +241,14 @@ class Catalog:
     @staticmethod
     def set_metadata(conn: sqlite3.Connection, docno: int, meta: dict | None) -> None:
         meta_json = None if meta is None else json.dumps(meta, ensure_ascii=False)
-        conn.execute("UPDATE docs SET metadata = ?1, crc = maxsim_row_crc(docno, id, text, ?1, n_tokens) WHERE docno = ?2",
-                     (meta_json, int(docno)))
+        conn.execute(
+            "UPDATE docs SET metadata = ?1, crc = maxsim_row_crc(docno, id, text, ?1, n_tokens) WHERE docno = ?2",
+            (meta_json, int(docno)),
+        )
         conn.execute("DELETE FROM meta_kv WHERE docno = ?", (int(docno),))
-        conn.executemany("INSERT OR IGNORE INTO meta_kv(key, value, docno) VALUES (?, ?, ?)", _kv_rows(int(docno), meta))
+        conn.executemany(
+            "INSERT OR IGNORE INTO meta_kv(key, value, docno) VALUES (?, ?, ?)", _kv_rows(int(docno), meta)
+        )
 
     @staticmethod
     def docnos_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
@@ -246,8 +259,9 @@ class Catalog:
             out.update(conn.execute(f"SELECT id, docno FROM docs WHERE id IN ({marks})", chunk).fetchall())
         return out
 
-    def hydrate(self, docnos: Sequence[int], conn: sqlite3.Connection | None = None
-                ) -> dict[int, tuple[str, str | None, dict | None]]:
+    def hydrate(
+        self, docnos: Sequence[int], conn: sqlite3.Connection | None = None
+    ) -> dict[int, tuple[str, str | None, dict | None]]:
         """docno -> (id, text, metadata) of the documents among ``docnos`` (read through ``conn``,
         a :meth:`read_view`, when given); each row is checked against its checksum."""
         if not docnos:
@@ -260,13 +274,15 @@ class Catalog:
             sql = f"SELECT docno, id, text, metadata, n_tokens, {crc} FROM docs WHERE docno IN ({marks})"
             for docno, id_, text, meta, n_tokens, stored in self._read(conn, sql, chunk):
                 if stored is not None and row_crc(docno, id_, text, meta, n_tokens) != stored:
-                    raise IndexCorruptedError(f"index catalog row of document {docno} (id {id_!r}) does not match its "
-                                              f"checksum: {self.path}")
+                    raise IndexCorruptedError(
+                        f"index catalog row of document {docno} (id {id_!r}) does not match its checksum: {self.path}"
+                    )
                 try:
                     out[docno] = (id_, text, None if meta is None else json.loads(meta))
                 except (TypeError, ValueError) as e:
-                    raise IndexCorruptedError(f"index catalog holds invalid metadata for document {docno} ({e}): "
-                                              f"{self.path}") from None
+                    raise IndexCorruptedError(
+                        f"index catalog holds invalid metadata for document {docno} ({e}): {self.path}"
+                    ) from None
         return out
 
     def _read(self, conn: sqlite3.Connection | None, sql: str, params: Sequence = ()) -> list[tuple]:
@@ -284,21 +300,28 @@ class Catalog:
         """Check every ``docs`` row against its checksum and ``meta_kv`` against the metadata it is
         derived from; IndexCorruptedError naming the first damaged row."""
         if self.has_checksums:
-            bad = self.query("SELECT docno, id FROM docs WHERE crc IS NULL "
-                             "OR crc != maxsim_row_crc(docno, id, text, metadata, n_tokens) LIMIT 3")
+            bad = self.query(
+                "SELECT docno, id FROM docs WHERE crc IS NULL "
+                "OR crc != maxsim_row_crc(docno, id, text, metadata, n_tokens) LIMIT 3"
+            )
             if bad:
-                raise IndexCorruptedError(f"index catalog rows do not match their checksums (docno, id): {bad}: {self.path}")
+                raise IndexCorruptedError(
+                    f"index catalog rows do not match their checksums (docno, id): {bad}: {self.path}"
+                )
         want: set[tuple] = set()
         for docno, meta in self.query("SELECT docno, metadata FROM docs"):
             try:
                 want.update(_kv_rows(docno, None if meta is None else json.loads(meta)))
             except (TypeError, ValueError) as e:
-                raise IndexCorruptedError(f"index catalog holds invalid metadata for document {docno} ({e}): "
-                                          f"{self.path}") from None
+                raise IndexCorruptedError(
+                    f"index catalog holds invalid metadata for document {docno} ({e}): {self.path}"
+                ) from None
         have = set(self.query("SELECT key, value, docno FROM meta_kv"))
         if want != have:
             diff = sorted(want ^ have, key=repr)[:3]
-            raise IndexCorruptedError(f"index catalog's metadata lookup table disagrees with the metadata {diff}: {self.path}")
+            raise IndexCorruptedError(
+                f"index catalog's metadata lookup table disagrees with the metadata {diff}: {self.path}"
+            )
 
     def filter_docnos(self, flt: Mapping[str, Any] | str, conn: sqlite3.Connection | None = None) -> np.ndarray:
         """Live document numbers matching a key/value dict or an SQL WHERE clause over ``docs``
@@ -316,12 +339,16 @@ class Catalog:
                     raise InvalidArgumentError(f"filter: keys must be strings, got {key!r}")
                 values = list(value) if isinstance(value, list | tuple | set) else [value]
                 if not values or not all(isinstance(v, _SCALARS) for v in values):
-                    raise InvalidArgumentError(f"filter: value for {key!r} must be a scalar or a non-empty list of scalars")
+                    raise InvalidArgumentError(
+                        f"filter: value for {key!r} must be a scalar or a non-empty list of scalars"
+                    )
                 parts.append(f"SELECT docno FROM meta_kv WHERE key = ? AND value IN ({','.join('?' * len(values))})")
                 params += [key, *values]
             sql = " INTERSECT ".join(parts)
         else:
-            raise InvalidTypeError(f"filter must be a dict of metadata key/values or an SQL WHERE string, got {type(flt).__name__}")
+            raise InvalidTypeError(
+                f"filter must be a dict of metadata key/values or an SQL WHERE string, got {type(flt).__name__}"
+            )
         try:
             rows = self._read(conn, sql, params)
         except (sqlite3.OperationalError, sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError) as e:

@@ -21,8 +21,17 @@ from maxsim.index.snapshot import Snapshot
 RUN_DOCS = 8192
 
 
-def rewrite_segments(root: Path, catalog: Catalog, snap: Snapshot, segs: list[storage.Segment], *, format_version: int,
-                     pack_ids: bool, new_codec: ResidualCodec | None, trained_tokens: int | None = None) -> None:
+def rewrite_segments(
+    root: Path,
+    catalog: Catalog,
+    snap: Snapshot,
+    segs: list[storage.Segment],
+    *,
+    format_version: int,
+    pack_ids: bool,
+    new_codec: ResidualCodec | None,
+    trained_tokens: int | None = None,
+) -> None:
     """Rewrite ``segs`` without their deleted documents (all segments, re-encoded, if ``new_codec``),
     then swap them in with one commit."""
     new_dirs: list[str] = []
@@ -46,8 +55,16 @@ def rewrite_segments(root: Path, catalog: Catalog, snap: Snapshot, segs: list[st
             offsets = np.zeros(len(lens) + 1, dtype=np.int64)
             np.cumsum(lens, out=offsets[1:])
             codes = np.concatenate([p[0] for p in buf]).astype(codec.code_dtype)
-            name = storage.write_segment(root, codec_name, codec.n_centroids, codes, np.concatenate([p[1] for p in buf]),
-                                         offsets, np.concatenate([p[3] for p in buf]), pack=pack_ids)
+            name = storage.write_segment(
+                root,
+                codec_name,
+                codec.n_centroids,
+                codes,
+                np.concatenate([p[1] for p in buf]),
+                offsets,
+                np.concatenate([p[3] for p in buf]),
+                pack=pack_ids,
+            )
             new_dirs.append(name)
             seg_rows.append((name, codec_name, len(lens), int(offsets[-1])))
             buf.clear()
@@ -62,7 +79,9 @@ def rewrite_segments(root: Path, catalog: Catalog, snap: Snapshot, segs: list[st
         flush()
         with catalog.transaction() as conn:
             if int(Catalog.get_state(conn)["version"]) != snap.version:
-                raise IndexLockedError("the catalog changed under the writer lock: another writer committed to this index")
+                raise IndexLockedError(
+                    "the catalog changed under the writer lock: another writer committed to this index"
+                )
             for seg in segs:
                 conn.execute("DELETE FROM segments WHERE name = ?", (seg.name,))
                 dead = seg.docnos[live_of[seg.name] == 0]
@@ -77,8 +96,9 @@ def rewrite_segments(root: Path, catalog: Catalog, snap: Snapshot, segs: list[st
         raise
 
 
-def _live_pieces(snap: Snapshot, segs: list[storage.Segment], live_of: dict[str, np.ndarray],
-                 reencode: ResidualCodec | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _live_pieces(
+    snap: Snapshot, segs: list[storage.Segment], live_of: dict[str, np.ndarray], reencode: ResidualCodec | None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(codes, residuals, lengths, docnos) of the live documents of ``segs``, in global docno order,
     in runs of at most RUN_DOCS documents from one segment."""
     if not segs:

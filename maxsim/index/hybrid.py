@@ -43,12 +43,16 @@ class HybridSearch:
     def _lexical(self) -> LexicalIndex:
         if self._lexical_index is None:
             self._check_open()  # type: ignore[attr-defined]
-            self._lexical_index = LexicalIndex(self.path, self._catalog,  # type: ignore[attr-defined]
-                                               persist=not self.readonly)  # type: ignore[attr-defined]
+            self._lexical_index = LexicalIndex(
+                self.path,
+                self._catalog,  # type: ignore[attr-defined]
+                persist=not self.readonly,
+            )  # type: ignore[attr-defined]
         return self._lexical_index
 
-    def search_lexical(self, queries: str | Sequence[str], k: int = 10,
-                       filter: Mapping[str, Any] | str | None = None) -> list[list[SearchHit]]:  # noqa: A002
+    def search_lexical(
+        self, queries: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | str | None = None
+    ) -> list[list[SearchHit]]:  # noqa: A002
         """BM25 over the stored texts: one hit list per query (documents sharing a term with it)."""
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
         k = check_k(k)
@@ -56,20 +60,33 @@ class HybridSearch:
         allowed = None if filter is None else self._catalog.filter_docnos(filter)  # type: ignore[attr-defined]
         return self._hydrate(view.search(texts, k, allowed))  # type: ignore[attr-defined]
 
-    def search(self, queries: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None,  # noqa: A002
-               hybrid: bool | float | None = None, **options: Any) -> list[list[SearchHit]]:
+    def search(
+        self,
+        queries: str | Sequence[str],
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,  # noqa: A002
+        hybrid: bool | float | None = None,
+        **options: Any,
+    ) -> list[list[SearchHit]]:
         """Encode the queries and search: one hit list per query. ``hybrid=True`` (or a lexical
         weight in [0, 1]) fuses BM25 over the stored texts with late interaction."""
         if lexical_weight(hybrid) is None:
             return super().search(queries, k=k, filter=filter, **options)  # type: ignore[misc]
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
         vectors = self._encoder().encode_queries(texts, dim=self.dim)  # type: ignore[attr-defined]
-        return self.search_hybrid_embeddings(vectors, texts, k=k, filter=filter, hybrid=True if hybrid is None else hybrid,
-                                             **options)
+        return self.search_hybrid_embeddings(
+            vectors, texts, k=k, filter=filter, hybrid=True if hybrid is None else hybrid, **options
+        )
 
-    def search_hybrid_embeddings(self, queries: Sequence[Any], texts: Sequence[str], k: int = 10,
-                                 filter: Mapping[str, Any] | str | None = None,  # noqa: A002
-                                 hybrid: bool | float = True, **options: Any) -> list[list[SearchHit]]:
+    def search_hybrid_embeddings(
+        self,
+        queries: Sequence[Any],
+        texts: Sequence[str],
+        k: int = 10,
+        filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+        hybrid: bool | float = True,
+        **options: Any,
+    ) -> list[list[SearchHit]]:
         """Hybrid search given each query's token vectors and its text (for BM25): one fused hit
         list per query. ``hybrid``: True (default lexical weight) or the lexical weight."""
         weight = lexical_weight(hybrid)
@@ -85,8 +102,13 @@ class HybridSearch:
         out = []
         for late_hits, lex_hits in zip(late, lexical, strict=True):
             by_id = {h["id"]: h for h in [*lex_hits, *late_hits]}
-            fused = fuse({h["id"]: h["score"] for h in lex_hits}, {h["id"]: h["score"] for h in late_hits},
-                         weight, DEFAULT_FUSION)
-            out.append([SearchHit(id=i, score=s, text=by_id[i]["text"], metadata=by_id[i]["metadata"])
-                        for i, s in fused[:k]])
+            fused = fuse(
+                {h["id"]: h["score"] for h in lex_hits},
+                {h["id"]: h["score"] for h in late_hits},
+                weight,
+                DEFAULT_FUSION,
+            )
+            out.append(
+                [SearchHit(id=i, score=s, text=by_id[i]["text"], metadata=by_id[i]["metadata"]) for i, s in fused[:k]]
+            )
         return out

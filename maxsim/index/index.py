@@ -116,8 +116,16 @@ class Index(HybridSearch, TunedSearch, TextMethods):
     'b'
     """
 
-    def __init__(self, root: Path, manifest: dict, catalog: Catalog, *, model: Encoder | None = None,
-                 readonly: bool = False, auto_optimize: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict,
+        catalog: Catalog,
+        *,
+        model: Encoder | None = None,
+        readonly: bool = False,
+        auto_optimize: bool = True,
+    ):
         self.path = root
         self._manifest = manifest
         self._catalog = catalog
@@ -137,8 +145,17 @@ class Index(HybridSearch, TunedSearch, TextMethods):
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, model: Encoder | None = None, dim: int = 128, nbits: int = 2, *,
-               overwrite: bool = False, auto_optimize: bool = True, pool_factor: int = 1) -> Self:
+    def create(
+        cls,
+        path: str | os.PathLike,
+        model: Encoder | None = None,
+        dim: int = 128,
+        nbits: int = 2,
+        *,
+        overwrite: bool = False,
+        auto_optimize: bool = True,
+        pool_factor: int = 1,
+    ) -> Self:
         """Create an empty index at ``path`` (a new or empty directory).
 
         Parameters
@@ -204,8 +221,14 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         return cls(root, manifest, catalog, model=model, auto_optimize=auto_optimize)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, model: Encoder | None = None, *, readonly: bool = False,
-             auto_optimize: bool = True) -> Self:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        model: Encoder | None = None,
+        *,
+        readonly: bool = False,
+        auto_optimize: bool = True,
+    ) -> Self:
         """Open an existing index. Opening memory-maps the arrays; nothing large is read.
 
         The write lock is taken by the first write (add/delete/update/optimize) and held until
@@ -216,8 +239,10 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             raise IndexNotFoundError(f"no index at {root}")
         if not (root / storage.MANIFEST).exists():
             if storage.directory_state(root) == "incomplete":
-                raise IndexNotFoundError(f"{root} holds an index whose creation was interrupted (no {storage.MANIFEST}); "
-                                         "create it again with Index.create(path, overwrite=True)")
+                raise IndexNotFoundError(
+                    f"{root} holds an index whose creation was interrupted (no {storage.MANIFEST}); "
+                    "create it again with Index.create(path, overwrite=True)"
+                )
             raise IndexNotFoundError(f"{root} is not a maxsim index (no {storage.MANIFEST})")
         manifest = storage.read_json(root / storage.MANIFEST, "index manifest")
         if manifest.get("format") != storage.FORMAT_NAME:
@@ -295,7 +320,11 @@ class Index(HybridSearch, TunedSearch, TextMethods):
 
     def __contains__(self, doc_id: object) -> bool:
         self._check_open()
-        return bool(self._catalog.query("SELECT 1 FROM docs WHERE id = ?", (doc_id,))) if isinstance(doc_id, str) else False
+        return (
+            bool(self._catalog.query("SELECT 1 FROM docs WHERE id = ?", (doc_id,)))
+            if isinstance(doc_id, str)
+            else False
+        )
 
     def count(self, filter: Mapping[str, Any] | str | None = None) -> int:  # noqa: A002
         """Number of documents, or of those matching ``filter`` (as in :meth:`search_embeddings`)."""
@@ -407,9 +436,13 @@ class Index(HybridSearch, TunedSearch, TextMethods):
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def add_embeddings(self, embeddings: Sequence[np.ndarray], ids: Sequence[str] | None = None,
-                       texts: Sequence[str | None] | None = None,
-                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def add_embeddings(
+        self,
+        embeddings: Sequence[np.ndarray],
+        ids: Sequence[str] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         """Add new documents given as token vectors (float [n_tokens, dim] each; rows are L2-normalised).
 
         Returns their ids (new uuid4 hex strings when ``ids`` is None). Durable and searchable
@@ -426,9 +459,13 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             self._maintain_after_commit(ids)
         return ids
 
-    def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[np.ndarray] | None = None,
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+    def update_embeddings(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[np.ndarray] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None:
         """Replace stored documents, keeping their ids; a None text or metadata entry keeps the
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         Unknown ids raise UnknownIdError. Atomic: all or nothing."""
@@ -436,7 +473,9 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         metadata = check_metadata(metadata, len(ids))
         if embeddings is None:
             if texts is not None:
-                raise InvalidArgumentError("update_embeddings: texts need their embeddings (the vectors encode the text)")
+                raise InvalidArgumentError(
+                    "update_embeddings: texts need their embeddings (the vectors encode the text)"
+                )
             with self._write_mutex:
                 self._acquire_writer()
                 with self._catalog.transaction() as conn:
@@ -455,9 +494,13 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             self._write_docs(vectors, ids, texts, metadata, mode="update")
             self._maintain_after_commit(ids)
 
-    def upsert_embeddings(self, embeddings: Sequence[np.ndarray], ids: Sequence[str],
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def upsert_embeddings(
+        self,
+        embeddings: Sequence[np.ndarray],
+        ids: Sequence[str],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         """Add the new ids and replace the stored ones (a None text or metadata entry keeps the
         stored value), in one atomic commit. Returns ``ids``."""
         vectors = check_vectors(embeddings, self.dim, "embeddings")
@@ -496,17 +539,28 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             for s in range(0, len(vectors), storage.MAX_SEGMENT_DOCS):
                 e = min(s + storage.MAX_SEGMENT_DOCS, len(vectors))
                 t0, t1 = offsets_all[s], offsets_all[e]
-                name = storage.write_segment(self.path, codec_name, codec.n_centroids, codes[t0:t1], packed[t0:t1],
-                                             offsets_all[s : e + 1] - t0, docnos[s:e], pack=self._pack_ids)
+                name = storage.write_segment(
+                    self.path,
+                    codec_name,
+                    codec.n_centroids,
+                    codes[t0:t1],
+                    packed[t0:t1],
+                    offsets_all[s : e + 1] - t0,
+                    docnos[s:e],
+                    pack=self._pack_ids,
+                )
                 new_dirs.append(name)
                 seg_rows.append((name, codec_name, e - s, int(t1 - t0)))
             with self._catalog.transaction() as conn:
                 if int(Catalog.get_state(conn)["next_docno"]) != first:
-                    raise IndexLockedError("the catalog changed under the writer lock: another writer committed to this index")
+                    raise IndexLockedError(
+                        "the catalog changed under the writer lock: another writer committed to this index"
+                    )
                 existing = _existing_docnos(conn, ids) if mode == "update" else Catalog.docnos_of(conn, ids)
                 if mode == "add" and existing:
-                    raise DuplicateIdError(f"ids already in the index: {sorted(existing)[:5]!r} "
-                                           "(use upsert() or update() to replace them)")
+                    raise DuplicateIdError(
+                        f"ids already in the index: {sorted(existing)[:5]!r} (use upsert() or update() to replace them)"
+                    )
                 if existing:
                     texts, metadata = _keep_stored(conn, ids, existing, texts, metadata)
                     Catalog.delete_docs(conn, list(existing.values()))
@@ -556,9 +610,11 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             self._maintain()
         except Exception as e:  # noqa: BLE001 - any failure here leaves the committed write intact
             self.last_maintenance_error = e
-            message = (f"index {self.path}: the write of {len(ids)} document(s) is committed, but the automatic "
-                       f"maintenance after it failed ({type(e).__name__}: {e}); it runs again after the next write, "
-                       "or call optimize()")
+            message = (
+                f"index {self.path}: the write of {len(ids)} document(s) is committed, but the automatic "
+                f"maintenance after it failed ({type(e).__name__}: {e}); it runs again after the next write, "
+                "or call optimize()"
+            )
             log.warning(message)
             warnings.warn(MaintenanceWarning(message, ids, e), stacklevel=3)
         else:
@@ -617,22 +673,37 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                 share = max(1, math.ceil(len(docs) * min(1.0, budget / n_tokens)))
                 pick = np.sort(rng.choice(docs, size=min(share, len(docs)), replace=False))
                 sample.append(snap.decode(seg, pick))
-            codec = train_codec(np.concatenate(sample), k, self.nbits, seed=int(snap.version), table_bits=self._table_bits)
+            codec = train_codec(
+                np.concatenate(sample), k, self.nbits, seed=int(snap.version), table_bits=self._table_bits
+            )
             self._rewrite(snap, list(snap.segments), new_codec=codec, trained_tokens=n_tokens)
             return True
 
-    def _rewrite(self, snap: Snapshot, segs: list[storage.Segment], *, new_codec: Any = None,
-                 trained_tokens: int | None = None) -> None:
-        rewrite_segments(self.path, self._catalog, snap, segs, format_version=self._format_version,
-                         pack_ids=self._pack_ids, new_codec=new_codec, trained_tokens=trained_tokens)
+    def _rewrite(
+        self, snap: Snapshot, segs: list[storage.Segment], *, new_codec: Any = None, trained_tokens: int | None = None
+    ) -> None:
+        rewrite_segments(
+            self.path,
+            self._catalog,
+            snap,
+            segs,
+            format_version=self._format_version,
+            pack_ids=self._pack_ids,
+            new_codec=new_codec,
+            trained_tokens=trained_tokens,
+        )
         self._refresh()
         self._collect_garbage()
 
     # ---- reads -----------------------------------------------------------------------------
 
-    def search_embeddings(self, queries: Sequence[np.ndarray] | np.ndarray, k: int = 10,
-                          filter: Mapping[str, Any] | str | None = None,  # noqa: A002
-                          config: SearchConfig | None = None) -> list[list[SearchHit]]:
+    def search_embeddings(
+        self,
+        queries: Sequence[np.ndarray] | np.ndarray,
+        k: int = 10,
+        filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+        config: SearchConfig | None = None,
+    ) -> list[list[SearchHit]]:
         """Search with query token vectors: one hit list per query, best first (a single 2-D
         array is one query). Safe to call from many threads at once.
 
@@ -650,8 +721,10 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                 n_allowed = snap.n_live
                 if filter is not None:
                     keep = self._catalog.filter_docnos(filter, conn)
-                    allowed = [(m & np.isin(s.docnos, keep)).astype(np.uint8)
-                               for s, m in zip(snap.segments, allowed, strict=True)]
+                    allowed = [
+                        (m & np.isin(s.docnos, keep)).astype(np.uint8)
+                        for s, m in zip(snap.segments, allowed, strict=True)
+                    ]
                     n_allowed = int(sum(int(m.sum()) for m in allowed))
                 nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
                 exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
@@ -661,8 +734,18 @@ class Index(HybridSearch, TunedSearch, TextMethods):
                     results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
             return self._hydrate(results, conn)
 
-    def _search_one(self, snap: Snapshot, q: np.ndarray, allowed: list[np.ndarray], k: int, exact: bool,
-                    nprobe: int, n_cand: int, n_exact: int, threads: int) -> list[tuple[int, float]]:
+    def _search_one(
+        self,
+        snap: Snapshot,
+        q: np.ndarray,
+        allowed: list[np.ndarray],
+        k: int,
+        exact: bool,
+        nprobe: int,
+        n_cand: int,
+        n_exact: int,
+        threads: int,
+    ) -> list[tuple[int, float]]:
         docnos, scores = [], []
         assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
         pq = None if exact else prepare_query(q, snap.codec, nprobe, threads)
@@ -687,7 +770,9 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             hits: list[SearchHit] = []
             for docno, score in r:
                 if docno not in rows:  # same version as the snapshot: a live document has its row
-                    raise IndexCorruptedError(f"index catalog has no row for live document {docno}: {self._catalog.path}")
+                    raise IndexCorruptedError(
+                        f"index catalog has no row for live document {docno}: {self._catalog.path}"
+                    )
                 id_, text, meta = rows[docno]
                 hits.append(SearchHit(id=id_, score=score, text=text, metadata=meta))
             out.append(hits)
@@ -729,8 +814,12 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         snap = self._refresh()
         stored_tokens = sum(s.n_tokens for s in snap.segments)
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        arrays = sum(f.stat().st_size for d in [snap.codec_name, *(s.name for s in snap.segments)] if d
-                     for f in (self.path / d).glob("*.npy"))
+        arrays = sum(
+            f.stat().st_size
+            for d in [snap.codec_name, *(s.name for s in snap.segments)]
+            if d
+            for f in (self.path / d).glob("*.npy")
+        )
         return {
             "path": str(self.path),
             "format_version": self._manifest["format_version"],
@@ -757,8 +846,10 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             for seg in snap.segments:
                 assert snap.codec is not None  # segments exist only under a codec
                 storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
-            live = np.concatenate([s.docnos[m.astype(bool)] for s, m in zip(snap.segments, snap.live, strict=True)]
-                                  or [np.zeros(0, np.int64)])
+            live = np.concatenate(
+                [s.docnos[m.astype(bool)] for s, m in zip(snap.segments, snap.live, strict=True)]
+                or [np.zeros(0, np.int64)]
+            )
             rows = np.fromiter((r[0] for r in conn.execute("SELECT docno FROM docs")), dtype=np.int64)
         res = self._catalog.query("PRAGMA integrity_check")
         if res != [("ok",)]:
@@ -766,15 +857,20 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         self._catalog.check_rows()
         if len(live) != len(rows) or not np.array_equal(np.sort(live), np.sort(rows)):
             odd = np.setxor1d(live, rows)[:5].tolist()
-            raise IndexCorruptedError(f"index catalog and segments disagree on the live documents (docnos {odd}): "
-                                      f"{self._catalog.path}")
+            raise IndexCorruptedError(
+                f"index catalog and segments disagree on the live documents (docnos {odd}): {self._catalog.path}"
+            )
 
 
 def _keep_stored(conn: Any, ids: list[str], existing: dict[str, int], texts: list, metadata: list) -> tuple[list, list]:
     """Fill None text/metadata entries of replaced documents with their stored values."""
     old = list(existing.values())
-    rows = {r[0]: (r[1], r[2]) for r in conn.execute(
-        f"SELECT docno, text, metadata FROM docs WHERE docno IN ({','.join('?' * len(old))})", old)}
+    rows = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            f"SELECT docno, text, metadata FROM docs WHERE docno IN ({','.join('?' * len(old))})", old
+        )
+    }
     texts, metadata = list(texts), list(metadata)
     for j, doc_id in enumerate(ids):
         if doc_id not in existing:

@@ -37,7 +37,9 @@ class LexicalView:
     def __init__(self, version: int, bm25: BM25, docnos: np.ndarray):
         self.version, self.bm25, self.docnos = version, bm25, docnos
 
-    def search(self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+    def search(
+        self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None
+    ) -> list[list[tuple[int, float]]]:
         """(docno, BM25 score) of each query's best ``k`` matching documents, restricted to the
         sorted docnos ``allowed`` when given."""
         mask = None

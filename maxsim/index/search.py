@@ -203,8 +203,9 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return idx[np.lexsort((idx, -scores[idx]))]
 
 
-def exact_maxsim(seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray,
-                 max_tokens: int = 1 << 16) -> np.ndarray:
+def exact_maxsim(
+    seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray, max_tokens: int = 1 << 16
+) -> np.ndarray:
     """Exact MaxSim of q [nq, dim] against the decompressed tokens of local ``docs``: float32 [n].
 
     Decompresses up to ``max_tokens`` tokens at a time, multiplies with single-threaded BLAS,
@@ -229,8 +230,15 @@ def exact_maxsim(seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndar
 
 
 def search_segment(
-    seg: Segment, codec: ResidualCodec, lut: np.ndarray, pq: PreparedQuery, allowed: np.ndarray,
-    k: int, n_cand: int, n_exact: int, threads: int = 1,
+    seg: Segment,
+    codec: ResidualCodec,
+    lut: np.ndarray,
+    pq: PreparedQuery,
+    allowed: np.ndarray,
+    k: int,
+    n_cand: int,
+    n_exact: int,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top-k of one segment: (local docs int64 [<=k], exact scores float32)."""
     docs, approx = kernels.ivf_candidates(seg.ivf_offsets, seg.ivf_docs, pq.probe_c, pq.probe_s, pq.impute, allowed)
@@ -239,7 +247,9 @@ def search_segment(
     if len(docs) > n_cand:
         docs = docs[_top(approx, n_cand)]
     if len(docs) > n_exact:
-        ci = split_map(lambda d: kernels.centroid_interaction(d, seg.offsets, seg.codes, pq.st, seg.code_bits), docs, threads)
+        ci = split_map(
+            lambda d: kernels.centroid_interaction(d, seg.offsets, seg.codes, pq.st, seg.code_bits), docs, threads
+        )
         docs = docs[_top(ci, n_exact)]
     scores = split_map(lambda d: exact_maxsim(seg, codec, lut, pq.q, d), docs, threads, MIN_PARALLEL_EXACT_DOCS)
     best = _top(scores, min(k, len(docs)))
@@ -247,12 +257,19 @@ def search_segment(
 
 
 def exact_segment(
-    seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray, k: int, threads: int = 1,
+    seg: Segment,
+    codec: ResidualCodec,
+    lut: np.ndarray,
+    q: np.ndarray,
+    docs: np.ndarray,
+    k: int,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over the given local docs of one segment."""
     if len(docs) == 0:
         return docs.astype(np.int64), np.zeros(0, dtype=np.float32)
-    scores = split_map(lambda d: exact_maxsim(seg, codec, lut, q, d), docs.astype(np.int64), threads,
-                       MIN_PARALLEL_EXACT_DOCS)
+    scores = split_map(
+        lambda d: exact_maxsim(seg, codec, lut, q, d), docs.astype(np.int64), threads, MIN_PARALLEL_EXACT_DOCS
+    )
     best = _top(scores, min(k, len(docs)))
     return docs[best].astype(np.int64), scores[best]

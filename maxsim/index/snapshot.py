@@ -31,7 +31,9 @@ class Snapshot:
     n_live: int
 
     def live_tokens(self) -> int:
-        return int(sum(int(np.diff(s.offsets)[m.astype(bool)].sum()) for s, m in zip(self.segments, self.live, strict=True)))
+        return int(
+            sum(int(np.diff(s.offsets)[m.astype(bool)].sum()) for s, m in zip(self.segments, self.live, strict=True))
+        )
 
     def decode(self, seg: storage.Segment, docs: np.ndarray) -> np.ndarray:
         """Decompressed token vectors of documents ``docs`` (local numbers) of ``seg``, concatenated."""
@@ -41,8 +43,9 @@ class Snapshot:
         out_offsets = np.zeros(len(docs) + 1, dtype=np.int64)
         np.cumsum(lens, out=out_offsets[1:])
         out = np.empty((int(out_offsets[-1]), self.codec.dim), dtype=np.float32)
-        kernels.decompress(docs, seg.offsets, seg.codes, seg.residuals, self.codec.centroids, self.lut, out_offsets, out,
-                           seg.code_bits)
+        kernels.decompress(
+            docs, seg.offsets, seg.codes, seg.residuals, self.codec.centroids, self.lut, out_offsets, out, seg.code_bits
+        )
         return out
 
 
@@ -60,8 +63,9 @@ class SnapshotLoader:
         if name not in self._codecs:
             codec = storage.load_codec(self.root, name)
             if codec.dim != self.dim or codec.nbits != self.nbits:
-                raise IndexCorruptedError(f"codec {name} has dim {codec.dim}/nbits {codec.nbits}, "
-                                          f"manifest says {self.dim}/{self.nbits}")
+                raise IndexCorruptedError(
+                    f"codec {name} has dim {codec.dim}/nbits {codec.nbits}, manifest says {self.dim}/{self.nbits}"
+                )
             self._codecs[name] = (codec, codec.lookup_table())
         return self._codecs[name]
 

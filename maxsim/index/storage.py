@@ -153,7 +153,9 @@ def write_array_dir(root: Path, prefix: str, arrays: dict[str, np.ndarray], extr
     return name
 
 
-def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+def load_array_dir(
+    path: Path, names: tuple[str, ...], *, verify_all: bool = False
+) -> tuple[dict[str, np.ndarray], dict]:
     """Open the arrays of a directory written by :func:`write_array_dir`, memory-mapped.
 
     Checks every file's size, dtype and shape against ``files.json``; checksums files up to
@@ -174,14 +176,18 @@ def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = Fal
         except FileNotFoundError:
             raise IndexCorruptedError(f"index file is missing: {fpath}") from None
         if size != meta["bytes"]:
-            raise IndexCorruptedError(f"index file is truncated or resized: {fpath} has {size} bytes, expected {meta['bytes']}")
+            raise IndexCorruptedError(
+                f"index file is truncated or resized: {fpath} has {size} bytes, expected {meta['bytes']}"
+            )
         if verify_all or size <= CRC_ON_OPEN_BYTES:
             if _crc_file(fpath) != meta["crc32"]:
                 raise IndexCorruptedError(f"index file is corrupted (checksum mismatch): {fpath}")
         try:
             arr = np.load(fpath, mmap_mode="r", allow_pickle=False)
         except Exception as e:  # noqa: BLE001 - a damaged header fails in many ways (ValueError, tokenize.TokenError, ...)
-            raise IndexCorruptedError(f"index file cannot be read as an array ({type(e).__name__}: {e}): {fpath}") from None
+            raise IndexCorruptedError(
+                f"index file cannot be read as an array ({type(e).__name__}: {e}): {fpath}"
+            ) from None
         if list(arr.shape) != meta["shape"] or arr.dtype.str != meta["dtype"]:
             raise IndexCorruptedError(
                 f"index file header is corrupted: {fpath} holds {arr.dtype.str}{list(arr.shape)}, "
@@ -192,7 +198,7 @@ def load_array_dir(path: Path, names: tuple[str, ...], *, verify_all: bool = Fal
 
 
 def directory_state(root: Path) -> str:
-    """"index" (has a manifest), "incomplete" (only index files, no manifest: an interrupted
+    """ "index" (has a manifest), "incomplete" (only index files, no manifest: an interrupted
     create) or "other" (anything else, which create never deletes)."""
     if (root / MANIFEST).exists():
         return "index"
@@ -247,8 +253,10 @@ def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_
     extra = {"nbits": codec.nbits, "n_tokens_trained": int(n_tokens_trained)}
     if table_bits(format_version):
         if codec.table_bits != table_bits(format_version):
-            raise InvalidArgumentError(f"format version {format_version} stores a {table_bits(format_version)}-bit centroid grid "
-                             f"(train with train_codec(table_bits={table_bits(format_version)}))")
+            raise InvalidArgumentError(
+                f"format version {format_version} stores a {table_bits(format_version)}-bit centroid grid "
+                f"(train with train_codec(table_bits={table_bits(format_version)}))"
+            )
         levels = pack_codes(codec.table_codes(), codec.table_bits)
         assert codec.table_grid is not None  # a codec with table_bits has its grid
         table = {"centroid_levels": levels, "centroid_grid": codec.table_grid.astype(np.float32)}
@@ -256,7 +264,9 @@ def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_
     else:
         c = codec.centroids.astype(centroid_dtype(format_version))
         if not np.array_equal(c.astype(np.float32), codec.centroids):
-            raise InvalidArgumentError("the codec's centroids are not representable in the stored dtype (train with train_codec)")
+            raise InvalidArgumentError(
+                "the codec's centroids are not representable in the stored dtype (train with train_codec)"
+            )
         table = {"centroids": c}
     return write_array_dir(root, "codec", {**table, "cutoffs": codec.cutoffs, "weights": codec.weights}, extra)
 
@@ -272,7 +282,12 @@ def load_codec(root: Path, name: str, *, verify_all: bool = False) -> ResidualCo
             bits = int(info["table_bits"])
             grid = np.ascontiguousarray(arrays["centroid_grid"], dtype=np.float32)
             levels = np.asarray(arrays["centroid_levels"])
-            if bits != TABLE_BITS or levels.dtype != np.uint8 or levels.ndim != 2 or grid.shape != (1 << bits, levels.shape[1] * 8 // bits):
+            if (
+                bits != TABLE_BITS
+                or levels.dtype != np.uint8
+                or levels.ndim != 2
+                or grid.shape != (1 << bits, levels.shape[1] * 8 // bits)
+            ):
                 raise InvalidArgumentError(f"centroid grid of {bits} bits, levels {levels.dtype}{levels.shape}")
             centroids = grid_values(unpack_codes(levels, bits), grid)  # [k, dim] float32, in memory
         else:
@@ -326,7 +341,9 @@ class Segment:
         return int(self.offsets[-1])
 
 
-def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int, code_bits: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def build_ivf(
+    codes: np.ndarray, offsets: np.ndarray, n_centroids: int, code_bits: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Inverted lists centroid -> local docs: (ivf_offsets int64 [k + 1], ivf_docs uint16 [n_pairs])."""
     from maxsim.index.kernels import build_ivf as kernel  # noqa: PLC0415 - numba, loaded on first use
 
@@ -334,8 +351,14 @@ def build_ivf(codes: np.ndarray, offsets: np.ndarray, n_centroids: int, code_bit
 
 
 def write_segment(
-    root: Path, codec_name: str, n_centroids: int, codes: np.ndarray, residuals: np.ndarray,
-    offsets: np.ndarray, docnos: np.ndarray, pack: bool = False,
+    root: Path,
+    codec_name: str,
+    n_centroids: int,
+    codes: np.ndarray,
+    residuals: np.ndarray,
+    offsets: np.ndarray,
+    docnos: np.ndarray,
+    pack: bool = False,
 ) -> str:
     """Write a segment; ``codes`` are plain centroid ids, bit-packed on disk when ``pack``."""
     if len(docnos) > MAX_SEGMENT_DOCS:
@@ -369,8 +392,12 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
         problems.append(f"invalid code_bits {code_bits!r}")
         code_bits = 0
     n_tokens = int(offsets[-1]) if code_bits and len(offsets) else len(codes)
-    if code_bits and (codes.dtype != np.uint8 or codes.ndim != 1 or len(codes) != packed_ids_nbytes(n_tokens, code_bits)):
-        problems.append(f"packed centroid ids {codes.dtype}{codes.shape} do not hold {n_tokens} ids of {code_bits} bits")
+    if code_bits and (
+        codes.dtype != np.uint8 or codes.ndim != 1 or len(codes) != packed_ids_nbytes(n_tokens, code_bits)
+    ):
+        problems.append(
+            f"packed centroid ids {codes.dtype}{codes.shape} do not hold {n_tokens} ids of {code_bits} bits"
+        )
     if len(offsets) != n_docs + 1 or (n_docs >= 0 and len(offsets) and (offsets[0] != 0 or offsets[-1] != n_tokens)):
         problems.append("document offsets do not cover the tokens")
     elif n_docs and np.any(np.diff(offsets) < 0):
@@ -396,8 +423,9 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
         ivf_offsets, ivf_docs = build_ivf(codes, offsets, codec.n_centroids, code_bits)
     else:
         ivf_offsets, ivf_docs = np.asarray(arrays["ivf_offsets"]), arrays["ivf_docs"]
-    return Segment(name, str(info.get("codec")), codes, arrays["residuals"], offsets, docnos,
-                   ivf_offsets, ivf_docs, code_bits)
+    return Segment(
+        name, str(info.get("codec")), codes, arrays["residuals"], offsets, docnos, ivf_offsets, ivf_docs, code_bits
+    )
 
 
 def remove_dir(path: Path) -> None:

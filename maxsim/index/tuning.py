@@ -46,8 +46,9 @@ class TunedSettings:
     trials: int
 
     def config(self, k: int, threads: int = 1) -> SearchConfig:
-        return SearchConfig(nprobe=self.nprobe, n_candidates=self.candidates_per_k * k,
-                            n_exact=self.exact_per_k * k, threads=threads)
+        return SearchConfig(
+            nprobe=self.nprobe, n_candidates=self.candidates_per_k * k, n_exact=self.exact_per_k * k, threads=threads
+        )
 
 
 class TunedSearch:
@@ -65,8 +66,14 @@ class TunedSearch:
         tuned = self.search_settings()
         return SearchConfig() if tuned is None else tuned.config(k)
 
-    def tune(self, queries: Sequence[np.ndarray], target_recall: float = 0.95, k: int = 10, threads: int = 1,
-             store: bool = True) -> TunedSettings:
+    def tune(
+        self,
+        queries: Sequence[np.ndarray],
+        target_recall: float = 0.95,
+        k: int = 10,
+        threads: int = 1,
+        store: bool = True,
+    ) -> TunedSettings:
         """Find the fastest settings reaching ``target_recall`` (recall@k against exact MaxSim over
         the stored vectors) on ``queries`` (token vectors, e.g. 50-200 typical queries), and store
         them as this index's defaults unless ``store=False``. When no setting on the ladder
@@ -76,16 +83,23 @@ class TunedSearch:
         qs = list(queries) if not (isinstance(queries, np.ndarray) and queries.ndim == 2) else [queries]
         if not qs:
             raise InvalidArgumentError("tune: give at least one sample query")
-        truth = [{h["id"] for h in hits} for hits in
-                 self.search_embeddings(qs, k=k, config=SearchConfig(exact=True, threads=threads))]  # type: ignore[attr-defined]
+        truth = [
+            {h["id"] for h in hits}
+            for hits in self.search_embeddings(qs, k=k, config=SearchConfig(exact=True, threads=threads))
+        ]  # type: ignore[attr-defined]
         if not any(truth):
             raise InvalidArgumentError("tune: the index is empty")
         measured: dict[tuple[int, int, int], tuple[float, float]] = {}
 
         def measure(levels: tuple[int, int, int]) -> tuple[float, float]:
             if levels not in measured:
-                cfg = SearchConfig(nprobe=NPROBE_LEVELS[levels[0]], n_candidates=CANDIDATES_PER_K[levels[1]] * k,
-                                   n_exact=EXACT_PER_K[levels[2]] * k, exact=False, threads=threads)
+                cfg = SearchConfig(
+                    nprobe=NPROBE_LEVELS[levels[0]],
+                    n_candidates=CANDIDATES_PER_K[levels[1]] * k,
+                    n_exact=EXACT_PER_K[levels[2]] * k,
+                    exact=False,
+                    threads=threads,
+                )
                 times, recalls = [], []
                 for q, want in zip(qs, truth, strict=True):
                     t0 = time.perf_counter()
@@ -121,10 +135,18 @@ class TunedSearch:
         else:  # not reached: keep the best recall seen (fastest among equals)
             cur = max(measured, key=lambda s: (measured[s][0], -measured[s][1]))
             rec, ms = measured[cur]
-        result = TunedSettings(nprobe=NPROBE_LEVELS[cur[0]], candidates_per_k=CANDIDATES_PER_K[cur[1]],
-                               exact_per_k=EXACT_PER_K[cur[2]], k=k, target_recall=float(target_recall),
-                               recall=round(rec, 4), p50_ms=round(ms, 3), reached=rec >= target_recall,
-                               n_queries=len(qs), trials=len(measured))
+        result = TunedSettings(
+            nprobe=NPROBE_LEVELS[cur[0]],
+            candidates_per_k=CANDIDATES_PER_K[cur[1]],
+            exact_per_k=EXACT_PER_K[cur[2]],
+            k=k,
+            target_recall=float(target_recall),
+            recall=round(rec, 4),
+            p50_ms=round(ms, 3),
+            reached=rec >= target_recall,
+            n_queries=len(qs),
+            trials=len(measured),
+        )
         if store:
             self._store_settings(result)
         return result

@@ -100,7 +100,9 @@ def read_adapter(path: str | Path) -> tuple[nn.Linear, dict[str, tuple[torch.Ten
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise AdapterError(f"{path}: not a readable safetensors adapter ({exc})") from None
     if weight.ndim != 2 or (bias is not None and bias.shape != (weight.shape[0],)):
-        raise AdapterError(f"{path}: head weight {tuple(weight.shape)} / bias {None if bias is None else tuple(bias.shape)} do not fit")
+        raise AdapterError(
+            f"{path}: head weight {tuple(weight.shape)} / bias {None if bias is None else tuple(bias.shape)} do not fit"
+        )
     head = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     with torch.no_grad():
         head.weight.copy_(weight)
@@ -132,7 +134,9 @@ def apply_adapter(model, path: str | Path) -> dict:
     """Merge an adapter file into ``model`` (encoder weights and head), in place; returns its metadata."""
     head, lora, scale, meta = read_adapter(path)
     if head.in_features != model._hidden_size():
-        raise AdapterError(f"{path}: head expects {head.in_features} inputs; the model's backbone gives {model._hidden_size()}")
+        raise AdapterError(
+            f"{path}: head expects {head.in_features} inputs; the model's backbone gives {model._hidden_size()}"
+        )
     if lora:
         merge_lora(model.encoder, lora, scale)
     model.heads = {head.out_features: head.float().requires_grad_(False)}

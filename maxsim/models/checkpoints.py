@@ -206,9 +206,11 @@ def _compose(layers: list[nn.Linear]) -> nn.Linear:
     bias = layers[0].bias.detach().double() if layers[0].bias is not None else None
     for layer in layers[1:]:
         if layer.in_features != weight.shape[0]:
-            raise CheckpointError(f"Dense modules do not chain: {weight.shape[0]} outputs feed {layer.in_features} inputs")
+            raise CheckpointError(
+                f"Dense modules do not chain: {weight.shape[0]} outputs feed {layer.in_features} inputs"
+            )
         w = layer.weight.detach().double()
-        bias = (w @ bias if bias is not None else None)
+        bias = w @ bias if bias is not None else None
         if layer.bias is not None:
             bias = layer.bias.detach().double() + (bias if bias is not None else 0)
         weight = w @ weight
@@ -348,7 +350,9 @@ def _pick(
         return _Setting(s, STANFORD_METADATA)
     if p_cfg is not None or s_cfg is not None:
         where = " or ".join(
-            f"{k} in {f}" for c, k, f in ((p_cfg, p_key, PYLATE_CONFIG), (s_cfg, s_key, STANFORD_METADATA)) if c is not None and k
+            f"{k} in {f}"
+            for c, k, f in ((p_cfg, p_key, PYLATE_CONFIG), (s_cfg, s_key, STANFORD_METADATA))
+            if c is not None and k
         )
         notes.append(f"{name}: not set ({where}); using {default!r}")
     return _Setting(default, "default")
@@ -370,19 +374,38 @@ def resolve_settings(
     if p is None and s is None:
         notes.append(f"neither {PYLATE_CONFIG} nor {STANFORD_METADATA}: ColBERT settings are guessed")
     vocab_has = lambda t: tok.token_to_id(t) is not None  # noqa: E731
-    default_q = next((m for m in ("[QueryMarker]", "[unused0]", "[Q] ") if vocab_has(m) or vocab_has(m.strip())), "[unused0]")
+    default_q = next(
+        (m for m in ("[QueryMarker]", "[unused0]", "[Q] ") if vocab_has(m) or vocab_has(m.strip())), "[unused0]"
+    )
     default_d = {"[QueryMarker]": "[DocumentMarker]", "[unused0]": "[unused1]", "[Q] ": "[D] "}[default_q]
     is_jina = default_q == "[QueryMarker]"
-    q_marker = _pick("query marker", (p, "query_prefix"), (s, "query_token_id"), default_q, notes,
-                     same=lambda a, b: a.strip() == b.strip())
-    d_marker = _pick("document marker", (p, "document_prefix"), (s, "doc_token_id"), default_d, notes,
-                     same=lambda a, b: a.strip() == b.strip())
+    q_marker = _pick(
+        "query marker",
+        (p, "query_prefix"),
+        (s, "query_token_id"),
+        default_q,
+        notes,
+        same=lambda a, b: a.strip() == b.strip(),
+    )
+    d_marker = _pick(
+        "document marker",
+        (p, "document_prefix"),
+        (s, "doc_token_id"),
+        default_d,
+        notes,
+        same=lambda a, b: a.strip() == b.strip(),
+    )
     q_len = _pick("query length", (p, "query_length"), (s, "query_maxlen"), DEFAULT_QUERY_LENGTH, notes)
     d_default = min(max_positions, MAX_DEFAULT_DOCUMENT_LENGTH)
     d_len = _pick("document length", (p, "document_length"), (s, "doc_maxlen"), d_default, notes)
     # Jina-ColBERT-v2's own recipe attends to the expansion tokens; PyLate's and Stanford's defaults do not.
-    attend = _pick("attend to query expansion tokens", (p, "attend_to_expansion_tokens"), (s, "attend_to_mask_tokens"),
-                   is_jina, notes)
+    attend = _pick(
+        "attend to query expansion tokens",
+        (p, "attend_to_expansion_tokens"),
+        (s, "attend_to_mask_tokens"),
+        is_jina,
+        notes,
+    )
     unk = _special_id(tok, files, "unk_token", ("<unk>", "[UNK]"))
     pad = _special_id(tok, files, "pad_token", ("<pad>", "[PAD]"))
     mask = _special_id(tok, files, "mask_token", ("<mask>", "[MASK]"))
@@ -480,7 +503,9 @@ def load_checkpoint(
         files, tok, head.out_features, max_positions, notes, query_length=query_length, document_length=document_length
     )
     if settings.query_length > max_positions:
-        raise CheckpointError(f"{files.root}: query_length {settings.query_length} exceeds the model's {max_positions} positions")
+        raise CheckpointError(
+            f"{files.root}: query_length {settings.query_length} exceeds the model's {max_positions} positions"
+        )
     if hidden != _hidden_size(encoder, files.config):
         raise CheckpointError(
             f"{files.root}: the head takes {hidden} inputs but the backbone's hidden size is {_hidden_size(encoder, files.config)}"

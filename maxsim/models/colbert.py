@@ -139,9 +139,13 @@ class Model:
             items = self.tokenizer.documents(texts)
             cut = [i for i, item in enumerate(items) if item.truncated]
             if cut:
-                warnings.warn(f"{len(cut)} of {len(texts)} documents (first: documents[{cut[0]}]) are longer than "
-                              f"{self.document_length} tokens and were cut there; pass long_documents='window' "
-                              "to keep every token", InputWarning, stacklevel=2)
+                warnings.warn(
+                    f"{len(cut)} of {len(texts)} documents (first: documents[{cut[0]}]) are longer than "
+                    f"{self.document_length} tokens and were cut there; pass long_documents='window' "
+                    "to keep every token",
+                    InputWarning,
+                    stacklevel=2,
+                )
             return self._encode(items, dim, show_progress)
         limit = min(self.max_positions, self.document_length)
         return self._encode(self.tokenizer.documents(texts, truncate=False), dim, show_progress, limit)
@@ -161,8 +165,9 @@ class Model:
         ``scale="unit"``: scores in [0, 1] (see ``maxsim.scoring.rerank``); the order is the same.
         """
         if isinstance(documents, (str, bytes)):  # a str is a sequence of characters: refuse, do not echo "o"
-            raise InvalidTypeError(f"documents must be a list of str, not a single {type(documents).__name__}; "
-                                   "wrap it: [document]")
+            raise InvalidTypeError(
+                f"documents must be a list of str, not a single {type(documents).__name__}; wrap it: [document]"
+            )
         if not isinstance(query, str):
             raise InputError(f"query must be a str, not {type(query).__name__}")
         docs = validate_texts(documents, "documents")
@@ -172,8 +177,7 @@ class Model:
             return []
         q = self.encode_queries([query], dim=dim)[0]
         returned = list(documents) if return_documents else None
-        return rerank_vectors(q, self.encode_documents(docs, dim=dim), top_n=top_n, scale=scale,
-                              returned=returned)  # type: ignore[return-value]
+        return rerank_vectors(q, self.encode_documents(docs, dim=dim), top_n=top_n, scale=scale, returned=returned)  # type: ignore[return-value]
 
     def document_tokens(self, text: str) -> list[str]:
         """The token strings of a document's kept rows, aligned with ``encode_documents`` output."""
@@ -196,14 +200,22 @@ class Model:
         """Queries that encode but match on little: empty ones and ones of mostly unknown pieces."""
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
-            warnings.warn(f"queries[{empty[0]}] is empty ({len(empty)} of {len(texts)} empty): it matches on "
-                          "nothing but the query markers", InputWarning, stacklevel=3)
+            warnings.warn(
+                f"queries[{empty[0]}] is empty ({len(empty)} of {len(texts)} empty): it matches on "
+                "nothing but the query markers",
+                InputWarning,
+                stacklevel=3,
+            )
         shares = self.tokenizer.unknown_token_shares(texts)
         unknown = [i for i, share in enumerate(shares) if share > 0.5]
         if unknown:
-            warnings.warn(f"queries[{unknown[0]}] is mostly tokens the model's vocabulary does not know "
-                          f"({shares[unknown[0]]:.0%} unknown; {len(unknown)} of {len(texts)} queries like that): "
-                          "it will match poorly", InputWarning, stacklevel=3)
+            warnings.warn(
+                f"queries[{unknown[0]}] is mostly tokens the model's vocabulary does not know "
+                f"({shares[unknown[0]]:.0%} unknown; {len(unknown)} of {len(texts)} queries like that): "
+                "it will match poorly",
+                InputWarning,
+                stacklevel=3,
+            )
 
     def _check_dim(self, dim: int | None) -> int:
         if dim is None:
@@ -259,7 +271,9 @@ class Model:
             own_lo = a if k == 0 else a + overlap // 2
             own_hi = b if last else b - (overlap - overlap // 2)
             ids = np.concatenate([item.ids[:prefix], item.ids[prefix + a : prefix + b], item.ids[-1:]])
-            att = np.concatenate([item.attention[:prefix], item.attention[prefix + a : prefix + b], item.attention[-1:]])
+            att = np.concatenate(
+                [item.attention[:prefix], item.attention[prefix + a : prefix + b], item.attention[-1:]]
+            )
             seg_lo = prefix + (own_lo - a) if k else 0
             seg_hi = prefix + (own_hi - a) + (1 if last else 0)
             dst_lo = prefix + own_lo if k else 0
@@ -337,5 +351,3 @@ class Model:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-

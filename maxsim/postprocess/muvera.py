@@ -149,16 +149,15 @@ class Muvera:
             self.projections = (signs / np.sqrt(p)).astype(np.float32)
         if config.final_dim is not None:
             self.final_index: np.ndarray | None = rng.integers(0, config.final_dim, size=config.raw_dim)
-            self.final_sign: np.ndarray | None = (
-                rng.integers(0, 2, size=config.raw_dim).astype(np.float32) * 2.0 - 1.0
-            )
+            self.final_sign: np.ndarray | None = rng.integers(0, 2, size=config.raw_dim).astype(np.float32) * 2.0 - 1.0
         else:
             self.final_index = None
             self.final_sign = None
         # the same matrices laid side by side, [dim, r*k] and [dim, r*p], for one matmul per text
         self._simhash_flat = np.ascontiguousarray(self.simhash.transpose(1, 0, 2).reshape(dim, r * k))
         self._projections_flat = (
-            None if self.projections is None
+            None
+            if self.projections is None
             else np.ascontiguousarray(self.projections.transpose(1, 0, 2).reshape(dim, r * p))
         )
         # bit pattern of each partition, [B, k]: used for the Hamming-nearest fill

@@ -52,8 +52,12 @@ def rank_fusion(lists: Sequence[Mapping[K, float]], weights: Sequence[float], c:
     return out
 
 
-def fuse(lexical: Mapping[K, float], late: Mapping[K, float], lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
-         method: str = DEFAULT_FUSION) -> list[tuple[K, float]]:
+def fuse(
+    lexical: Mapping[K, float],
+    late: Mapping[K, float],
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+    method: str = DEFAULT_FUSION,
+) -> list[tuple[K, float]]:
     """One fused list, best first (ties by key), from a lexical and a late-interaction list.
 
     >>> fuse({"a": 9.0, "b": 1.0}, {"b": 20.0, "c": 18.0}, 0.5)

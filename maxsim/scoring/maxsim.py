@@ -83,6 +83,8 @@ def maxsim_token_matches(query: TokenVectors, document: TokenVectors) -> tuple[n
 
 def _check_pair(query: np.ndarray, document: np.ndarray) -> None:
     if query.ndim != 2 or document.ndim != 2:
-        raise InvalidArgumentError(f"MaxSim needs 2-D arrays [n_tokens, dim]; got query {query.shape}, document {document.shape}")
+        raise InvalidArgumentError(
+            f"MaxSim needs 2-D arrays [n_tokens, dim]; got query {query.shape}, document {document.shape}"
+        )
     if query.shape[1] != document.shape[1]:
         raise InvalidArgumentError(f"query and document dims differ: {query.shape[1]} != {document.shape[1]}")

@@ -49,8 +49,9 @@ class BM25:
         self.n_docs = len(ids)
         return self
 
-    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None,
-               matching_only: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    def search(
+        self, queries: Sequence[str], k: int, mask: np.ndarray | None = None, matching_only: bool = True
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query, (positions int64, scores float32) of its best ``k`` texts, best first:
         only texts sharing a term with it (score above zero) unless not ``matching_only``.
         ``mask`` (one 0/1 per text) keeps only the texts it marks."""

@@ -32,37 +32,47 @@ def package_head(run_dir: Path, target: Path, data_root: Path, eval_before: Path
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         meta = dict(fh.metadata() or {})
     sources = sorted(train["train_pairs_by_source"])
-    meta.update({
-        "format": "maxsim-head-1",
-        "base": "maxsim-e5-small-colbert whitened-PCA head (warm start)",
-        "trained_on": ",".join(sources),
-        "recipe": "docs/training.md; train_args in the model card",
-    })
+    meta.update(
+        {
+            "format": "maxsim-head-1",
+            "base": "maxsim-e5-small-colbert whitened-PCA head (warm start)",
+            "trained_on": ",".join(sources),
+            "recipe": "docs/training.md; train_args in the model card",
+        }
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(target), metadata=meta)
     before, after = json.loads(eval_before.read_text()), json.loads(eval_after.read_text())
     merged = {**after, "collections": [], "average": {}}
     for cb, ca in zip(before["collections"], after["collections"]):
         if cb["name"] != ca["name"] or cb["n_queries"] != ca["n_queries"] or cb["n_docs"] != ca["n_docs"]:
-            raise InvalidArgumentError(f"the two evaluations differ at {cb['name']} / {ca['name']}: compare runs on the same sample")
+            raise InvalidArgumentError(
+                f"the two evaluations differ at {cb['name']} / {ca['name']}: compare runs on the same sample"
+            )
         metrics = {s: v for s, v in ca["metrics"].items() if s in ("bm25", "dense")}
         metrics.update({f"pca-{s.split('-')[1]}": v for s, v in cb["metrics"].items() if s.startswith("colbert-")})
         metrics.update({f"trained-{s.split('-')[1]}": v for s, v in ca["metrics"].items() if s.startswith("colbert-")})
         merged["collections"].append({**ca, "metrics": metrics})
     from maxsim.evaluation.runner import CollectionResult, average, by_language
 
-    results = [CollectionResult(c["name"], c["language"], c["n_queries"], c["n_docs"], c["metrics"]) for c in merged["collections"]]
+    results = [
+        CollectionResult(c["name"], c["language"], c["n_queries"], c["n_docs"], c["metrics"])
+        for c in merged["collections"]
+    ]
     merged["average"] = average(results, ("ndcg@10", "mrr@10", "recall@100"))
     merged["by_language"] = by_language(results, ("ndcg@10", "mrr@10", "recall@100"))
-    rows = "\n".join(f"| {s} | {n} | {lic} |" for (s, lic, _), n in zip(licences(data_root, sources), [train["train_pairs_by_source"][s] for s in sources]))
+    rows = "\n".join(
+        f"| {s} | {n} | {lic} |"
+        for (s, lic, _), n in zip(licences(data_root, sources), [train["train_pairs_by_source"][s] for s in sources])
+    )
     sample = after.get("sample") or {}
     card = f"""# {target.name}: trained projection head for maxsim-e5-small-colbert
 
 A 384→128 linear head (weight [128, 384], bias [128]) on the frozen multilingual-e5-small
 backbone, trained with `maxsim train --trainable head` (contrastive loss with in-batch and one
 BM25-mined hard negative per pair, Matryoshka over 128/96/64), warm-started from the shipped
-whitened-PCA head. Best step by dev nDCG@10 on held-out training pairs: {state.get('best_step')}
-of {state.get('step')}.
+whitened-PCA head. Best step by dev nDCG@10 on held-out training pairs: {state.get("best_step")}
+of {state.get("step")}.
 
 ## Training data (the shared kit's train pairs; none from the evaluated dev splits)
 
@@ -78,19 +88,19 @@ project's licence review.
 ## Recipe
 
 ```json
-{json.dumps(train['args'], indent=1)}
+{json.dumps(train["args"], indent=1)}
 ```
 
-## Evaluation (dev splits of ../shared/data, sampled: {sample.get('max_queries')} queries / {sample.get('max_docs')} docs per collection, seed {sample.get('seed')})
+## Evaluation (dev splits of ../shared/data, sampled: {sample.get("max_queries")} queries / {sample.get("max_docs")} docs per collection, seed {sample.get("seed")})
 
 nDCG@10 x100; `pca-*` = the shipped whitened-PCA head, `trained-*` = this head; BM25 and dense
 come from the trained head's run; both runs use the same sample and the same cached backbone states.
 
-{markdown_table(merged, 'ndcg@10')}
+{markdown_table(merged, "ndcg@10")}
 
 ### By language
 
-{language_table(merged, 'ndcg@10')}
+{language_table(merged, "ndcg@10")}
 """
     target.with_suffix(".md").write_text(card, encoding="utf-8")
     return target

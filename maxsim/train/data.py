@@ -47,7 +47,11 @@ def read_pairs(path: str | Path, source: str | None = None, limit: int | None = 
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise TrainDataError(f"{path}:{n}: not valid JSON ({exc})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not isinstance(row.get("positive"), str):
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("query"), str)
+                or not isinstance(row.get("positive"), str)
+            ):
                 raise TrainDataError(f"{path}:{n}: a row needs string fields 'query' and 'positive'")
             negs = row.get("negatives", [])
             if "negative" in row:
@@ -57,9 +61,13 @@ def read_pairs(path: str | Path, source: str | None = None, limit: int | None = 
             scores = row.get("scores")
             if scores is not None:
                 if not isinstance(scores, list) or len(scores) != 1 + len(negs):
-                    raise TrainDataError(f"{path}:{n}: 'scores' needs {1 + len(negs)} numbers (positive, then each negative)")
+                    raise TrainDataError(
+                        f"{path}:{n}: 'scores' needs {1 + len(negs)} numbers (positive, then each negative)"
+                    )
                 scores = [float(s) for s in scores]
-            pairs.append(Pair(row["query"], row["positive"], list(negs), scores, row.get("lang"), source or path.parent.name))
+            pairs.append(
+                Pair(row["query"], row["positive"], list(negs), scores, row.get("lang"), source or path.parent.name)
+            )
             if limit is not None and len(pairs) >= limit:
                 break
     return pairs
@@ -159,14 +167,18 @@ def split_by_documents(collection, train_docs: set[str], dev_docs: set[str], car
     from maxsim.evaluation.datasets import Collection
 
     if train_docs & dev_docs:
-        raise InvalidArgumentError(f"{collection.name}: {len(train_docs & dev_docs)} documents on both sides of the carve")
+        raise InvalidArgumentError(
+            f"{collection.name}: {len(train_docs & dev_docs)} documents on both sides of the carve"
+        )
     lang = collection.languages[0] if len(collection.languages) == 1 else None
     pairs: list[Pair] = []
     dev_qrels: dict[str, dict[str, int]] = {}
     for qid, rels in collection.qrels.items():
         pos = [d for d, r in rels.items() if r > 0]
         if pos and all(d in train_docs for d in pos):
-            pairs.extend(Pair(collection.queries[qid], collection.corpus[d], lang=lang, source=collection.name) for d in pos)
+            pairs.extend(
+                Pair(collection.queries[qid], collection.corpus[d], lang=lang, source=collection.name) for d in pos
+            )
         elif pos and all(d in dev_docs for d in pos):
             dev_qrels[qid] = rels
     dev = Collection(
@@ -180,7 +192,9 @@ def split_by_documents(collection, train_docs: set[str], dev_docs: set[str], car
     return pairs, dev
 
 
-def mine_bm25_negatives(pairs: Sequence[Pair], n: int = 1, depth: int = 20, skip_top: int = 0, seed: int = 0) -> list[Pair]:
+def mine_bm25_negatives(
+    pairs: Sequence[Pair], n: int = 1, depth: int = 20, skip_top: int = 0, seed: int = 0
+) -> list[Pair]:
     """Add ``n`` hard negatives per pair: BM25 hits for the query among the positives of the same source.
 
     Hits equal to the pair's positive (or any positive of the same query text) are skipped; the
@@ -214,7 +228,9 @@ def mine_bm25_negatives(pairs: Sequence[Pair], n: int = 1, depth: int = 20, skip
     return out
 
 
-def mine_model_negatives(model, pairs: Sequence[Pair], n: int = 1, depth: int = 20, dim: int = 128, seed: int = 0) -> list[Pair]:
+def mine_model_negatives(
+    model, pairs: Sequence[Pair], n: int = 1, depth: int = 20, dim: int = 128, seed: int = 0
+) -> list[Pair]:
     """Like :func:`mine_bm25_negatives`, with the current late-interaction model's MaxSim ranking."""
     from maxsim.evaluation.runner import late_interaction_topk
 

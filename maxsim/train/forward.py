@@ -163,7 +163,9 @@ class CachedForward(nn.Module):
         return self.head(torch.from_numpy(hidden).to(device)), torch.from_numpy(mask).to(device)
 
 
-def add_lora_to_top_layers(encoder: nn.Module, n: int, r: int = 8, alpha: int = 16, targets: Sequence[str] = LORA_TARGETS) -> nn.Module:
+def add_lora_to_top_layers(
+    encoder: nn.Module, n: int, r: int = 8, alpha: int = 16, targets: Sequence[str] = LORA_TARGETS
+) -> nn.Module:
     """LoRA adapters (peft) in the top ``n`` layers only; everything else stays frozen."""
     layers = getattr(encoder, "layers", None)
     if layers is None or not 1 <= n <= len(layers):
@@ -214,8 +216,13 @@ class TopLayersForward(nn.Module):
         items = tokenize(self.model, todo, is_query, self.doc_maxlen)
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
         pad = self.model.tokenizer.settings.pad_token_id
-        bar = tqdm(total=len(todo), desc=f"lower layers ({'queries' if is_query else 'documents'})", unit="text",
-                   disable=not show_progress, leave=False)
+        bar = tqdm(
+            total=len(todo),
+            desc=f"lower layers ({'queries' if is_query else 'documents'})",
+            unit="text",
+            disable=not show_progress,
+            leave=False,
+        )
         s = 0
         while s < len(order):
             longest = len(items[order[min(len(order) - 1, s)]])
@@ -246,6 +253,10 @@ class TopLayersForward(nn.Module):
         lengths = torch.tensor([len(st[0]) for st in states])
         device = head_device(self.head)  # the states stay in CPU memory; each batch moves
         with autocast(self.bf16, device):
-            x = self.encoder.run_layers(torch.from_numpy(hidden).to(device), torch.from_numpy(att).to(device),
-                                        self.start, lengths=lengths.to(device))
+            x = self.encoder.run_layers(
+                torch.from_numpy(hidden).to(device),
+                torch.from_numpy(att).to(device),
+                self.start,
+                lengths=lengths.to(device),
+            )
         return self.head(x.float()), torch.from_numpy(keep).to(device)  # head and loss stay float32

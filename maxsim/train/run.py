@@ -35,7 +35,9 @@ def gather_pairs(paths: list[str]) -> list[Pair]:
                 if (c / "train.jsonl").is_file():
                     pairs.extend(read_pairs(c / "train.jsonl", source=c.name))
         else:
-            raise TrainDataError(f"{p}: not a JSONL file, a folder with train.jsonl, or a BEIR folder with qrels/train.tsv")
+            raise TrainDataError(
+                f"{p}: not a JSONL file, a folder with train.jsonl, or a BEIR folder with qrels/train.tsv"
+            )
     if not pairs:
         raise TrainDataError(f"no training pairs in {paths}")
     return pairs
@@ -55,7 +57,9 @@ def write_beir(collection, folder: Path) -> None:
         for q, rels in collection.qrels.items():
             for d, s in rels.items():
                 fh.write(f"{q}\t{d}\t{s}\n")
-    (folder / "meta.json").write_text(json.dumps({**collection.meta, "languages": list(collection.languages)}, indent=1, ensure_ascii=False))
+    (folder / "meta.json").write_text(
+        json.dumps({**collection.meta, "languages": list(collection.languages)}, indent=1, ensure_ascii=False)
+    )
 
 
 def run_from_args(args) -> int:
@@ -70,13 +74,29 @@ def run_from_args(args) -> int:
     try:
         # settings first: a bad or unavailable --device fails before data, model or negatives
         targs = TrainingArguments(
-            output_dir=args.out, trainable=args.trainable, epochs=args.epochs, max_steps=args.max_steps,
-            max_seconds=args.max_seconds, batch_size=args.batch_size, learning_rate=args.lr,
-            temperature=args.temperature, dims=tuple(args.dims),
-            dim_weights=tuple(args.dim_weights) if args.dim_weights else None, hard_negatives=args.hard_negatives,
-            distill_weight=args.distill_weight, doc_maxlen=args.doc_maxlen, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, bf16=args.bf16,
-            top_layers=args.top_layers, seed=args.seed, save_steps=args.save_steps, eval_steps=args.eval_steps,
-            cache_dir=args.cache_dir, device=getattr(args, "device", "auto"),
+            output_dir=args.out,
+            trainable=args.trainable,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            max_seconds=args.max_seconds,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            temperature=args.temperature,
+            dims=tuple(args.dims),
+            dim_weights=tuple(args.dim_weights) if args.dim_weights else None,
+            hard_negatives=args.hard_negatives,
+            distill_weight=args.distill_weight,
+            doc_maxlen=args.doc_maxlen,
+            lora_r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            lora_layers=args.lora_layers,
+            bf16=args.bf16,
+            top_layers=args.top_layers,
+            seed=args.seed,
+            save_steps=args.save_steps,
+            eval_steps=args.eval_steps,
+            cache_dir=args.cache_dir,
+            device=getattr(args, "device", "auto"),
             init_adapter=getattr(args, "init_adapter", None),
         )
         pairs = gather_pairs(args.data)
@@ -86,7 +106,9 @@ def run_from_args(args) -> int:
             col = load_collection(folder)
             carved, dev = carve_by_article(col, args.carve_fraction, seed=args.seed)
             pairs.extend(carved)
-            print(f"carved {len(carved)} pairs from {col.name}; {len(dev.queries)} queries / {len(dev.corpus)} docs stay dev")
+            print(
+                f"carved {len(carved)} pairs from {col.name}; {len(dev.queries)} queries / {len(dev.corpus)} docs stay dev"
+            )
             if args.carve_out:
                 write_beir(dev, Path(args.carve_out) / col.name)
         pairs = sample_pairs(pairs, args.per_source, args.seed)
@@ -106,9 +128,18 @@ def run_from_args(args) -> int:
         sources: dict[str, int] = {}
         for p in train:
             sources[str(p.source)] = sources.get(str(p.source), 0) + 1
-        (out / "train_args.json").write_text(json.dumps(
-            {"args": asdict(targs), "data": list(args.data), "carved_from": list(args.carve),
-             "train_pairs_by_source": sources, "dev_pairs": len(dev_pairs)}, indent=1))
+        (out / "train_args.json").write_text(
+            json.dumps(
+                {
+                    "args": asdict(targs),
+                    "data": list(args.data),
+                    "carved_from": list(args.carve),
+                    "train_pairs_by_source": sources,
+                    "dev_pairs": len(dev_pairs),
+                },
+                indent=1,
+            )
+        )
         print(f"{len(train)} training pairs from {len(sources)} sources, {len(dev_pairs)} dev pairs")
         trainer = Trainer(model, targs, train, dev_pairs)
         print(f"training on {trainer.device}")
@@ -116,7 +147,9 @@ def run_from_args(args) -> int:
     except (TrainDataError, TrainingError, ValueError) as exc:
         raise MaxsimError(str(exc)) from None
     done = state.step >= trainer.total_steps
-    print(f"{'finished' if done else 'stopped'} at step {state.step}/{trainer.total_steps}; best dev step {state.best_step} ({state.best_metric})")
+    print(
+        f"{'finished' if done else 'stopped'} at step {state.step}/{trainer.total_steps}; best dev step {state.best_step} ({state.best_metric})"
+    )
     if not done:
         print(f"resume with the same command (checkpoint: {trainer.checkpoint_dir})")
     else:

@@ -11,7 +11,9 @@ from torch import nn
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>", "[Q]", "[D]", ".")
 
 
-def tiny_model(words: Iterable[str], hidden: int = 32, layers: int = 2, heads: int = 2, out_dim: int = 128, seed: int = 0):
+def tiny_model(
+    words: Iterable[str], hidden: int = 32, layers: int = 2, heads: int = 2, out_dim: int = 128, seed: int = 0
+):
     """A randomly initialised :class:`maxsim.Model` over ``words`` (lower-cased, split on spaces)."""
     from maxsim.models.colbert import Model
     from maxsim.models.encoder import EncoderConfig, TransformerEncoder, init_weights
@@ -32,8 +34,14 @@ def tiny_model(words: Iterable[str], hidden: int = 32, layers: int = 2, heads: i
         document_length=48,
         skiplist_ids=frozenset({vocab["."]}),
     )
-    config = EncoderConfig(vocab_size=len(vocab), hidden_size=hidden, num_layers=layers, num_heads=heads,
-                           intermediate_size=2 * hidden, max_positions=64)
+    config = EncoderConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        intermediate_size=2 * hidden,
+        max_positions=64,
+    )
     torch.manual_seed(seed)
     encoder = TransformerEncoder(config)
     init_weights(encoder, std=0.2, seed=seed)

@@ -54,12 +54,16 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         raise TrainingError(f"device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise TrainingError(f"device {spec!r} is not available: torch.cuda.is_available() is False "
-                                f"(torch {torch.__version__}); use --device cpu or auto")
+            raise TrainingError(
+                f"device {spec!r} is not available: torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise TrainingError(f"device {spec!r} is not available: {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps" and not mps_ok:
-        raise TrainingError(f"device {spec!r} is not available: torch.backends.mps.is_available() is False; use --device cpu or auto")
+        raise TrainingError(
+            f"device {spec!r} is not available: torch.backends.mps.is_available() is False; use --device cpu or auto"
+        )
     elif device.type == "cpu" and device.index not in (None, 0):
         raise TrainingError(f"device {spec!r} is not available: use cpu")
     # with its index, as parameters report it ("cuda" -> "cuda:0"), so devices compare equal
@@ -150,7 +154,9 @@ class Trainer:
     model serves it (``model.heads``), and ``output_dir/head.safetensors`` holds the best one.
     """
 
-    def __init__(self, model, args: TrainingArguments, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair] = ()) -> None:
+    def __init__(
+        self, model, args: TrainingArguments, train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair] = ()
+    ) -> None:
         if not train_pairs:
             raise TrainingError("no training pairs")
         self.device = resolve_device(args.device)
@@ -214,7 +220,9 @@ class Trainer:
             DistillationLoss(args.temperature),
             args.distill_weight,
         )
-        self.optimizer = torch.optim.AdamW(list(self.trainable.values()), lr=args.learning_rate, weight_decay=args.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            list(self.trainable.values()), lr=args.learning_rate, weight_decay=args.weight_decay
+        )
         self.steps_per_epoch = len(batches(self.pairs, args.batch_size, 0, args.seed))
         if self.steps_per_epoch == 0:
             raise TrainingError(f"{len(self.pairs)} pairs make no batch of >= 2 from one source")
@@ -245,8 +253,9 @@ class Trainer:
         except (OSError, AdapterError) as exc:
             raise TrainingError(f"init_adapter {path}: {exc}") from None
         if head.weight.shape != self.head.weight.shape:
-            raise TrainingError(f"init_adapter {path}: head {tuple(head.weight.shape)}, "
-                                f"the model's is {tuple(self.head.weight.shape)}")
+            raise TrainingError(
+                f"init_adapter {path}: head {tuple(head.weight.shape)}, the model's is {tuple(self.head.weight.shape)}"
+            )
         self.head.weight.copy_(head.weight)
         if self.head.bias is not None and head.bias is not None:
             self.head.bias.copy_(head.bias)
@@ -258,12 +267,16 @@ class Trainer:
         for name, (a, b) in lora.items():
             target = modules.get(name)
             if target is None or not hasattr(target, "lora_A"):
-                raise TrainingError(f"init_adapter {path}: {name} carries LoRA factors but is not adapted in this run "
-                                    "(adapt at least as many top layers)")
+                raise TrainingError(
+                    f"init_adapter {path}: {name} carries LoRA factors but is not adapted in this run "
+                    "(adapt at least as many top layers)"
+                )
             own_scale = float(target.scaling["default"])
             if abs(own_scale - scale) > 1e-6 or target.lora_A["default"].weight.shape != a.shape:
-                raise TrainingError(f"init_adapter {path}: {name} has rank {a.shape[0]}, scale {scale}; this run uses "
-                                    f"rank {target.lora_A['default'].weight.shape[0]}, scale {own_scale}")
+                raise TrainingError(
+                    f"init_adapter {path}: {name} has rank {a.shape[0]}, scale {scale}; this run uses "
+                    f"rank {target.lora_A['default'].weight.shape[0]}, scale {own_scale}"
+                )
             target.lora_A["default"].weight.copy_(a)
             target.lora_B["default"].weight.copy_(b)
 
@@ -278,7 +291,9 @@ class Trainer:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         # CPU copies (``.cpu()`` is a no-op on the CPU): a checkpoint resumes on any device
-        save_file({n: p.detach().cpu().contiguous() for n, p in self.trainable.items()}, str(tmp / "trainable.safetensors"))
+        save_file(
+            {n: p.detach().cpu().contiguous() for n, p in self.trainable.items()}, str(tmp / "trainable.safetensors")
+        )
         opt: dict[str, torch.Tensor] = {}
         names = list(self.trainable)
         for i, p in enumerate(self.trainable.values()):
@@ -298,8 +313,12 @@ class Trainer:
             return False
         saved = json.loads((path / "state.json").read_text())
         for key in ("trainable", "dims", "batch_size", "seed", "epochs", "max_steps"):
-            if saved["args"].get(key) != asdict(self.args).get(key) and not (key == "dims" and list(saved["args"][key]) == list(self.args.dims)):
-                raise TrainingError(f"checkpoint {path} was made with {key}={saved['args'].get(key)!r}, not {asdict(self.args).get(key)!r}")
+            if saved["args"].get(key) != asdict(self.args).get(key) and not (
+                key == "dims" and list(saved["args"][key]) == list(self.args.dims)
+            ):
+                raise TrainingError(
+                    f"checkpoint {path} was made with {key}={saved['args'].get(key)!r}, not {asdict(self.args).get(key)!r}"
+                )
         tensors = load_file(str(path / "trainable.safetensors"))
         missing = set(self.trainable) - set(tensors)
         if missing:
@@ -310,8 +329,10 @@ class Trainer:
         opt = load_file(str(path / "optimizer.safetensors"))
         for n, p in self.trainable.items():
             # moments go to the parameter's device; AdamW keeps its "step" counter on the CPU
-            st = {key: v if key == "step" else v.to(p.device)
-                  for key, v in ((k.split("::", 1)[1], v) for k, v in opt.items() if k.split("::", 1)[0] == n)}
+            st = {
+                key: v if key == "step" else v.to(p.device)
+                for key, v in ((k.split("::", 1)[1], v) for k, v in opt.items() if k.split("::", 1)[0] == n)
+            }
             if st:
                 self.optimizer.state[p] = st
         self.state = TrainerState(**saved["state"])
@@ -338,9 +359,18 @@ class Trainer:
         q_raw, q_mask, d_raw, d_mask, labels, ignore, candidates, teacher = self.batch_tensors(idx, step)
         return self.loss.compute_loss_from_embeddings(q_raw, q_mask, d_raw, d_mask, labels, ignore, candidates, teacher)
 
-    def batch_tensors(self, idx: Sequence[int], step: int) -> tuple[
-            torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-            torch.Tensor | None, torch.Tensor | None]:
+    def batch_tensors(
+        self, idx: Sequence[int], step: int
+    ) -> tuple[
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor | None,
+        torch.Tensor | None,
+    ]:
         """What the loss gets for one batch, all on the training device: q_raw, q_mask, d_raw,
         d_mask, labels, ignore, candidates, teacher (the last two None without distillation)."""
         rng = np.random.default_rng([self.args.seed, step])
@@ -358,7 +388,11 @@ class Trainer:
         for p in pairs:
             labels.append(col(p.positive))
             negs = p.negatives
-            chosen = sorted(rng.choice(len(negs), size=min(self.args.hard_negatives, len(negs)), replace=False).tolist()) if negs else []
+            chosen = (
+                sorted(rng.choice(len(negs), size=min(self.args.hard_negatives, len(negs)), replace=False).tolist())
+                if negs
+                else []
+            )
             own.append([labels[-1]] + [col(negs[j]) for j in chosen])
         # a column is not a negative for a query when it is a positive of the same query text
         positives_of: dict[str, set[int]] = {}
@@ -429,7 +463,9 @@ class Trainer:
                 scores[d].append(evaluate_run(qrels, run, ("ndcg@10",))["ndcg@10"])
         return {f"dev_ndcg@10@{d}": float(np.mean(v)) for d, v in scores.items() if v}
 
-    def _encode(self, texts: list[str], is_query: bool, batch: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _encode(
+        self, texts: list[str], is_query: bool, batch: int = 64
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         raws, masks = [], []
         was_training = self.forward.training
         self.forward.eval()
@@ -454,12 +490,20 @@ class Trainer:
     def train(self, resume: bool = True) -> TrainerState:
         args = self.args
         if resume and self.load_checkpoint():
-            log.info("resumed at step %d (epoch %d, batch %d)", self.state.step, self.state.epoch, self.state.batch_in_epoch)
+            log.info(
+                "resumed at step %d (epoch %d, batch %d)", self.state.step, self.state.epoch, self.state.batch_in_epoch
+            )
         self.prepare()
         if self.state.step == 0 and self.dev_pairs and self.args.eval_steps:
             self._eval_and_keep_best()  # the starting point is a candidate too
         started = time.monotonic()
-        bar = tqdm(total=self.total_steps, initial=self.state.step, desc="training", unit="step", disable=not args.show_progress)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state.step,
+            desc="training",
+            unit="step",
+            disable=not args.show_progress,
+        )
         stop = False
         running: list[float] = []
         try:
@@ -480,9 +524,11 @@ class Trainer:
                     self.state.epoch, self.state.batch_in_epoch = epoch, b + 1
                     running.append(float(loss.detach()))
                     bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(running[-args.logging_steps:]):.4f}")
+                    bar.set_postfix(loss=f"{np.mean(running[-args.logging_steps :]):.4f}")
                     if self.state.step % args.logging_steps == 0:
-                        self.state.history.append({"step": self.state.step, "loss": float(np.mean(running[-args.logging_steps:])), **parts})
+                        self.state.history.append(
+                            {"step": self.state.step, "loss": float(np.mean(running[-args.logging_steps :])), **parts}
+                        )
                     if args.eval_steps and self.dev_pairs and self.state.step % args.eval_steps == 0:
                         self._eval_and_keep_best()
                     if args.save_steps and self.state.step % args.save_steps == 0:
@@ -504,7 +550,9 @@ class Trainer:
             if not (self.out / "head.safetensors").is_file():  # no dev set: the last head is the result
                 self.save_head(self.out / "head.safetensors", {"step": self.state.step})
             if self.args.trainable != "head":
-                encoder_part = {n: p.detach().cpu().contiguous() for n, p in self.trainable.items() if not n.startswith("head.")}
+                encoder_part = {
+                    n: p.detach().cpu().contiguous() for n, p in self.trainable.items() if not n.startswith("head.")
+                }
                 save_file(encoder_part, str(self.out / "encoder-trainable.safetensors"))
             self._install_head()
         return self.state
@@ -520,7 +568,9 @@ class Trainer:
             tqdm.write(f"step {self.state.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if self.state.best_metric is None or main > self.state.best_metric:
             self.state.best_metric, self.state.best_step = main, self.state.step
-            self.save_head(self.out / "head.safetensors", {"step": self.state.step, **{k: f"{v:.4f}" for k, v in metrics.items()}})
+            self.save_head(
+                self.out / "head.safetensors", {"step": self.state.step, **{k: f"{v:.4f}" for k, v in metrics.items()}}
+            )
 
     def _install_head(self) -> None:
         """Leave the model serving the best weights found (by dev evaluation) with the new head."""

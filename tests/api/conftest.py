@@ -108,7 +108,9 @@ def assert_error(resp: httpx.Response, status: int, code: str | None = None, men
     assert body["request_id"] == resp.headers["x-request-id"]
     if code is not None:
         assert body["code"] == code, body
-    text = (body.get("message") or "") + " " + (body["detail"] if isinstance(body["detail"], str) else str(body["detail"]))
+    text = (
+        (body.get("message") or "") + " " + (body["detail"] if isinstance(body["detail"], str) else str(body["detail"]))
+    )
     for word in mentions:
         assert word in text, (word, text)
     return body

@@ -27,13 +27,21 @@ def test_auth_required(auth_server):
         r = c.post("/v1/multi-vector", json=EMBED, headers={"Authorization": "Bearer wrong-key-000000"})
         assert_error(r, 401, "AUTH_INVALID_API_KEY")
         assert r.headers["www-authenticate"] == "Bearer"
-        assert_error(c.post("/v1/multi-vector", json=EMBED, headers={"Authorization": "Basic a2V5LW9uZQ=="}), 401,
-                     "AUTH_MISSING_API_KEY")
+        assert_error(
+            c.post("/v1/multi-vector", json=EMBED, headers={"Authorization": "Basic a2V5LW9uZQ=="}),
+            401,
+            "AUTH_MISSING_API_KEY",
+        )
         assert_error(c.post("/v1/multi-vector", json=EMBED, headers={"Authorization": "Bearer"}), 401)
         # a key that differs in the last character, and a prefix, are refused
-        assert_error(c.post("/v1/rerank", json={}, headers={"Authorization": "Bearer key-one-012345678X"}), 401,
-                     "AUTH_INVALID_API_KEY")
-        assert_error(c.post("/v1/rerank", json={}, headers={"Authorization": "Bearer key-one"}), 401, "AUTH_INVALID_API_KEY")
+        assert_error(
+            c.post("/v1/rerank", json={}, headers={"Authorization": "Bearer key-one-012345678X"}),
+            401,
+            "AUTH_INVALID_API_KEY",
+        )
+        assert_error(
+            c.post("/v1/rerank", json={}, headers={"Authorization": "Bearer key-one"}), 401, "AUTH_INVALID_API_KEY"
+        )
         for key in KEYS:
             r = c.post("/v1/multi-vector", json=EMBED, headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 200, r.text
@@ -78,6 +86,7 @@ def test_key_checker_compares_every_key():
 
 # ---- limits ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tight(serve, tmp_path_factory):
     limits = Limits(max_body_bytes=4096, max_inputs_per_request=4, max_tokens_per_request=300, max_k=5)
@@ -97,13 +106,21 @@ def test_body_size_limit(tight):
 
         r = c.post("/v1/multi-vector", content=chunks(), headers={"content-type": "application/json"})
         assert_error(r, 413, "INPUT_BODY_TOO_LARGE", ("max_body_bytes=4096",))
-        assert c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": "x" * 3000, "input_type": "query"}).status_code == 200
+        assert (
+            c.post(
+                "/v1/multi-vector", json={"model": "jina-colbert-v2", "input": "x" * 3000, "input_type": "query"}
+            ).status_code
+            == 200
+        )
 
 
 def test_huge_body_on_default_server(client):
     """16 MiB default: a 20 MB body is refused with 413 and the server answers afterwards."""
-    r = client.post("/v1/multi-vector", content=b'{"input": "' + b"z" * 20_000_000 + b'"}',
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/v1/multi-vector",
+        content=b'{"input": "' + b"z" * 20_000_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert_error(r, 413, "INPUT_BODY_TOO_LARGE", ("max_body_bytes=16777216",))
     assert client.get("/health").status_code == 200
 
@@ -111,27 +128,52 @@ def test_huge_body_on_default_server(client):
 def test_inputs_per_request_limit(tight):
     with tight.client() as c:
         assert c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": ["a"] * 4}).status_code == 200
-        assert_error(c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": ["a"] * 5}), 422,
-                     "INPUT_LIMIT_EXCEEDED", ("max_inputs_per_request=4",))
-        assert_error(c.post("/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": ["d"] * 5}), 422,
-                     "INPUT_LIMIT_EXCEEDED", ("max_inputs_per_request=4",))
-        assert_error(c.post("/v1/explain", json={"query": "q", "documents": ["d"] * 5}), 422,
-                     mentions=("max_inputs_per_request=4",))
+        assert_error(
+            c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": ["a"] * 5}),
+            422,
+            "INPUT_LIMIT_EXCEEDED",
+            ("max_inputs_per_request=4",),
+        )
+        assert_error(
+            c.post("/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": ["d"] * 5}),
+            422,
+            "INPUT_LIMIT_EXCEEDED",
+            ("max_inputs_per_request=4",),
+        )
+        assert_error(
+            c.post("/v1/explain", json={"query": "q", "documents": ["d"] * 5}),
+            422,
+            mentions=("max_inputs_per_request=4",),
+        )
         c.post("/v1/indexes", json={"name": "lim"})
-        assert_error(c.post("/v1/indexes/lim/documents", json={"documents": ["d"] * 5}), 422,
-                     mentions=("max_inputs_per_request=4",))
+        assert_error(
+            c.post("/v1/indexes/lim/documents", json={"documents": ["d"] * 5}),
+            422,
+            mentions=("max_inputs_per_request=4",),
+        )
 
 
 def test_tokens_per_request_limit(tight):
     with tight.client() as c:
         long_doc = " ".join(f"w{i}" for i in range(400))
-        assert_error(c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": long_doc}), 422,
-                     "INPUT_LIMIT_EXCEEDED", ("max_tokens_per_request=300",))
+        assert_error(
+            c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": long_doc}),
+            422,
+            "INPUT_LIMIT_EXCEEDED",
+            ("max_tokens_per_request=300",),
+        )
         # queries cost 32 tokens each however short: 4 queries = 128 tokens pass
-        assert c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": ["q"] * 4,
-                                                "input_type": "query"}).status_code == 200
-        assert_error(c.post("/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": [long_doc]}), 422,
-                     mentions=("max_tokens_per_request=300",))
+        assert (
+            c.post(
+                "/v1/multi-vector", json={"model": "jina-colbert-v2", "input": ["q"] * 4, "input_type": "query"}
+            ).status_code
+            == 200
+        )
+        assert_error(
+            c.post("/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": [long_doc]}),
+            422,
+            mentions=("max_tokens_per_request=300",),
+        )
 
 
 def test_k_limit(tight):
@@ -139,8 +181,12 @@ def test_k_limit(tight):
         c.post("/v1/indexes", json={"name": "klim"})
         c.post("/v1/indexes/klim/documents", json={"documents": ["alpha", "beta"]})
         assert c.post("/v1/indexes/klim/search", json={"query": "alpha", "k": 5}).status_code == 200
-        assert_error(c.post("/v1/indexes/klim/search", json={"query": "alpha", "k": 6}), 422, "INPUT_LIMIT_EXCEEDED",
-                     ("max_k=5",))
+        assert_error(
+            c.post("/v1/indexes/klim/search", json={"query": "alpha", "k": 6}),
+            422,
+            "INPUT_LIMIT_EXCEEDED",
+            ("max_k=5",),
+        )
 
 
 def test_rate_limits(serve):

@@ -34,14 +34,38 @@ def _concurrent(url: str, bodies: list[dict]) -> list[httpx.Response]:
     return asyncio.run(run())
 
 
-TEXTS = [f"document number {i} about {topic}" for i, topic in enumerate(
-    ["rivers", "mountains", "Berlin", "東京", "la France", "potassium", "volcanoes", "songs", "cities", "trains", "ice", "sand"])]
+TEXTS = [
+    f"document number {i} about {topic}"
+    for i, topic in enumerate(
+        [
+            "rivers",
+            "mountains",
+            "Berlin",
+            "東京",
+            "la France",
+            "potassium",
+            "volcanoes",
+            "songs",
+            "cities",
+            "trains",
+            "ice",
+            "sand",
+        ]
+    )
+]
 
 
 def test_batched_results_equal_single_encoding(serve, model):
     srv = serve(Settings(batching=BatchSettings(enabled=True, max_wait_ms=50)))
-    bodies = [{"model": "jina-colbert-v2", "input": [t], "input_type": "query" if i % 3 == 0 else "document",
-               "dimensions": (128, 96, 64)[i % 3]} for i, t in enumerate(TEXTS)]
+    bodies = [
+        {
+            "model": "jina-colbert-v2",
+            "input": [t],
+            "input_type": "query" if i % 3 == 0 else "document",
+            "dimensions": (128, 96, 64)[i % 3],
+        }
+        for i, t in enumerate(TEXTS)
+    ]
     responses = _concurrent(srv.url, bodies)
     for body, r in zip(bodies, responses, strict=True):
         assert r.status_code == 200, r.text
@@ -70,8 +94,12 @@ def test_event_loop_free_during_model_work(server):
 
     async def run():
         async with httpx.AsyncClient(base_url=server.url, timeout=300) as c:
-            big = asyncio.create_task(c.post("/v1/multi-vector", json={"model": "jina-colbert-v2", "input": long_docs,
-                                                                       "embedding_type": "ubinary"}))
+            big = asyncio.create_task(
+                c.post(
+                    "/v1/multi-vector",
+                    json={"model": "jina-colbert-v2", "input": long_docs, "embedding_type": "ubinary"},
+                )
+            )
             await asyncio.sleep(0.2)
             t0 = time.perf_counter()
             health = await c.get("/health")
@@ -93,7 +121,9 @@ def test_metrics_text(client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     line = re.compile(r'^(# (HELP|TYPE) .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [-+0-9.eInf]+)$')
-    assert all(line.match(x) for x in text.strip().splitlines()), [x for x in text.splitlines() if not line.match(x)][:3]
+    assert all(line.match(x) for x in text.strip().splitlines()), [x for x in text.splitlines() if not line.match(x)][
+        :3
+    ]
     assert _metric(text, "maxsim_requests_total", 'route="/v1/rerank",status="200"') >= 1
     assert _metric(text, "maxsim_requests_total", 'route="/v1/rerank",status="400"') >= 1
     assert _metric(text, "maxsim_request_duration_seconds_count", 'route="/v1/rerank"') >= 2
@@ -105,9 +135,15 @@ def test_metrics_text(client):
 
 # ---- settings and the command ----------------------------------------------------------------
 
+
 def test_bind_rules():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.8.0.1")
-    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+    assert (
+        not is_loopback("0.0.0.0")
+        and not is_loopback("::")
+        and not is_loopback("192.168.1.4")
+        and not is_loopback("example.org")
+    )
     Settings(host="127.0.0.1").check_bind()
     for host in ("0.0.0.0", "::", "10.0.0.1"):
         with pytest.raises(SettingsError, match="--allow-unauthenticated"):
@@ -119,7 +155,9 @@ def test_bind_rules():
 
 
 def _maxsim(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maxsim.cli", *args], check=False, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "maxsim.cli", *args], check=False, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_serve_refuses_public_bind_without_keys():
@@ -142,9 +180,26 @@ def test_serve_command_end_to_end(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "maxsim.cli", "serve", "--port", str(port), "--api-keys-file", str(keys),
-                             "--index-dir", str(tmp_path / "idx"), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "maxsim.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--api-keys-file",
+            str(keys),
+            "--index-dir",
+            str(tmp_path / "idx"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -158,8 +213,15 @@ def test_serve_command_end_to_end(tmp_path):
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.3)
         h = {"Authorization": "Bearer file-key-0123456789"}
-        assert httpx.post(url + "/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": ["d"]}).status_code == 401
-        r = httpx.post(url + "/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": ["d"]}, headers=h)
+        assert (
+            httpx.post(
+                url + "/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": ["d"]}
+            ).status_code
+            == 401
+        )
+        r = httpx.post(
+            url + "/v1/rerank", json={"model": "jina-colbert-v2", "query": "q", "documents": ["d"]}, headers=h
+        )
         assert r.status_code == 200 and r.headers["x-request-id"]
         assert httpx.post(url + "/v1/indexes", json={"name": "cli"}, headers=h).status_code == 201
         assert (tmp_path / "idx" / "cli" / "manifest.json").exists()

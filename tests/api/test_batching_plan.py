@@ -51,8 +51,14 @@ def _rerank_bodies() -> list[dict]:
     bodies = []
     for i in range(12):
         docs = rng.sample(PASSAGES, 5)
-        bodies.append({"model": "jina-colbert-v2", "query": QUERIES[i % len(QUERIES)], "documents": docs,
-                       "return_documents": False})
+        bodies.append(
+            {
+                "model": "jina-colbert-v2",
+                "query": QUERIES[i % len(QUERIES)],
+                "documents": docs,
+                "return_documents": False,
+            }
+        )
     return bodies
 
 
@@ -101,8 +107,9 @@ def test_batching_on_and_off_answer_the_same(serve):
         assert a.keys() == b.keys()
         np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-5, atol=1e-4)
     embed = [{"model": "jina-colbert-v2", "input": PASSAGES[i : i + 3], "embedding_type": "float"} for i in range(5)]
-    for r_on, r_off in zip(_post_all(on.url, "/v1/multi-vector", embed), _post_all(off.url, "/v1/multi-vector", embed),
-                           strict=True):
+    for r_on, r_off in zip(
+        _post_all(on.url, "/v1/multi-vector", embed), _post_all(off.url, "/v1/multi-vector", embed), strict=True
+    ):
         for x, y in zip(r_on.json()["data"], r_off.json()["data"], strict=True):
             np.testing.assert_allclose(np.asarray(x["embeddings"]), np.asarray(y["embeddings"]), atol=1e-4)
 
@@ -172,8 +179,12 @@ def test_request_counts_return_to_zero_after_timeouts_and_errors(serve):
 
     srv = serve(Settings(limits=Limits(request_timeout_s=0.05)))
     long_docs = [" ".join(f"w{i}x{j}" for j in range(400)) for i in range(4)]
-    bodies = [{"model": "jina-colbert-v2", "input": long_docs}, {"model": "nope", "input": ["x"]},
-              {"model": "jina-colbert-v2", "input": []}, {"model": "jina-colbert-v2", "input": ["short"]}]
+    bodies = [
+        {"model": "jina-colbert-v2", "input": long_docs},
+        {"model": "nope", "input": ["x"]},
+        {"model": "jina-colbert-v2", "input": []},
+        {"model": "jina-colbert-v2", "input": ["short"]},
+    ]
     responses = _post_all(srv.url, "/v1/multi-vector", bodies)
     assert responses[0].status_code == 504 and responses[1].status_code == 400 and responses[2].status_code == 422
     batcher = srv.app.state.service.batcher

@@ -59,8 +59,12 @@ def test_model_own_name_and_embeddings_alias(client, model):
 
 
 def test_unknown_model_is_400(client):
-    body = assert_error(post(client, {"model": "jina-embeddings-v3", "input": "x"}), 400, "INPUT_MODEL_NOT_FOUND",
-                        ("jina-embeddings-v3",))
+    body = assert_error(
+        post(client, {"model": "jina-embeddings-v3", "input": "x"}),
+        400,
+        "INPUT_MODEL_NOT_FOUND",
+        ("jina-embeddings-v3",),
+    )
     assert "jina-colbert-v2" in body["detail"]
 
 
@@ -77,8 +81,12 @@ def test_dimensions(client, model, dim):
 
 @pytest.mark.parametrize("dim", [0, 32, 100, 256, -1, "128", 128.5, None, True])
 def test_bad_dimensions(client, dim):
-    assert_error(post(client, {"model": "jina-colbert-v2", "input": "x", "dimensions": dim}), 422,
-                 "INPUT_VALIDATION_ERROR", ("dimensions",))
+    assert_error(
+        post(client, {"model": "jina-colbert-v2", "input": "x", "dimensions": dim}),
+        422,
+        "INPUT_VALIDATION_ERROR",
+        ("dimensions",),
+    )
 
 
 def test_input_forms_and_ids(client, model):
@@ -103,8 +111,16 @@ def test_input_forms_and_ids(client, model):
 @pytest.mark.parametrize("input_type", ["query", "document"])
 def test_embedding_types_decode_to_the_vectors(client, model, kind, input_type):
     texts = ["Berlin is the capital of Germany.", "東京は日本の首都です。"]
-    out = post(client, {"model": "jina-colbert-v2", "input": texts, "input_type": input_type,
-                        "embedding_type": kind, "dimensions": 96}).json()
+    out = post(
+        client,
+        {
+            "model": "jina-colbert-v2",
+            "input": texts,
+            "input_type": input_type,
+            "embedding_type": kind,
+            "dimensions": 96,
+        },
+    ).json()
     encode = model.encode_queries if input_type == "query" else model.encode_documents
     for item, want in zip(out["data"], encode(texts, dim=96), strict=True):
         got = decode_vectors(item["embeddings"], kind, 96)
@@ -127,26 +143,38 @@ def test_embedding_types_decode_to_the_vectors(client, model, kind, input_type):
 
 def test_list_of_types_and_encoding_type_alias(client, model):
     text = "one text, four encodings"
-    out = post(client, {"model": "jina-colbert-v2", "input": text,
-                        "embedding_type": ["float", "base64", "binary", "ubinary"]}).json()
+    out = post(
+        client, {"model": "jina-colbert-v2", "input": text, "embedding_type": ["float", "base64", "binary", "ubinary"]}
+    ).json()
     emb = out["data"][0]["embeddings"]
     assert set(emb) == {"float", "base64", "binary", "ubinary"}
-    np.testing.assert_allclose(decode_vectors(emb["base64"], "base64", 128), np.asarray(emb["float"], dtype=np.float32), atol=0)
-    np.testing.assert_array_equal(decode_vectors(emb["binary"], "binary", 128), decode_vectors(emb["ubinary"], "ubinary", 128))
+    np.testing.assert_allclose(
+        decode_vectors(emb["base64"], "base64", 128), np.asarray(emb["float"], dtype=np.float32), atol=0
+    )
+    np.testing.assert_array_equal(
+        decode_vectors(emb["binary"], "binary", 128), decode_vectors(emb["ubinary"], "ubinary", 128)
+    )
     old = post(client, {"model": "jina-colbert-v2", "input": text, "encoding_type": "ubinary"}).json()
     assert old["data"][0]["embeddings"] == emb["ubinary"]
-    assert_error(post(client, {"model": "jina-colbert-v2", "input": text, "encoding_type": "float", "embedding_type": "float"}),
-                 422, mentions=("encoding_type",))
+    assert_error(
+        post(client, {"model": "jina-colbert-v2", "input": text, "encoding_type": "float", "embedding_type": "float"}),
+        422,
+        mentions=("encoding_type",),
+    )
     for bad in (["float", "float"], [], "int8", ["float", "int8"]):
-        assert_error(post(client, {"model": "jina-colbert-v2", "input": text, "embedding_type": bad}), 422,
-                     mentions=("embedding_type",))
+        assert_error(
+            post(client, {"model": "jina-colbert-v2", "input": text, "embedding_type": bad}),
+            422,
+            mentions=("embedding_type",),
+        )
 
 
 @pytest.mark.parametrize("input_type", ["query", "document"])
 def test_return_tokenized_input(client, model, input_type):
     text = "Wie viele Einwohner hat Berlin?"
-    out = post(client, {"model": "jina-colbert-v2", "input": [text], "input_type": input_type,
-                        "return_tokenized_input": True}).json()
+    out = post(
+        client, {"model": "jina-colbert-v2", "input": [text], "input_type": input_type, "return_tokenized_input": True}
+    ).json()
     item = out["data"][0]
     tokens = model.query_tokens(text) if input_type == "query" else model.document_tokens(text)
     assert item["tokenized_input"] == tokens
@@ -168,22 +196,27 @@ def test_unknown_fields_rejected(client):
     for extra in ({"truncate": True}, {"task": "retrieval.query"}, {"normalized": True}):
         body = {"model": "jina-colbert-v2", "input": "x", **extra}
         assert_error(post(client, body), 422, "INPUT_VALIDATION_ERROR", (next(iter(extra)),))
-    assert_error(post(client, {"model": "jina-colbert-v2", "input": {"text": "x", "image": "y"}}), 422, mentions=("image",))
+    assert_error(
+        post(client, {"model": "jina-colbert-v2", "input": {"text": "x", "image": "y"}}), 422, mentions=("image",)
+    )
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"input": "x"}, "model"),
-    ({"model": "jina-colbert-v2"}, "input"),
-    ({"model": "jina-colbert-v2", "input": []}, "input"),
-    ({"model": "jina-colbert-v2", "input": 42}, "input"),
-    ({"model": "jina-colbert-v2", "input": [1, 2]}, "input"),
-    ({"model": "jina-colbert-v2", "input": [None]}, "input"),
-    ({"model": "jina-colbert-v2", "input": {"id": "a"}}, "input"),
-    ({"model": "jina-colbert-v2", "input": "x", "input_type": "passage"}, "input_type"),
-    ({"model": "jina-colbert-v2", "input": "x", "input_type": None}, "input_type"),
-    ({"model": "jina-colbert-v2", "input": "x", "return_tokenized_input": "yes"}, "return_tokenized_input"),
-    ({"model": 7, "input": "x"}, "model"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "jina-colbert-v2"}, "input"),
+        ({"model": "jina-colbert-v2", "input": []}, "input"),
+        ({"model": "jina-colbert-v2", "input": 42}, "input"),
+        ({"model": "jina-colbert-v2", "input": [1, 2]}, "input"),
+        ({"model": "jina-colbert-v2", "input": [None]}, "input"),
+        ({"model": "jina-colbert-v2", "input": {"id": "a"}}, "input"),
+        ({"model": "jina-colbert-v2", "input": "x", "input_type": "passage"}, "input_type"),
+        ({"model": "jina-colbert-v2", "input": "x", "input_type": None}, "input_type"),
+        ({"model": "jina-colbert-v2", "input": "x", "return_tokenized_input": "yes"}, "return_tokenized_input"),
+        ({"model": 7, "input": "x"}, "model"),
+    ],
+)
 def test_wrong_types(client, body, field):
     assert_error(post(client, body), 422, "INPUT_VALIDATION_ERROR", (field,))
 

@@ -23,6 +23,7 @@ BIG = 123456789012345678901234567890
 
 def strict_json(text: str):
     """Parse as a strict parser does: NaN and Infinity are not JSON."""
+
     def refuse(token: str):
         raise ValueError(f"{token} is not JSON")
 
@@ -32,7 +33,7 @@ def strict_json(text: str):
 def documented_codes() -> set[str]:
     """The codes in docs/api.md's error table."""
     text = DOCS_API.read_text(encoding="utf-8")
-    table = text[text.index("## Errors"):]
+    table = text[text.index("## Errors") :]
     return set(re.findall(r"`([A-Z][A-Z_]+)`", table))
 
 
@@ -53,8 +54,12 @@ def idx(client):
 
 def test_integers_beyond_64_bits_are_refused_naming_the_field(client, idx):
     raw = json.dumps({"documents": [{"text": "big", "id": "big", "metadata": {"n": BIG}}]}).encode()
-    body = assert_error(client.post(f"{idx}/documents", content=raw), 422, "INPUT_VALIDATION_ERROR",
-                        ("documents[0].metadata.n", "64-bit"))
+    body = assert_error(
+        client.post(f"{idx}/documents", content=raw),
+        422,
+        "INPUT_VALIDATION_ERROR",
+        ("documents[0].metadata.n", "64-bit"),
+    )
     assert body["errors"][0]["field"] == "documents[0].metadata.n"
     for flt in ({"n": BIG}, {"n": [1, -BIG]}, {"n": 2**63}):
         r = client.post(f"{idx}/search", content=json.dumps({"query": "q", "filter": flt}).encode())
@@ -72,8 +77,10 @@ def test_integers_beyond_64_bits_are_refused_naming_the_field(client, idx):
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999", "-2.5e400"])
 def test_non_finite_numbers_in_rerank_documents_are_refused(client, token):
-    raw = ('{"model": "jina-colbert-v2", "query": "q", "documents": '
-           '[{"text": "a"}, {"text": "d", "extra": {"score": ' + token + '}}]}').encode()
+    raw = (
+        '{"model": "jina-colbert-v2", "query": "q", "documents": '
+        '[{"text": "a"}, {"text": "d", "extra": {"score": ' + token + "}}]}"
+    ).encode()
     r = client.post("/v1/rerank", content=raw, headers={"content-type": "application/json"})
     body = assert_error(r, 422, "INPUT_VALIDATION_ERROR", ("documents[1].extra.score",))
     strict_json(r.text)
@@ -90,16 +97,20 @@ def test_extra_fields_come_back_as_strict_json(client):
 # ---- 9. bodies the parser chokes on ------------------------------------------------------------------
 
 
-RERANK = json.dumps({"model": "jina-colbert-v2", "query": "capital of Germany",
-                     "documents": ["Berlin", "Bananas"]}).encode()
+RERANK = json.dumps(
+    {"model": "jina-colbert-v2", "query": "capital of Germany", "documents": ["Berlin", "Bananas"]}
+).encode()
 
 
 def test_unreadable_bodies_say_what_is_wrong_with_a_documented_code(client):
     codes = documented_codes()
     cases = [
         (b'{"model": "jina-colbert-v2", "query": "q\xc3\x28", "documents": ["d"]}', {}, ("UTF-8", "position 40")),
-        (b'{"model": "jina-colbert-v2", "query": "q", "documents": ["d"], "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", {},
-         ("1001 levels", "64")),
+        (
+            b'{"model": "jina-colbert-v2", "query": "q", "documents": ["d"], "x": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+            {},
+            ("1001 levels", "64"),
+        ),
         (gzip.compress(RERANK), {}, ("UTF-8", "Content-Encoding: gzip")),
         (b"not gzip at all", {"content-encoding": "gzip"}, ("gzip",)),
     ]
@@ -116,8 +127,9 @@ def test_unreadable_bodies_say_what_is_wrong_with_a_documented_code(client):
 
 @pytest.mark.parametrize("encoding,pack", [("gzip", gzip.compress), ("deflate", zlib.compress)])
 def test_compressed_bodies_are_read(client, encoding, pack):
-    r = client.post("/v1/rerank", content=pack(RERANK), headers={"content-type": "application/json",
-                                                                  "content-encoding": encoding})
+    r = client.post(
+        "/v1/rerank", content=pack(RERANK), headers={"content-type": "application/json", "content-encoding": encoding}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["document"]["text"] == "Berlin"
 
@@ -134,7 +146,9 @@ def test_decompression_is_bounded_by_max_body_bytes(serve):
 def test_every_error_code_the_server_sends_is_documented(client):
     codes = documented_codes()
     answers = [
-        client.get("/v1/nothing"), client.put("/v1/rerank"), client.get("/v1/indexes/none"),
+        client.get("/v1/nothing"),
+        client.put("/v1/rerank"),
+        client.get("/v1/indexes/none"),
         client.post("/v1/rerank", json={"model": "nope", "query": "q", "documents": ["d"]}),
         client.post("/v1/rerank", json={"model": "jina-colbert-v2"}),
         client.post("/v1/rerank", content=b"{bad"),
@@ -148,8 +162,9 @@ def test_every_error_code_the_server_sends_is_documented(client):
 # ---- 10. a body that never arrives ---------------------------------------------------------------------
 
 
-def _raw_request(url: str, head: bytes, drip: bytes = b"", every: float = 0.0,
-                 wait: float = 15.0) -> tuple[bytes, float]:
+def _raw_request(
+    url: str, head: bytes, drip: bytes = b"", every: float = 0.0, wait: float = 15.0
+) -> tuple[bytes, float]:
     """Send ``head`` (and ``drip`` one byte at a time); return what the server answered and when."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=wait) as s:

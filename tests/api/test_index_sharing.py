@@ -18,13 +18,15 @@ from tests.api.conftest import assert_error, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-DOCS = [{"text": f"Document number {i} about rivers and cities.", "id": f"d{i}", "metadata": {"i": i}}
-        for i in range(4)]
+DOCS = [
+    {"text": f"Document number {i} about rivers and cities.", "id": f"d{i}", "metadata": {"i": i}} for i in range(4)
+]
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maxsim.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "maxsim.cli", *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT
+    )
 
 
 @pytest.fixture()
@@ -63,8 +65,9 @@ time.sleep(120)
 
 def test_a_write_while_another_process_writes_is_a_clear_409(shared):
     srv, c, path = shared
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True,
-                              env=ENV, cwd=ROOT)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         t0 = time.monotonic()
@@ -118,7 +121,9 @@ def test_serve_on_a_busy_port_says_so_before_loading(tmp_path):
         seconds = time.monotonic() - t0
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert lines == [f"maxsim serve: error: port {port} on 127.0.0.1 is already in use "
-                     "(another server is running there?); stop it or pick another --port"], r.stderr[-2000:]
+    assert lines == [
+        f"maxsim serve: error: port {port} on 127.0.0.1 is already in use "
+        "(another server is running there?); stop it or pick another --port"
+    ], r.stderr[-2000:]
     assert "serving" not in r.stderr
     print(f"busy port refused in {seconds:.1f} s")

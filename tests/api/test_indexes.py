@@ -9,7 +9,11 @@ from maxsim.api.settings import SettingsError
 from tests.api.conftest import assert_error, start_server
 
 DOCS = [
-    {"text": "Berlin is the capital and largest city of Germany.", "id": "berlin", "metadata": {"lang": "en", "year": 2024}},
+    {
+        "text": "Berlin is the capital and largest city of Germany.",
+        "id": "berlin",
+        "metadata": {"lang": "en", "year": 2024},
+    },
     {"text": "Paris est la capitale de la France.", "id": "paris", "metadata": {"lang": "fr", "year": 2023}},
     {"text": "東京は日本の首都であり、最大の都市です。", "id": "tokyo", "metadata": {"lang": "ja", "year": 2024}},
     {"text": "Bananas are rich in potassium.", "id": "banana", "metadata": {"lang": "en", "year": 2020}},
@@ -48,7 +52,9 @@ def test_create_list_describe(client, idx, model):
 
 
 def test_search_k_and_multilingual(client, idx):
-    out = client.post("/v1/indexes/cities/search", json={"query": "Quelle est la capitale de la France ?", "k": 2}).json()
+    out = client.post(
+        "/v1/indexes/cities/search", json={"query": "Quelle est la capitale de la France ?", "k": 2}
+    ).json()
     assert out["results"][0]["id"] == "paris"
     assert len(out["results"]) == 2
     assert out["results"][0]["text"] == DOCS[1]["text"] and out["results"][0]["metadata"] == DOCS[1]["metadata"]
@@ -64,16 +70,24 @@ def test_search_k_and_multilingual(client, idx):
 def test_search_filter(client, idx):
     out = client.post("/v1/indexes/cities/search", json={"query": "capital city", "filter": {"lang": "en"}}).json()
     assert {h["id"] for h in out["results"]} == {"berlin", "banana"}
-    out = client.post("/v1/indexes/cities/search", json={"query": "capital city", "filter": {"lang": ["fr", "ja"], "year": 2024}}).json()
+    out = client.post(
+        "/v1/indexes/cities/search", json={"query": "capital city", "filter": {"lang": ["fr", "ja"], "year": 2024}}
+    ).json()
     assert [h["id"] for h in out["results"]] == ["tokyo"]
     out = client.post("/v1/indexes/cities/search", json={"query": "capital", "filter": {"lang": "de"}}).json()
     assert out["results"] == []
     assert_error(client.post("/v1/indexes/cities/search", json={"query": "q", "filter": {}}), 422, mentions=("filter",))
     # SQL is not accepted over HTTP, only key/value objects
-    assert_error(client.post("/v1/indexes/cities/search", json={"query": "q", "filter": "1=1; DROP TABLE docs"}), 422,
-                 mentions=("filter",))
-    assert_error(client.post("/v1/indexes/cities/search", json={"query": "q", "filter": {"lang": {"$ne": "x"}}}), 422,
-                 mentions=("filter",))
+    assert_error(
+        client.post("/v1/indexes/cities/search", json={"query": "q", "filter": "1=1; DROP TABLE docs"}),
+        422,
+        mentions=("filter",),
+    )
+    assert_error(
+        client.post("/v1/indexes/cities/search", json={"query": "q", "filter": {"lang": {"$ne": "x"}}}),
+        422,
+        mentions=("filter",),
+    )
 
 
 def test_search_hybrid(client, idx):
@@ -81,11 +95,17 @@ def test_search_hybrid(client, idx):
     out = client.post("/v1/indexes/cities/search", json={"query": "potassium", "k": 4, "hybrid": True}).json()
     assert out["results"][0]["id"] == "banana" and len(out["results"]) == 4
     assert [h["score"] for h in out["results"]] != [h["score"] for h in plain]  # fused scores, not MaxSim
-    lexical_only = client.post("/v1/indexes/cities/search", json={"query": "potassium", "hybrid": 1.0}).json()["results"]
+    lexical_only = client.post("/v1/indexes/cities/search", json={"query": "potassium", "hybrid": 1.0}).json()[
+        "results"
+    ]
     assert [h["id"] for h in lexical_only] == ["banana"]  # BM25 alone: only documents sharing a term
-    filtered = client.post("/v1/indexes/cities/search", json={"query": "potassium", "hybrid": True, "filter": {"lang": "fr"}})
+    filtered = client.post(
+        "/v1/indexes/cities/search", json={"query": "potassium", "hybrid": True, "filter": {"lang": "fr"}}
+    )
     assert [h["id"] for h in filtered.json()["results"]] == ["paris"]
-    assert_error(client.post("/v1/indexes/cities/search", json={"query": "q", "hybrid": 1.5}), 422, mentions=("hybrid",))
+    assert_error(
+        client.post("/v1/indexes/cities/search", json={"query": "q", "hybrid": 1.5}), 422, mentions=("hybrid",)
+    )
 
 
 def test_search_explain(client, idx):
@@ -98,8 +118,12 @@ def test_search_explain(client, idx):
     assert ex["score"] == pytest.approx(hit["score"], rel=0.1)  # the index score is from compressed vectors
     q = ex["query_tokens"].index("▁Germany")
     assert ex["document_tokens"][ex["matches"][q]["document_token"]] == "▁Germany"
-    assert "".join(t for t, k in zip(ex["document_tokens"], ex["document_token_kinds"], strict=True)
-                   if k != "special").replace("▁", " ").strip() == DOCS[0]["text"]
+    assert (
+        "".join(t for t, k in zip(ex["document_tokens"], ex["document_token_kinds"], strict=True) if k != "special")
+        .replace("▁", " ")
+        .strip()
+        == DOCS[0]["text"]
+    )
 
 
 def test_add_generated_ids_and_errors(client, idx, tmp_path):
@@ -107,17 +131,35 @@ def test_add_generated_ids_and_errors(client, idx, tmp_path):
     assert r.status_code == 201
     new_id = r.json()["ids"][0]
     assert len(new_id) == 32 and r.json()["documents"] == 5
-    assert_error(client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "again", "id": "berlin"}]}),
-                 409, "DOCUMENT_EXISTS", ("berlin",))
-    assert_error(client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "a", "id": "x"}, {"text": "b"}]}),
-                 422, mentions=("id",))
-    assert_error(client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "a", "id": "d"}, {"text": "b", "id": "d"}]}),
-                 422, mentions=("duplicate",))
+    assert_error(
+        client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "again", "id": "berlin"}]}),
+        409,
+        "DOCUMENT_EXISTS",
+        ("berlin",),
+    )
+    assert_error(
+        client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "a", "id": "x"}, {"text": "b"}]}),
+        422,
+        mentions=("id",),
+    )
+    assert_error(
+        client.post(
+            "/v1/indexes/cities/documents", json={"documents": [{"text": "a", "id": "d"}, {"text": "b", "id": "d"}]}
+        ),
+        422,
+        mentions=("duplicate",),
+    )
     assert_error(client.post("/v1/indexes/cities/documents", json={"documents": []}), 422, mentions=("documents",))
-    assert_error(client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "a", "metadata": [1]}]}), 422,
-                 mentions=("metadata",))
-    assert_error(client.post("/v1/indexes/cities/documents",
-                             content=b'{"documents": [{"text": "a", "id": "\\udc80"}]}'), 422, mentions=("surrogate",))
+    assert_error(
+        client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "a", "metadata": [1]}]}),
+        422,
+        mentions=("metadata",),
+    )
+    assert_error(
+        client.post("/v1/indexes/cities/documents", content=b'{"documents": [{"text": "a", "id": "\\udc80"}]}'),
+        422,
+        mentions=("surrogate",),
+    )
     assert_error(client.post("/v1/indexes/nope/documents", json={"documents": ["a"]}), 404, "INDEX_NOT_FOUND")
     r = client.post("/v1/indexes/cities/documents/delete", json={"ids": [new_id]})
     assert r.json() == {"index": "cities", "deleted": 1, "documents": 4}
@@ -127,8 +169,10 @@ def test_writes_are_durable_when_acknowledged(client, server, idx):
     """What a 201 acknowledged is on disk: a fresh reader (separate catalog connection) sees it."""
     from maxsim.index import Index
 
-    r = client.post("/v1/indexes/cities/documents", json={"documents": [{"text": "Rome is the capital of Italy.", "id": "rome",
-                                                                          "metadata": {"lang": "en"}}]})
+    r = client.post(
+        "/v1/indexes/cities/documents",
+        json={"documents": [{"text": "Rome is the capital of Italy.", "id": "rome", "metadata": {"lang": "en"}}]},
+    )
     assert r.status_code == 201
     path = f"{server.settings.index_dir}/cities"
     with Index.open(path, readonly=True) as reader:
@@ -139,7 +183,9 @@ def test_writes_are_durable_when_acknowledged(client, server, idx):
     with Index.open(path, readonly=True) as reader:
         assert "rome" not in reader and len(reader) == 4
     assert_error(client.delete("/v1/indexes/cities/documents/rome"), 404, "DOCUMENT_NOT_FOUND", ("rome",))
-    assert_error(client.post("/v1/indexes/cities/documents/delete", json={"ids": ["paris", "nope"]}), 404, mentions=("nope",))
+    assert_error(
+        client.post("/v1/indexes/cities/documents/delete", json={"ids": ["paris", "nope"]}), 404, mentions=("nope",)
+    )
     assert client.get("/v1/indexes/cities").json()["documents"] == 4  # all or nothing
 
 

@@ -13,14 +13,24 @@ import pytest
 from maxsim.api import Settings
 
 CHROMIUM = os.environ.get("MAXSIM_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ENSURE = Path(__file__).resolve().parents[2] / "scripts" / "ensure-chromium.sh"
 
 
 def _chromium() -> str:
     if not os.path.exists(CHROMIUM) and ENSURE.exists():
-        subprocess.run(["sh", str(ENSURE)], check=False, capture_output=True, timeout=900)  # the test set-up's own install
+        subprocess.run(
+            ["sh", str(ENSURE)], check=False, capture_output=True, timeout=900
+        )  # the test set-up's own install
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing and scripts/ensure-chromium.sh could not install it (needs root and apt)")
     return CHROMIUM
@@ -34,8 +44,16 @@ def page_server(serve, tmp_path_factory):
     with srv.client() as c:
         assert c.post("/v1/indexes", json={"name": "wiki"}).status_code == 201
         docs = [
-            {"text": "Berlin is the capital and largest city of Germany by population.", "id": "berlin", "metadata": {"lang": "en"}},
-            {"text": "Mount Berlin is a glacier-covered volcano in Antarctica.", "id": "volcano", "metadata": {"lang": "en"}},
+            {
+                "text": "Berlin is the capital and largest city of Germany by population.",
+                "id": "berlin",
+                "metadata": {"lang": "en"},
+            },
+            {
+                "text": "Mount Berlin is a glacier-covered volcano in Antarctica.",
+                "id": "volcano",
+                "metadata": {"lang": "en"},
+            },
             {"text": "Paris est la capitale de la France.", "id": "paris", "metadata": {"lang": "fr"}},
             {"text": "Bananas are rich in potassium.", "id": "banana", "metadata": {"lang": "en"}},
         ]
@@ -118,7 +136,9 @@ def test_rerank_tab(browser, page_server):
     page.click("#tab-rerank")
     assert page.is_visible("#panel-rerank") and not page.is_visible("#panel-search")
     page.fill("#rerank-query", "What is the population of Berlin?")
-    page.fill("#rerank-docs", "Bananas are yellow.\n\nBerlin has 3.85 million inhabitants.\n\nIrving Berlin wrote songs.")
+    page.fill(
+        "#rerank-docs", "Bananas are yellow.\n\nBerlin has 3.85 million inhabitants.\n\nIrving Berlin wrote songs."
+    )
     page.fill("#rerank-top", "2")
     page.click("#rerank-button")
     page.wait_for_selector("#rerank-results li.result", timeout=60_000)
@@ -138,7 +158,9 @@ def test_page_reports_auth_errors(browser, serve):
     assert "API key" in page.inner_text("#search-status")
     page.fill("#api-key", "page-key-0123456789")
     page.dispatch_event("#api-key", "change")
-    page.wait_for_function("document.querySelectorAll('#index-select option').length === 0 && "
-                           "document.getElementById('search-status').textContent.includes('No index')")
+    page.wait_for_function(
+        "document.querySelectorAll('#index-select option').length === 0 && "
+        "document.getElementById('search-status').textContent.includes('No index')"
+    )
     page.close()
     assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM)

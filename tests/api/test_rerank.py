@@ -6,8 +6,12 @@ import pytest
 
 from tests.api.conftest import assert_error
 
-DOCS = ["Berlin is the capital of Germany.", "Bananas are yellow.", "Paris is the capital of France.",
-        "Die Hauptstadt Deutschlands ist Berlin."]
+DOCS = [
+    "Berlin is the capital of Germany.",
+    "Bananas are yellow.",
+    "Paris is the capital of France.",
+    "Die Hauptstadt Deutschlands ist Berlin.",
+]
 
 
 def rerank(client, **body):
@@ -51,8 +55,11 @@ def test_return_documents_false_and_top_n(client):
 
 
 def test_objects_keep_their_fields(client):
-    docs = [{"text": DOCS[0], "id": "de", "url": "https://example.org/de", "rank": 7}, DOCS[1],
-            {"text": DOCS[2], "id": 3}]
+    docs = [
+        {"text": DOCS[0], "id": "de", "url": "https://example.org/de", "rank": 7},
+        DOCS[1],
+        {"text": DOCS[2], "id": 3},
+    ]
     out = rerank(client, query={"text": "capital of France"}, documents=docs).json()
     by_index = {x["index"]: x["document"] for x in out["results"]}
     assert by_index[0] == docs[0]
@@ -71,35 +78,45 @@ def test_single_document_and_unicode(client):
     assert len(out["results"]) == 1 and out["results"][0]["relevance_score"] > 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"query": "q"}, "documents"),
-    ({"documents": ["d"]}, "query"),
-    ({"query": "q", "documents": []}, "documents"),
-    ({"query": "q", "documents": "d"}, "documents"),
-    ({"query": "q", "documents": [1]}, "documents"),
-    ({"query": "q", "documents": [{"id": "x"}]}, "documents"),
-    ({"query": 5, "documents": ["d"]}, "query"),
-    ({"query": {"text": "q", "x": 1}, "documents": ["d"]}, "query"),
-    ({"query": "q", "documents": ["d"], "top_n": 0}, "top_n"),
-    ({"query": "q", "documents": ["d"], "top_n": -3}, "top_n"),
-    ({"query": "q", "documents": ["d"], "top_n": 1.5}, "top_n"),
-    ({"query": "q", "documents": ["d"], "top_n": "3"}, "top_n"),
-    ({"query": "q", "documents": ["d"], "return_documents": "no"}, "return_documents"),
-    ({"query": "q", "documents": ["d"], "truncation": "auto"}, "truncation"),
-    ({"query": "q", "documents": ["d"], "rank_fields": ["text"]}, "rank_fields"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"query": "q"}, "documents"),
+        ({"documents": ["d"]}, "query"),
+        ({"query": "q", "documents": []}, "documents"),
+        ({"query": "q", "documents": "d"}, "documents"),
+        ({"query": "q", "documents": [1]}, "documents"),
+        ({"query": "q", "documents": [{"id": "x"}]}, "documents"),
+        ({"query": 5, "documents": ["d"]}, "query"),
+        ({"query": {"text": "q", "x": 1}, "documents": ["d"]}, "query"),
+        ({"query": "q", "documents": ["d"], "top_n": 0}, "top_n"),
+        ({"query": "q", "documents": ["d"], "top_n": -3}, "top_n"),
+        ({"query": "q", "documents": ["d"], "top_n": 1.5}, "top_n"),
+        ({"query": "q", "documents": ["d"], "top_n": "3"}, "top_n"),
+        ({"query": "q", "documents": ["d"], "return_documents": "no"}, "return_documents"),
+        ({"query": "q", "documents": ["d"], "truncation": "auto"}, "truncation"),
+        ({"query": "q", "documents": ["d"], "rank_fields": ["text"]}, "rank_fields"),
+    ],
+)
 def test_invalid_bodies(client, body, field):
     assert_error(rerank(client, **body), 422, "INPUT_VALIDATION_ERROR", (field,))
 
 
 def test_unknown_model(client):
-    assert_error(client.post("/v1/rerank", json={"model": "jina-reranker-v2", "query": "q", "documents": ["d"]}),
-                 400, "INPUT_MODEL_NOT_FOUND", ("jina-reranker-v2",))
+    assert_error(
+        client.post("/v1/rerank", json={"model": "jina-reranker-v2", "query": "q", "documents": ["d"]}),
+        400,
+        "INPUT_MODEL_NOT_FOUND",
+        ("jina-reranker-v2",),
+    )
 
 
 def test_explain_matches_rerank(client):
     r = client.post("/v1/explain", json={"query": "capital of Germany", "documents": DOCS[:2]}).json()
-    scores = {x["index"]: x["relevance_score"] for x in rerank(client, query="capital of Germany", documents=DOCS[:2]).json()["results"]}
+    scores = {
+        x["index"]: x["relevance_score"]
+        for x in rerank(client, query="capital of Germany", documents=DOCS[:2]).json()["results"]
+    }
     for i, ex in enumerate(r["results"]):
         assert ex["score"] == pytest.approx(scores[i], abs=1e-3)
         assert len(ex["matches"]) == 32 == len(ex["query_tokens"]) == len(ex["query_token_kinds"])

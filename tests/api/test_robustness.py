@@ -18,8 +18,21 @@ def healthy(client) -> None:
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
-@pytest.mark.parametrize("raw", [b"{bad json", b"", b"[1, 2", b'{"model": "jina-colbert-v2", "input": "x",}', b"\xff\xfe\x00garbage",
-                                 b"null", b"[]", b"42", b'"a string"', b"{}"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{bad json",
+        b"",
+        b"[1, 2",
+        b'{"model": "jina-colbert-v2", "input": "x",}',
+        b"\xff\xfe\x00garbage",
+        b"null",
+        b"[]",
+        b"42",
+        b'"a string"',
+        b"{}",
+    ],
+)
 def test_malformed_bodies(client, path, raw):
     r = client.post(path, content=raw, headers={"content-type": "application/json"})
     body = assert_error(r, 422, "INPUT_VALIDATION_ERROR")
@@ -28,7 +41,9 @@ def test_malformed_bodies(client, path, raw):
 
 
 def test_malformed_json_message_says_json(client):
-    body = assert_error(client.post("/v1/rerank", content=b"{bad json", headers={"content-type": "application/json"}), 422)
+    body = assert_error(
+        client.post("/v1/rerank", content=b"{bad json", headers={"content-type": "application/json"}), 422
+    )
     assert "not valid JSON" in body["message"]
 
 
@@ -56,8 +71,14 @@ GARBAGE = [
 @pytest.mark.parametrize("text", GARBAGE, ids=[f"garbage{i}" for i in range(len(GARBAGE))])
 def test_unicode_garbage_never_5xx(client, text):
     for path, body in [
-        ("/v1/multi-vector", {"model": "jina-colbert-v2", "input": [text], "input_type": "query", "embedding_type": "ubinary"}),
-        ("/v1/multi-vector", {"model": "jina-colbert-v2", "input": {"text": text, "id": text[:50]}, "embedding_type": "binary"}),
+        (
+            "/v1/multi-vector",
+            {"model": "jina-colbert-v2", "input": [text], "input_type": "query", "embedding_type": "ubinary"},
+        ),
+        (
+            "/v1/multi-vector",
+            {"model": "jina-colbert-v2", "input": {"text": text, "id": text[:50]}, "embedding_type": "binary"},
+        ),
         ("/v1/rerank", {"model": "jina-colbert-v2", "query": text, "documents": [text, "plain"]}),
     ]:
         # ensure_ascii escapes lone surrogates as \udXXX, which JSON allows and Python decodes
@@ -105,16 +126,29 @@ def _random_value(rng: random.Random, depth: int = 0):
     if kind == "null":
         return None
     if kind == "unicode":
-        return "".join(chr(rng.randrange(0x20, 0x2FFFF)) for _ in range(rng.randrange(1, 40))).encode(
-            "utf-8", "surrogatepass").decode("utf-8", "replace")
+        return (
+            "".join(chr(rng.randrange(0x20, 0x2FFFF)) for _ in range(rng.randrange(1, 40)))
+            .encode("utf-8", "surrogatepass")
+            .decode("utf-8", "replace")
+        )
     if kind == "list":
         return [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
-    return {rng.choice(["text", "id", "input", "model", "query", "documents", "x"]): _random_value(rng, depth + 1)
-            for _ in range(rng.randrange(0, 4))}
+    return {
+        rng.choice(["text", "id", "input", "model", "query", "documents", "x"]): _random_value(rng, depth + 1)
+        for _ in range(rng.randrange(0, 4))
+    }
 
 
 FIELDS = {
-    "/v1/multi-vector": ["model", "input", "input_type", "embedding_type", "encoding_type", "dimensions", "return_tokenized_input"],
+    "/v1/multi-vector": [
+        "model",
+        "input",
+        "input_type",
+        "embedding_type",
+        "encoding_type",
+        "dimensions",
+        "return_tokenized_input",
+    ],
     "/v1/rerank": ["model", "query", "documents", "top_n", "return_documents", "truncation"],
     "/v1/indexes/fuzz/search": ["query", "k", "filter", "explain", "return_documents"],
     "/v1/indexes/fuzz/documents": ["documents"],
@@ -124,7 +158,10 @@ FIELDS = {
 def test_fuzz_bodies_never_5xx(client):
     """A bounded, seeded fuzz: 200 bodies built from the real field names with random values."""
     client.post("/v1/indexes", json={"name": "fuzz"})
-    client.post("/v1/indexes/fuzz/documents", json={"documents": [{"text": "seed document", "id": "seed", "metadata": {"a": 1}}]})
+    client.post(
+        "/v1/indexes/fuzz/documents",
+        json={"documents": [{"text": "seed document", "id": "seed", "metadata": {"a": 1}}]},
+    )
     rng = random.Random(1234)
     statuses = []
     for _ in range(200):
@@ -147,7 +184,9 @@ def test_unknown_route_and_method(client):
 
 
 def test_request_ids(client):
-    r = client.post("/v1/rerank", json={"model": "nope", "query": "q", "documents": ["d"]}, headers={"x-request-id": "my-trace-42"})
+    r = client.post(
+        "/v1/rerank", json={"model": "nope", "query": "q", "documents": ["d"]}, headers={"x-request-id": "my-trace-42"}
+    )
     assert r.headers["x-request-id"] == "my-trace-42" and r.json()["request_id"] == "my-trace-42"
     r = client.get("/health", headers={"x-request-id": b"bad id with spaces\xc3\xa9"})
     assert r.headers["x-request-id"] != "bad id with spaces" and len(r.headers["x-request-id"]) == 32

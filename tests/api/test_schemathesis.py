@@ -55,15 +55,37 @@ def test_openapi_surface_fuzz(serve, tmp_path):
     with srv.client() as c:
         for name in ("fuzz", "scratch"):
             assert c.post("/v1/indexes", json={"name": name}).status_code == 201
-        seed = [{"text": "seed document about rivers", "id": "seed", "metadata": {"lang": "en", "n": 1}},
-                {"text": "another document", "id": "other", "metadata": {"lang": "fr"}}]
+        seed = [
+            {"text": "seed document about rivers", "id": "seed", "metadata": {"lang": "en", "n": 1}},
+            {"text": "another document", "id": "other", "metadata": {"lang": "fr"}},
+        ]
         assert c.post("/v1/indexes/fuzz/documents", json={"documents": seed}).status_code == 201
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG, encoding="utf-8")
-    cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", srv.url + "/openapi.json",
-           "--checks", ",".join(CHECKS), "--phases", "examples,coverage,fuzzing", "--max-examples", "15",
-           "--seed", "20261204", "--workers", "2", "--generation-database", "none", "--no-color",
-           "--request-timeout", "60"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "run",
+        srv.url + "/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "15",
+        "--seed",
+        "20261204",
+        "--workers",
+        "2",
+        "--generation-database",
+        "none",
+        "--no-color",
+        "--request-timeout",
+        "60",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     summary = r.stdout[-6000:]
     assert r.returncode == 0, summary

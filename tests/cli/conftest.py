@@ -19,6 +19,7 @@ def cli_model(monkeypatch, default_model):
 @pytest.fixture
 def no_model(monkeypatch):
     """Fails the test if a command loads a model."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was checked")
 

@@ -131,7 +131,7 @@ def test_documented_command_and_flags_exist(where, line, flags, capsys):
     assert exit_info.value.code == 0
     capsys.readouterr()
     if _subparsers(parser):  # a family named alone (`maxsim index`) is fine; a wrong subcommand is not
-        rest = [w for w in words[len(path):] if not w.startswith("-")]
+        rest = [w for w in words[len(path) :] if not w.startswith("-")]
         assert not rest or rest[0] in ("...",), f"{where}: {line!r}: {rest[0]!r} is not a command of {path}"
     known = set(parser._option_string_actions)
     unknown = [f for f in flags if f not in known]

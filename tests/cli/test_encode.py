@@ -64,15 +64,18 @@ def test_bad_input_file_is_one_line_before_the_model_loads(tmp_path, capsys, no_
     one_line_error(capsys.readouterr().err, "--input", str(path), expected)
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["rerank", "q", "a", "--top-n", "0"], "--top-n"),
-    (["rerank", "q", "a", "--top-n", "two"], "--top-n"),
-    (["embed", "a", "--decimals", "-1"], "--decimals"),
-    (["embed", "a", "--threads", "0"], "--threads"),
-    (["embed", "a", "--dim", "100"], "--dim"),
-    (["index", "search", "idx", "q", "-k", "0"], "--top-k"),
-    (["index", "add", "idx", "docs.jsonl", "--batch-size", "0"], "--batch-size"),
-])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["rerank", "q", "a", "--top-n", "0"], "--top-n"),
+        (["rerank", "q", "a", "--top-n", "two"], "--top-n"),
+        (["embed", "a", "--decimals", "-1"], "--decimals"),
+        (["embed", "a", "--threads", "0"], "--threads"),
+        (["embed", "a", "--dim", "100"], "--dim"),
+        (["index", "search", "idx", "q", "-k", "0"], "--top-k"),
+        (["index", "add", "idx", "docs.jsonl", "--batch-size", "0"], "--batch-size"),
+    ],
+)
 def test_usage_errors_are_one_line_naming_the_flag(argv, flag):
     """Checked by the parser, before anything loads: exit 2, one line, the flag named (not top_n)."""
     out = subprocess.run([sys.executable, "-m", "maxsim.cli", *argv], capture_output=True, text=True, timeout=60)
@@ -110,8 +113,9 @@ def test_library_warns_about_cut_documents_and_poor_queries(default_model):
 
     tok = default_model.tokenizer
     short = copy.copy(default_model)  # the same weights, documents cut at 16 tokens
-    short.tokenizer = LateInteractionTokenizer(tok.tokenizer, dataclasses.replace(tok.settings, document_length=16),
-                                               tok.pre_normalize, tok.strip)
+    short.tokenizer = LateInteractionTokenizer(
+        tok.tokenizer, dataclasses.replace(tok.settings, document_length=16), tok.pre_normalize, tok.strip
+    )
     with pytest.warns(InputWarning, match=r"1 of 2 documents \(first: documents\[1\]\).*cut"):
         short.encode_documents(["short", "a document of many more words than sixteen tokens " * 3])
     with pytest.warns(InputWarning, match="empty"):

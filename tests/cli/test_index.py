@@ -40,8 +40,13 @@ def test_beir_corpus_and_documents_without_ids_can_be_added_twice(tmp_path, caps
     idx = str(tmp_path / "idx")
     assert _run(capsys, "create", idx)[0] == 0
     corpus = _jsonl(tmp_path / "corpus.jsonl", BEIR)
-    plain = _jsonl(tmp_path / "plain.jsonl", [{"text": "Rust has no garbage collector."},
-                                             {"text": "Madrid es la capital de España.", "metadata": {"lang": "es"}}])
+    plain = _jsonl(
+        tmp_path / "plain.jsonl",
+        [
+            {"text": "Rust has no garbage collector."},
+            {"text": "Madrid es la capital de España.", "metadata": {"lang": "es"}},
+        ],
+    )
     code, out, _ = _run(capsys, "add", idx, corpus, "--batch-size", "2")
     assert code == 0 and json.loads(out) == {"added": 3, "replaced": 0, "unchanged": 0, "documents": 3}
     code, out, _ = _run(capsys, "add", idx, plain)
@@ -132,8 +137,12 @@ def test_search_warns_on_an_empty_index_and_add_shows_progress_on_a_terminal(tmp
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
     try:
-        proc = subprocess.run([sys.executable, "-m", "maxsim.cli", "index", "add", idx, docs, "--batch-size", "2"],
-                              stdout=subprocess.PIPE, stderr=follower, timeout=180)
+        proc = subprocess.run(
+            [sys.executable, "-m", "maxsim.cli", "index", "add", idx, docs, "--batch-size", "2"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=180,
+        )
         os.close(follower)
         follower = -1
         drawn = b""

@@ -20,8 +20,12 @@ QRELS_ZH = {"y1": {"z1": 1}, "y2": {"z2": 1}}
 
 def write_beir(folder: Path, docs: dict, queries: dict, qrels: dict, lang: str) -> Path:
     (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}, ensure_ascii=False) + "\n" for k, v in docs.items()))
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}, ensure_ascii=False) + "\n" for k, v in queries.items()))
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}, ensure_ascii=False) + "\n" for k, v in docs.items())
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}, ensure_ascii=False) + "\n" for k, v in queries.items())
+    )
     lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, r in qrels.items() for d, s in r.items()]
     (folder / "qrels" / "dev.tsv").write_text("\n".join(lines) + "\n")
     (folder / "meta.json").write_text(json.dumps({"languages": [lang]}))

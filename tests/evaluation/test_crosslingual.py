@@ -11,10 +11,20 @@ from maxsim.evaluation.datasets import Collection, DatasetError, load_collection
 from maxsim.evaluation.runner import EvalConfig, evaluate
 from maxsim.train.run import write_beir
 
-EN = Collection("en", {"p1": "the cat sat", "p2": "dogs run"}, {"q1": "where the cat", "q2": "who runs", "q3": "x"},
-                {"q1": {"p1": 1}, "q2": {"p2": 1}, "q3": {"p2": 1}}, ("en",))
-ES = Collection("es", {"e1": "el gato", "e2": "los perros"}, {"q1": "donde el gato", "q2": "quien corre", "q4": "y"},
-                {"q1": {"e1": 1}, "q2": {"e2": 1}, "q4": {"e1": 1}}, ("es",))
+EN = Collection(
+    "en",
+    {"p1": "the cat sat", "p2": "dogs run"},
+    {"q1": "where the cat", "q2": "who runs", "q3": "x"},
+    {"q1": {"p1": 1}, "q2": {"p2": 1}, "q3": {"p2": 1}},
+    ("en",),
+)
+ES = Collection(
+    "es",
+    {"e1": "el gato", "e2": "los perros"},
+    {"q1": "donde el gato", "q2": "quien corre", "q4": "y"},
+    {"q1": {"e1": 1}, "q2": {"e2": 1}, "q4": {"e1": 1}},
+    ("es",),
+)
 
 
 def test_pairs_questions_and_passages_by_question_id(tmp_path):

@@ -67,8 +67,13 @@ def test_projection_matches_the_model(tiny):
 
 def test_evaluate_end_to_end_writes_the_report(beir_root, tiny, tmp_path):
     out = tmp_path / "report"
-    data = evaluate([beir_root], tiny, EvalConfig(dims=(128, 64), cache_dir=str(tmp_path / "cache"), show_progress=False),
-                    out=out, log_fn=None)
+    data = evaluate(
+        [beir_root],
+        tiny,
+        EvalConfig(dims=(128, 64), cache_dir=str(tmp_path / "cache"), show_progress=False),
+        out=out,
+        log_fn=None,
+    )
     assert [c["name"] for c in data["collections"]] == ["toy-en", "toy-zh"]
     systems = set(data["average"])
     assert systems == {"bm25", "dense", "colbert-128", "colbert-64", *HYBRID_SYSTEMS}  # hybrid: bm25 + colbert-128
@@ -85,7 +90,12 @@ def test_evaluate_end_to_end_writes_the_report(beir_root, tiny, tmp_path):
     assert "| **average** |" in md and "colbert-64 nDCG@10" in md
     assert json.loads((out / "results.json").read_text())["average"] == data["average"]
     # a second run reads the cached backbone states and gives the same numbers
-    again = evaluate([beir_root], tiny, EvalConfig(dims=(128, 64), cache_dir=str(tmp_path / "cache"), show_progress=False), log_fn=None)
+    again = evaluate(
+        [beir_root],
+        tiny,
+        EvalConfig(dims=(128, 64), cache_dir=str(tmp_path / "cache"), show_progress=False),
+        log_fn=None,
+    )
     assert again["average"] == data["average"]
 
 
@@ -99,7 +109,21 @@ def test_cli_names_bad_input(capsys, tmp_path):
 def test_cli_bm25_only(beir_root, tmp_path):
     from maxsim.cli import main
 
-    assert main(["eval", str(beir_root / "toy-zh"), "--baselines", "bm25", "--no-colbert", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(beir_root / "toy-zh"),
+                "--baselines",
+                "bm25",
+                "--no-colbert",
+                "--out",
+                str(tmp_path / "o"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads((tmp_path / "o" / "results.json").read_text())
     assert set(data["average"]) == {"bm25"}
 
@@ -111,13 +135,19 @@ def test_dense_baseline_uses_the_plain_backbone_when_the_encoder_is_adapted(beir
     from maxsim.models.adapter import apply_adapter, save_adapter
     from maxsim.train.tiny import tiny_model
 
-    words = [w for f in ("corpus.jsonl", "queries.jsonl") for line in (beir_root / "toy-en" / f).read_text().splitlines()
-             for w in json.loads(line)["text"].split()]
+    words = [
+        w
+        for f in ("corpus.jsonl", "queries.jsonl")
+        for line in (beir_root / "toy-en" / f).read_text().splitlines()
+        for w in json.loads(line)["text"].split()
+    ]
     plain = tiny_model(words, seed=0)
     adapted = tiny_model(words, seed=0)
     fc1 = adapted.encoder.layers[1].fc1
     g = torch.Generator().manual_seed(0)
-    lora = {"layers.1.fc1": (torch.randn(2, fc1.in_features, generator=g), torch.randn(fc1.out_features, 2, generator=g))}
+    lora = {
+        "layers.1.fc1": (torch.randn(2, fc1.in_features, generator=g), torch.randn(fc1.out_features, 2, generator=g))
+    }
     apply_adapter(adapted, save_adapter(tmp_path / "a.safetensors", adapted.heads[128], lora, lora_scale=1.0))
     adapted.info["adapter"] = "a.safetensors"
     config = EvalConfig(dims=(128,), show_progress=False)

@@ -78,8 +78,9 @@ def test_reader_never_misses_a_document_being_rewritten(tmp_path, gen, monkeypat
         misses, searches = [], 0
         for rnd in range(8):  # bounded: 8 searches of 8 queries, each across a commit
             flt = {"group": "a"} if rnd % 2 else None
-            for target, hits in zip(targets, reader.search_embeddings(queries, k=5, filter=flt, config=exact),
-                                    strict=True):
+            for target, hits in zip(
+                targets, reader.search_embeddings(queries, k=5, filter=flt, config=exact), strict=True
+            ):
                 got = [h["id"] for h in hits]
                 if len(got) < 5 or target not in got:
                     misses.append((target, flt, got))

@@ -85,7 +85,9 @@ def test_stored_and_rebuilt_inverted_lists_agree(built, built_ivf):
         doc = np.repeat(np.arange(sa.n_docs), np.diff(sa.offsets))
         pairs = np.unique(codes * sa.n_docs + doc)
         np.testing.assert_array_equal(sa.ivf_docs, pairs % sa.n_docs)
-        np.testing.assert_array_equal(np.diff(sa.ivf_offsets), np.bincount(pairs // sa.n_docs, minlength=len(sa.ivf_offsets) - 1))
+        np.testing.assert_array_equal(
+            np.diff(sa.ivf_offsets), np.bincount(pairs // sa.n_docs, minlength=len(sa.ivf_offsets) - 1)
+        )
 
 
 def test_flipped_bytes_in_large_files_are_caught_by_verify(built, monkeypatch):
@@ -258,8 +260,12 @@ def tagged(tmp_path, gen):
     path = tmp_path / "tagged"
     ids = [f"doc-{i:03d}" for i in range(40)]
     with Index.create(path, dim=DIM) as index:
-        index.add_embeddings([gen.doc(x) for x in ids], ids=ids, texts=[f"text-{i:03d}" for i in range(40)],
-                             metadata=[{"tag": f"t{i:03d}"} for i in range(40)])
+        index.add_embeddings(
+            [gen.doc(x) for x in ids],
+            ids=ids,
+            texts=[f"text-{i:03d}" for i in range(40)],
+            metadata=[{"tag": f"t{i:03d}"} for i in range(40)],
+        )
     assert not (path / "catalog.sqlite-wal").exists() or (path / "catalog.sqlite-wal").stat().st_size == 0
     return path
 
@@ -273,10 +279,13 @@ def _flip_one_bit(path, needle: bytes, offset: int, bit: int = 0) -> None:
     f.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("needle, offset", [
-    (b'"t012"', 4),            # a metadata value: t012 -> t013
-    (b"doc-012text-012", 6),   # an id, in the docs table (the unique index keeps the old one): doc-012 -> doc-013
-])
+@pytest.mark.parametrize(
+    "needle, offset",
+    [
+        (b'"t012"', 4),  # a metadata value: t012 -> t013
+        (b"doc-012text-012", 6),  # an id, in the docs table (the unique index keeps the old one): doc-012 -> doc-013
+    ],
+)
 def test_flipped_bit_in_catalog_rows_is_an_error_not_a_wrong_answer(tagged, gen, needle, offset):
     _flip_one_bit(tagged, needle, offset)
     with Index.open(tagged) as index:
@@ -296,7 +305,7 @@ def test_flipped_bit_in_metadata_lookup_table_is_caught_by_verify(tagged):
     raw = bytearray(f.read_bytes())
     # meta_kv and its index store the bare value (the docs table stores it as JSON, in quotes):
     # change both copies alike, so SQLite's own integrity check has nothing to compare
-    copies = [i for i in range(len(raw)) if raw.startswith(b"t012", i) and raw[i - 1:i] != b'"']
+    copies = [i for i in range(len(raw)) if raw.startswith(b"t012", i) and raw[i - 1 : i] != b'"']
     assert copies
     for pos in copies:
         raw[pos + 3] ^= 1  # t012 -> t013: a filter on tag t013 would now also return doc-012

@@ -62,8 +62,9 @@ def _seed_index(path: Path, gen: Clustered) -> set[str]:
 
 
 def _run_and_kill(path: Path, mode: str, rnd: str, delay: float, script: Path) -> list[str]:
-    proc = subprocess.Popen([sys.executable, str(script), str(path), mode, rnd],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), mode, rnd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     ready = proc.stdout.readline()
     if ready.strip() != "READY":
@@ -82,8 +83,9 @@ def _batches(rnd: str, n: int) -> list[list[str]]:
     return [[f"{rnd}-b{i}-{j}" for j in range(int(rng.integers(1, 25)))] for i in range(n)]
 
 
-def _check(path: Path, gen: Clustered, live: set[str], deleted: set[str], in_flight: list[str],
-           maybe_deleted: str | None) -> set[str]:
+def _check(
+    path: Path, gen: Clustered, live: set[str], deleted: set[str], in_flight: list[str], maybe_deleted: str | None
+) -> set[str]:
     """Check the reopened index against the acknowledged writes; return the ids it holds."""
     with Index.open(path) as index:
         index.verify()
@@ -94,7 +96,7 @@ def _check(path: Path, gen: Clustered, live: set[str], deleted: set[str], in_fli
         # the write in flight is all-or-nothing
         got = [x in index for x in in_flight]
         assert all(got) or not any(got), f"partial write: {dict(zip(in_flight, got, strict=True))}"
-        holds = (live | (set(in_flight) if all(got) else set()))
+        holds = live | (set(in_flight) if all(got) else set())
         if maybe_deleted is not None and maybe_deleted not in index:
             holds.discard(maybe_deleted)
         assert len(index) == len(holds)
@@ -103,7 +105,9 @@ def _check(path: Path, gen: Clustered, live: set[str], deleted: set[str], in_fli
         for x, vecs in zip(sample, index.get_embeddings(sample), strict=True):
             assert vecs.shape == gen.doc(x).shape and (vecs * gen.doc(x)).sum(1).mean() > 0.5
         for x in sample[:5]:
-            hit = index.search_embeddings(gen.query_for(gen.doc(x), seed=1), k=1, config=SearchConfig(exact=False))[0][0]
+            hit = index.search_embeddings(gen.query_for(gen.doc(x), seed=1), k=1, config=SearchConfig(exact=False))[0][
+                0
+            ]
             assert hit["id"] == x
         # a writer cleans whatever the crash left behind
         index.add_embeddings([gen.doc("probe")], ids=["probe"])

@@ -47,7 +47,10 @@ def test_hybrid_finds_exact_terms_and_keeps_k(index):
     assert hits[0][0]["id"] == "gasket" and hits[1][0]["id"] == "paris"
     assert hits[0][0]["text"] == DOCS["gasket"] and hits[0][0]["score"] >= hits[0][1]["score"]
     # weight 1 is BM25 alone; weight 0 is late interaction alone (same order as a plain search)
-    assert index.search("capital of Italy", k=3, hybrid=0.0)[0][0]["id"] == index.search("capital of Italy", k=3)[0][0]["id"]
+    assert (
+        index.search("capital of Italy", k=3, hybrid=0.0)[0][0]["id"]
+        == index.search("capital of Italy", k=3)[0][0]["id"]
+    )
     assert index.search("ZX-9417", k=1, hybrid=1.0)[0][0]["id"] == "gasket"
     filtered = index.search("ZX-9417 capital", k=10, hybrid=True, filter={"n": 0})
     assert {h["id"] for h in filtered[0]} <= {"berlin", "rome", "tokyo"}
@@ -99,8 +102,12 @@ def test_sigkill_leaves_lexical_consistent_with_catalog(tmp_path, delay):
     with Index.create(path, dim=DIM) as ix:
         ix.add_embeddings([gen.doc("seed")], ids=["seed"], texts=["seed common"])
         ix.search_lexical("seed")
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(here=str(HERE)), str(path)],
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(here=str(HERE)), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     lines = []
     try:
         while len(lines) < 3 and (line := child.stdout.readline()):  # a few rounds, then kill at some point

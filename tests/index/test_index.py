@@ -21,7 +21,11 @@ APPROX = SearchConfig(exact=False)
 def _build(tmp_path, gen, n, name="idx", **kw):
     index = Index.create(tmp_path / name, dim=DIM, **kw)
     ids = [f"doc-{i}" for i in range(n)]
-    index.add_embeddings([gen.doc(i) for i in ids], ids=ids, metadata=[{"n": i, "parity": i % 2, "lang": ["en", "fr", "de"][i % 3]} for i in range(n)])
+    index.add_embeddings(
+        [gen.doc(i) for i in ids],
+        ids=ids,
+        metadata=[{"n": i, "parity": i % 2, "lang": ["en", "fr", "de"][i % 3]} for i in range(n)],
+    )
     return index, ids
 
 
@@ -103,7 +107,9 @@ def test_add_delete_update_reopen_and_stable_ids(tmp_path, gen):
     codec_before = reopened.info()["version"]
     assert reopened.optimize(force=True) is True  # re-cluster: ids and search results survive
     assert reopened.info()["version"] > codec_before and len(reopened) == 199
-    cos = np.concatenate([(gen.doc(i) * v).sum(1) for i, v in zip(ids[20:60], reopened.get_embeddings(ids[20:60]), strict=True)])
+    cos = np.concatenate(
+        [(gen.doc(i) * v).sum(1) for i, v in zip(ids[20:60], reopened.get_embeddings(ids[20:60]), strict=True)]
+    )
     assert cos.mean() > 0.9
     assert reopened.search_embeddings(gen.query_for(other, seed=4), k=1)[0][0]["id"] == "doc-9"
     assert reopened.search_embeddings(gen.query_for(new, seed=3), k=1)[0][0]["id"] == "late"
@@ -193,7 +199,9 @@ def test_filters_key_value_and_sql(tmp_path, gen):
     # doc-30 itself is found when the filter allows it, through the approximate path
     assert index.search_embeddings(q, k=1, filter={"lang": "en"}, config=APPROX)[0][0]["id"] == "doc-30"
     # key/value filters are answered from an index of metadata, not a scan of the documents
-    plan = index._catalog.query("EXPLAIN QUERY PLAN SELECT docno FROM meta_kv WHERE key = ? AND value IN (?)", ["lang", "fr"])
+    plan = index._catalog.query(
+        "EXPLAIN QUERY PLAN SELECT docno FROM meta_kv WHERE key = ? AND value IN (?)", ["lang", "fr"]
+    )
     assert any("USING PRIMARY KEY" in r[-1] or "USING INDEX" in r[-1] for r in plan), plan
     index.create_metadata_index("n")
     plan = index._catalog.query("EXPLAIN QUERY PLAN SELECT docno FROM docs WHERE (json_extract(metadata, '$.n') < 40)")
@@ -209,7 +217,7 @@ def test_second_writer_is_refused_readers_are_not(tmp_path, gen):
     script = textwrap.dedent(f"""
         import sys, numpy as np
         from maxsim.index import Index, IndexLockedError
-        ix = Index.open({str(tmp_path / 'idx')!r})
+        ix = Index.open({str(tmp_path / "idx")!r})
         n = len(ix)
         hits = ix.search_embeddings(np.eye(2, {DIM}, dtype=np.float32), k=3)[0]
         try:
@@ -251,7 +259,9 @@ def test_auto_optimize_retrains_as_the_collection_grows(tmp_path, gen):
     index.add_embeddings([gen.doc(i) for i in "abc"], ids=["a", "b", "c"])
     k0 = index.info()["centroids"]
     for start in range(0, 400, 100):
-        index.add_embeddings([gen.doc(f"g{i}") for i in range(start, start + 100)], ids=[f"g{i}" for i in range(start, start + 100)])
+        index.add_embeddings(
+            [gen.doc(f"g{i}") for i in range(start, start + 100)], ids=[f"g{i}" for i in range(start, start + 100)]
+        )
     info = index.info()
     assert info["centroids"] > k0 and info["documents"] == 403 and info["segments"] <= 16
     q = gen.query_for(gen.doc("b"), seed=2)

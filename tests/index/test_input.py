@@ -25,9 +25,11 @@ def index(tmp_path, gen):
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, [1.0, math.nan], {"deep": math.nan}])
 def test_non_finite_metadata_is_refused_and_filters_keep_working(index, gen, bad):
-    for call in (lambda: index.add_embeddings([gen.doc("x")], ids=["x"], metadata=[{"score": bad}]),
-                 lambda: index.update_embeddings(["d1"], metadata=[{"score": bad}]),
-                 lambda: index.upsert_embeddings([gen.doc("x")], ids=["x"], metadata=[{"score": bad}])):
+    for call in (
+        lambda: index.add_embeddings([gen.doc("x")], ids=["x"], metadata=[{"score": bad}]),
+        lambda: index.update_embeddings(["d1"], metadata=[{"score": bad}]),
+        lambda: index.upsert_embeddings([gen.doc("x")], ids=["x"], metadata=[{"score": bad}]),
+    ):
         with pytest.raises(InvalidArgumentError, match=r"metadata\[0\]"):
             call()
     assert "x" not in index and index.get(["d1"])[0]["metadata"] == {"n": 1, "lang": "en"}

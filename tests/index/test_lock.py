@@ -43,8 +43,9 @@ def _index(tmp_path, gen, n=10):
 
 
 def _start_writer(path, mode="plain"):
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     child = None
     line = proc.stdout.readline().split()

@@ -53,8 +53,11 @@ def test_tune_reaches_target_and_is_the_default(tmp_path):
     with Index.open(tmp_path / "idx", readonly=True) as ro:
         assert ro.search_settings() == tuned  # stored with the index
         cfg = ro.default_search_config(10)
-        assert (cfg.nprobe, cfg.n_candidates, cfg.n_exact) == (tuned.nprobe, 10 * tuned.candidates_per_k,
-                                                               10 * tuned.exact_per_k)
+        assert (cfg.nprobe, cfg.n_candidates, cfg.n_exact) == (
+            tuned.nprobe,
+            10 * tuned.candidates_per_k,
+            10 * tuned.exact_per_k,
+        )
         truth = ro.search_embeddings(queries, k=10, config=SearchConfig(exact=True))
         found = ro.search_embeddings(queries, k=10)  # no config: the tuned settings
         recall = np.mean([len({h["id"] for h in f} & {h["id"] for h in t}) / 10 for f, t in zip(found, truth)])

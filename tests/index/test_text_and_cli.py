@@ -49,8 +49,11 @@ def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
 
     real_load = loading.load
     load_model_named.cache_clear()
-    monkeypatch.setattr(loading, "load", lambda name=None, **kw: (
-        default_model if name in (None, default_model.name) else real_load(name, **kw)))
+    monkeypatch.setattr(
+        loading,
+        "load",
+        lambda name=None, **kw: (default_model if name in (None, default_model.name) else real_load(name, **kw)),
+    )
     path = str(tmp_path / "idx")
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps({"id": i, "text": t, "metadata": m}) for i, t, m in DOCS) + "\n")

@@ -75,8 +75,9 @@ def _location(engine: str, tmp_path: Path) -> str:
 @pytest.fixture(params=ENGINES)
 def store(request, tmp_path: Path, corpus: dict):
     settings = QdrantSettings(muvera=SMALL_MUVERA)
-    s = QdrantStore.create(_location(request.param, tmp_path), "test", dim=DIM, model="toy", settings=settings,
-                           batch_size=16)
+    s = QdrantStore.create(
+        _location(request.param, tmp_path), "test", dim=DIM, model="toy", settings=settings, batch_size=16
+    )
     s.add_embeddings(corpus["docs"], corpus["ids"], texts=corpus["texts"], metadata=corpus["meta"])
     yield s
     s.close()
@@ -101,10 +102,15 @@ def test_covering_first_stage_equals_exact_maxsim(store: QdrantStore, corpus: di
 @pytest.mark.parametrize("first_stage", ["muvera", "none"])
 def test_batch_search_equals_one_by_one(store: QdrantStore, corpus: dict, first_stage: str) -> None:
     queries = corpus["queries"]
-    batch = store.search_embeddings(queries, 7, {"lang": ["en", "fr"]}, first_stage=first_stage,
-                                    prefetch_limit=N_DOCS, exact_first_stage=True)
-    single = [store.search_embeddings(q, 7, {"lang": ["en", "fr"]}, first_stage=first_stage, prefetch_limit=N_DOCS,
-                                      exact_first_stage=True)[0] for q in queries]
+    batch = store.search_embeddings(
+        queries, 7, {"lang": ["en", "fr"]}, first_stage=first_stage, prefetch_limit=N_DOCS, exact_first_stage=True
+    )
+    single = [
+        store.search_embeddings(
+            q, 7, {"lang": ["en", "fr"]}, first_stage=first_stage, prefetch_limit=N_DOCS, exact_first_stage=True
+        )[0]
+        for q in queries
+    ]
     assert batch == single
     assert len(batch) == len(queries) and all(len(hits) == 7 for hits in batch)
     with pytest.raises(InvalidArgumentError, match="queries: the list is empty"):
@@ -152,8 +158,9 @@ def test_filters_restrict_both_stages(store: QdrantStore, corpus: dict) -> None:
         sub = [i for i, m in enumerate(corpus["meta"]) if keep(m)]
         want, _ = _exact(q, [corpus["docs"][i] for i in sub], [corpus["ids"][i] for i in sub], 5)
         for first_stage in ("muvera", "none"):
-            [hits] = store.search_embeddings(q, 5, flt, first_stage=first_stage, prefetch_limit=N_DOCS,
-                                             exact_first_stage=True)
+            [hits] = store.search_embeddings(
+                q, 5, flt, first_stage=first_stage, prefetch_limit=N_DOCS, exact_first_stage=True
+            )
             assert [h["id"] for h in hits] == want, (name, first_stage)
         assert store.count(flt) == len(sub), name
 
@@ -196,11 +203,16 @@ def test_document_over_the_multivector_cap_is_stored_and_found(engine: str, tmp_
     others = [_unit(rng.normal(size=(20, dim))) for _ in range(5)]
     # the query matches tokens at the far end of the long document, beyond the first part
     q = _unit(long_doc[-8:] + 0.05 * rng.normal(size=(8, dim)))
-    s = QdrantStore.create(_location(engine, tmp_path), "long", dim=dim,
-                           settings=QdrantSettings(muvera=MuveraConfig(k_sim=3, dim_proj=8, repetitions=2)))
+    s = QdrantStore.create(
+        _location(engine, tmp_path),
+        "long",
+        dim=dim,
+        settings=QdrantSettings(muvera=MuveraConfig(k_sim=3, dim_proj=8, repetitions=2)),
+    )
     try:
-        s.add_embeddings([long_doc, *others], ["long", *[f"o{i}" for i in range(5)]],
-                         texts=["a very long document", *["short"] * 5])
+        s.add_embeddings(
+            [long_doc, *others], ["long", *[f"o{i}" for i in range(5)]], texts=["a very long document", *["short"] * 5]
+        )
         assert s.count() == 6
         assert s.parts(["long", "o1"]) == [2, 1]
         [hits] = s.search_embeddings(q, 3, prefetch_limit=10, exact_first_stage=True)
@@ -268,8 +280,9 @@ def test_reopen_reads_the_stored_layout(engine: str, tmp_path: Path, corpus: dic
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("storage", ["float16", "uint8"])
 def test_compact_storage_keeps_the_ranking(engine: str, storage: str, tmp_path: Path, corpus: dict) -> None:
-    s = QdrantStore.create(_location(engine, tmp_path), "c", dim=DIM,
-                           settings=QdrantSettings(muvera=SMALL_MUVERA, storage=storage))
+    s = QdrantStore.create(
+        _location(engine, tmp_path), "c", dim=DIM, settings=QdrantSettings(muvera=SMALL_MUVERA, storage=storage)
+    )
     try:
         s.add_embeddings(corpus["docs"], corpus["ids"])
         s.optimize()

@@ -31,8 +31,11 @@ DOCS = [
     {"id": "paris", "text": "Paris is the capital and largest city of France.", "metadata": {"lang": "en"}},
     {"id": "berlin", "text": "Berlin ist die Hauptstadt von Deutschland.", "metadata": {"lang": "de"}},
     {"id": "tokyo", "text": "東京は日本の首都です。", "metadata": {"lang": "ja"}},
-    {"id": "photosynthesis", "text": "Plants turn light, water and carbon dioxide into sugar.",
-     "metadata": {"lang": "en"}},
+    {
+        "id": "photosynthesis",
+        "text": "Plants turn light, water and carbon dioxide into sugar.",
+        "metadata": {"lang": "en"},
+    },
     {"id": "football", "text": "The match ended two to one after extra time.", "metadata": {"lang": "en"}},
 ]
 
@@ -137,8 +140,10 @@ def test_cli_unreachable_server_is_one_line_naming_the_flag(tmp_path: Path, caps
     argv = [sys.executable, "-m", "maxsim.cli", "qdrant", "search", "--location", url, "a query"]
     run = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert run.returncode == 2, run.stderr
-    assert run.stderr == f"maxsim qdrant search: error: cannot reach the Qdrant server at {url}: [Errno 111] " \
-                         "Connection refused; check --location (and --timeout)\n"
+    assert (
+        run.stderr == f"maxsim qdrant search: error: cannot reach the Qdrant server at {url}: [Errno 111] "
+        "Connection refused; check --location (and --timeout)\n"
+    )
     (tmp_path / "docs.jsonl").write_text('{"id": "a", "text": "x"}\n')
     for command in (["create"], ["add", str(tmp_path / "docs.jsonl")]):
         assert main(["qdrant", command[0], "--location", url, *command[1:]]) == 2

@@ -20,7 +20,9 @@ def test_merge_adds_the_low_rank_product(tmp_path):
     before = model.encoder.layers[1].fc1.weight.detach().clone()
     a, b = torch.randn(2, before.shape[1]), torch.randn(before.shape[0], 2)
     head = nn.Linear(32, 128)
-    path = save_adapter(tmp_path / "a.safetensors", head, {"layers.1.fc1": (a, b)}, lora_scale=0.5, metadata={"note": "x"})
+    path = save_adapter(
+        tmp_path / "a.safetensors", head, {"layers.1.fc1": (a, b)}, lora_scale=0.5, metadata={"note": "x"}
+    )
     got_head, lora, scale, meta = read_adapter(path)
     assert scale == 0.5 and meta["note"] == "x" and set(lora) == {"layers.1.fc1"}
     assert torch.equal(got_head.weight, head.weight)

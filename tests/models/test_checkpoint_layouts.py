@@ -32,7 +32,13 @@ from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
 import maxsim  # noqa: E402
 from maxsim.models.checkpoints import CheckpointError, CheckpointWarning  # noqa: E402
 
-JINA = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "jina-colbert-v2-parity" / "tiny-jina-colbert-v2"
+JINA = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "fixtures"
+    / "jina-colbert-v2-parity"
+    / "tiny-jina-colbert-v2"
+)
 WORDS = "the cat sat on mat dog paris is capital of france what where how big city river a an and".split()
 VOCAB = ["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.punctuation, *WORDS, "##s"]
 PAD, UNUSED0, UNUSED1, UNK, CLS, SEP, MASK = range(7)
@@ -46,8 +52,13 @@ def _save_state(state: dict[str, torch.Tensor], path: Path) -> None:
 def _bert(seed: int) -> transformers.BertModel:
     torch.manual_seed(seed)
     cfg = transformers.BertConfig(
-        vocab_size=len(VOCAB) + 2, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, hidden_act="gelu",
+        vocab_size=len(VOCAB) + 2,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_act="gelu",
     )
     model = transformers.BertModel(cfg).eval()
     with torch.no_grad():  # non-trivial LayerNorms so a skipped parameter shows
@@ -74,10 +85,20 @@ def stanford_bert(tmp_path_factory):
     _write_config(model, folder, ["HF_ColBERT"])
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 64}))
-    (folder / "artifact.metadata").write_text(json.dumps({
-        "query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 24, "doc_maxlen": 20,
-        "attend_to_mask_tokens": False, "mask_punctuation": True, "dim": 128, "similarity": "cosine",
-    }))
+    (folder / "artifact.metadata").write_text(
+        json.dumps(
+            {
+                "query_token_id": "[unused0]",
+                "doc_token_id": "[unused1]",
+                "query_maxlen": 24,
+                "doc_maxlen": 20,
+                "attend_to_mask_tokens": False,
+                "mask_punctuation": True,
+                "dim": 128,
+                "similarity": "cosine",
+            }
+        )
+    )
     return folder, model, head
 
 
@@ -85,10 +106,17 @@ def _wordpiece_with_prefixes(folder: Path) -> None:
     tok = BertWordPieceTokenizer({w: i for i, w in enumerate(VOCAB)}, lowercase=True)
     tok.add_tokens([AddedToken("[Q] ", normalized=False), AddedToken("[D] ", normalized=False)])
     tok.save(str(folder / "tokenizer.json"))
-    (folder / "special_tokens_map.json").write_text(json.dumps({
-        "pad_token": "[PAD]", "mask_token": {"content": "[MASK]"}, "unk_token": "[UNK]", "cls_token": "[CLS]",
-        "sep_token": "[SEP]",
-    }))
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps(
+            {
+                "pad_token": "[PAD]",
+                "mask_token": {"content": "[MASK]"},
+                "unk_token": "[UNK]",
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,20 +127,40 @@ def pylate_bert(tmp_path_factory):
     _save_state(model.state_dict(), folder / "model.safetensors")
     _write_config(model, folder, ["BertModel"])
     _wordpiece_with_prefixes(folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
-    ]))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+            ]
+        )
+    )
     (folder / "1_Dense").mkdir()
     _save_state({"linear.weight": head}, folder / "1_Dense" / "model.safetensors")
-    (folder / "1_Dense" / "config.json").write_text(json.dumps({
-        "in_features": HIDDEN, "out_features": 96, "bias": False,
-        "activation_function": "torch.nn.modules.linear.Identity", "use_residual": False,
-    }))
-    (folder / "config_sentence_transformers.json").write_text(json.dumps({
-        "query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": 16, "document_length": 40,
-        "attend_to_expansion_tokens": False, "do_query_expansion": True, "skiplist_words": list(string.punctuation),
-    }))
+    (folder / "1_Dense" / "config.json").write_text(
+        json.dumps(
+            {
+                "in_features": HIDDEN,
+                "out_features": 96,
+                "bias": False,
+                "activation_function": "torch.nn.modules.linear.Identity",
+                "use_residual": False,
+            }
+        )
+    )
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "query_prefix": "[Q] ",
+                "document_prefix": "[D] ",
+                "query_length": 16,
+                "document_length": 40,
+                "attend_to_expansion_tokens": False,
+                "do_query_expansion": True,
+                "skiplist_words": list(string.punctuation),
+            }
+        )
+    )
     return folder, model, head
 
 
@@ -158,7 +206,19 @@ def test_stanford_bert_checkpoint(stanford_bert):
     assert q.attention[:n_real].all() and not q.attention[n_real:].any()  # attend_to_mask_tokens false
 
     d = m.tokenizer.documents(["The cat, sat on the mat!"])[0]
-    assert m.tokenizer.tokens(d.ids) == ["[CLS]", "[unused1]", "the", "cat", ",", "sat", "on", "the", "mat", "!", "[SEP]"]
+    assert m.tokenizer.tokens(d.ids) == [
+        "[CLS]",
+        "[unused1]",
+        "the",
+        "cat",
+        ",",
+        "sat",
+        "on",
+        "the",
+        "mat",
+        "!",
+        "[SEP]",
+    ]
     assert d.keep.tolist() == [True] * 4 + [False] + [True] * 4 + [False, True]
     long = m.tokenizer.documents([" ".join(WORDS * 3)])[0]
     assert len(long) == 20 and long.ids[-1] == SEP
@@ -197,26 +257,50 @@ def test_pylate_modernbert_export(tmp_path):
         pytest.skip("this transformers has no ModernBERT")
     torch.manual_seed(3)
     cfg = transformers.ModernBertConfig(
-        vocab_size=len(VOCAB) + 2, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=256, pad_token_id=PAD, cls_token_id=CLS, sep_token_id=SEP,
-        bos_token_id=CLS, eos_token_id=SEP, global_attn_every_n_layers=2, local_attention=16,
+        vocab_size=len(VOCAB) + 2,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=PAD,
+        cls_token_id=CLS,
+        sep_token_id=SEP,
+        bos_token_id=CLS,
+        eos_token_id=SEP,
+        global_attn_every_n_layers=2,
+        local_attention=16,
     )
     model = transformers.ModernBertModel(cfg).eval()
     head = torch.randn(128, HIDDEN)
     _save_state(model.state_dict(), tmp_path / "model.safetensors")
     _write_config(model, tmp_path, ["ModernBertModel"])
     _wordpiece_with_prefixes(tmp_path)
-    (tmp_path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
-    ]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+            ]
+        )
+    )
     (tmp_path / "1_Dense").mkdir()
     _save_state({"linear.weight": head}, tmp_path / "1_Dense" / "model.safetensors")
-    (tmp_path / "1_Dense" / "config.json").write_text(json.dumps({"in_features": HIDDEN, "out_features": 128, "bias": False}))
-    (tmp_path / "config_sentence_transformers.json").write_text(json.dumps({
-        "query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": 32, "document_length": 180,
-        "attend_to_expansion_tokens": False, "skiplist_words": list(string.punctuation),
-    }))
+    (tmp_path / "1_Dense" / "config.json").write_text(
+        json.dumps({"in_features": HIDDEN, "out_features": 128, "bias": False})
+    )
+    (tmp_path / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "query_prefix": "[Q] ",
+                "document_prefix": "[D] ",
+                "query_length": 32,
+                "document_length": 180,
+                "attend_to_expansion_tokens": False,
+                "skiplist_words": list(string.punctuation),
+            }
+        )
+    )
     m = maxsim.load(tmp_path)
     assert m.info["backbone"] == "transformers:modernbert" and m.max_positions == 256
     assert m.document_length == 180 and m.dims == (128, 96, 64)

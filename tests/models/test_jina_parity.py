@@ -189,10 +189,14 @@ def test_check_py_passes_with_the_project_adapters():
     cmd = [
         sys.executable,
         str(FIXTURE / "check.py"),
-        "--encoder", "maxsim.models.parity:encode",
-        "--hidden", "maxsim.models.parity:hidden",
-        "--atol", str(ATOL),
-        "--path", str(ROOT),
+        "--encoder",
+        "maxsim.models.parity:encode",
+        "--hidden",
+        "maxsim.models.parity:hidden",
+        "--atol",
+        str(ATOL),
+        "--path",
+        str(ROOT),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

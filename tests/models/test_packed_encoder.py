@@ -10,8 +10,13 @@ from maxsim.models.encoder import EncoderConfig, TransformerEncoder, init_weight
 
 def _encoder(position_embedding: str) -> TransformerEncoder:
     config = EncoderConfig(
-        vocab_size=97, hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128,
-        max_positions=64, position_embedding=position_embedding,
+        vocab_size=97,
+        hidden_size=64,
+        num_layers=3,
+        num_heads=4,
+        intermediate_size=128,
+        max_positions=64,
+        position_embedding=position_embedding,
     )
     enc = TransformerEncoder(config)
     init_weights(enc, std=0.2, seed=3)

@@ -40,8 +40,10 @@ def test_add_returns_ids_and_new_ids_are_fresh_strings(store, corpus):
     assert isinstance(new, list) and len(new) == 2 and len(set(new)) == 2
     assert all(isinstance(i, str) and i and i not in corpus.ids for i in new)
     assert store.count() == 6
-    assert store.get(new) == [{"id": new[0], "text": None, "metadata": None},
-                              {"id": new[1], "text": None, "metadata": None}]
+    assert store.get(new) == [
+        {"id": new[0], "text": None, "metadata": None},
+        {"id": new[1], "text": None, "metadata": None},
+    ]
 
 
 def test_add_of_a_stored_id_is_refused_and_writes_nothing(store, corpus):
@@ -61,8 +63,10 @@ def test_add_of_a_stored_id_is_refused_and_writes_nothing(store, corpus):
 def test_get_is_strict_and_in_the_order_asked(store, corpus):
     _filled(store, corpus)
     got = store.get(["doc-5", "doc-0", "doc-11"])
-    assert got == [{"id": i, "text": corpus.texts[j], "metadata": corpus.meta[j]}
-                   for i, j in (("doc-5", 5), ("doc-0", 0), ("doc-11", 11))]
+    assert got == [
+        {"id": i, "text": corpus.texts[j], "metadata": corpus.meta[j]}
+        for i, j in (("doc-5", 5), ("doc-0", 0), ("doc-11", 11))
+    ]
     with pytest.raises(UnknownIdError, match="nope") as err:
         store.get(["doc-1", "nope"])
     assert isinstance(err.value, KeyError)
@@ -77,8 +81,12 @@ def test_update_is_strict_and_none_keeps_stored_values(store, corpus):
     with pytest.raises(UnknownIdError):
         store.update_embeddings(["ghost"], metadata=[{"lang": "xx"}])
     # positional: ids, embeddings, texts, metadata; a None entry keeps the stored value
-    assert store.update_embeddings(["doc-1", "doc-2"], [corpus.docs[7], corpus.docs[8]], ["new 1", None],
-                                   [None, {"lang": "xx"}]) is None
+    assert (
+        store.update_embeddings(
+            ["doc-1", "doc-2"], [corpus.docs[7], corpus.docs[8]], ["new 1", None], [None, {"lang": "xx"}]
+        )
+        is None
+    )
     assert store.get(["doc-1", "doc-2"]) == [
         {"id": "doc-1", "text": "new 1", "metadata": corpus.meta[1]},
         {"id": "doc-2", "text": "text 2", "metadata": {"lang": "xx"}},
@@ -87,8 +95,10 @@ def test_update_is_strict_and_none_keeps_stored_values(store, corpus):
     assert set(_ids(store.search_embeddings([corpus.query(7)], k=2)[0])) == {"doc-7", "doc-1"}
     # metadata only: vectors and text stay; {} clears
     store.update_embeddings(["doc-3", "doc-4"], metadata=[{"lang": "yy"}, {}])
-    assert store.get(["doc-3", "doc-4"]) == [{"id": "doc-3", "text": "text 3", "metadata": {"lang": "yy"}},
-                                             {"id": "doc-4", "text": "text 4", "metadata": {}}]
+    assert store.get(["doc-3", "doc-4"]) == [
+        {"id": "doc-3", "text": "text 3", "metadata": {"lang": "yy"}},
+        {"id": "doc-4", "text": "text 4", "metadata": {}},
+    ]
     assert _ids(store.search_embeddings([corpus.query(3)], k=1)[0]) == ["doc-3"]
     assert store.count({"lang": "yy"}) == 1 and store.count() == len(corpus.ids)
     with pytest.raises(InvalidArgumentError):
@@ -97,8 +107,9 @@ def test_update_is_strict_and_none_keeps_stored_values(store, corpus):
 
 def test_upsert_adds_new_and_replaces_stored(store, corpus):
     _filled(store, corpus, 3)
-    ids = store.upsert_embeddings([corpus.docs[5], corpus.docs[6]], ["doc-0", "doc-new"], [None, "brand new"],
-                                  [None, {"lang": "en"}])
+    ids = store.upsert_embeddings(
+        [corpus.docs[5], corpus.docs[6]], ["doc-0", "doc-new"], [None, "brand new"], [None, {"lang": "en"}]
+    )
     assert ids == ["doc-0", "doc-new"]
     assert store.count() == 4
     assert store.get(["doc-0", "doc-new"]) == [
@@ -188,11 +199,11 @@ def test_bad_filters_are_invalid_argument_errors(make_store, corpus, flt):
 def test_bad_vectors_are_refused_and_write_nothing(store, corpus):
     _filled(store, corpus, 3)
     bad = [
-        [np.zeros((3, DIM + 1), dtype=np.float32)],          # wrong dim
-        [np.zeros((0, DIM), dtype=np.float32)],              # no tokens
-        [np.full((2, DIM), np.nan, dtype=np.float32)],       # NaN
-        corpus.docs[0],                                      # one 2-D array instead of a list
-        [],                                                  # nothing
+        [np.zeros((3, DIM + 1), dtype=np.float32)],  # wrong dim
+        [np.zeros((0, DIM), dtype=np.float32)],  # no tokens
+        [np.full((2, DIM), np.nan, dtype=np.float32)],  # NaN
+        corpus.docs[0],  # one 2-D array instead of a list
+        [],  # nothing
     ]
     for embeddings in bad:
         with pytest.raises(MaxsimError):

@@ -19,7 +19,9 @@ SQUAD = {"en": "squad-v1.1-en", "es": "squad-es", "it": "squad-it"}
 def split(shared_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("split")
     script = ROOT / "scripts" / "make_training_split.py"
-    subprocess.run([sys.executable, str(script), str(shared_dir / "data"), str(out)], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(script), str(shared_dir / "data"), str(out)], check=True, capture_output=True, cwd=ROOT
+    )
     return out
 
 

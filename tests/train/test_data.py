@@ -20,8 +20,10 @@ from maxsim.train.data import (
 def test_read_pairs_fields_and_errors(tmp_path):
     f = tmp_path / "train.jsonl"
     f.write_text(
-        json.dumps({"query": "q", "positive": "p", "lang": "en"}) + "\n"
-        + json.dumps({"query": "q2", "positive": "p2", "negative": "n", "negatives": ["m"], "scores": [3, 1, 0]}) + "\n"
+        json.dumps({"query": "q", "positive": "p", "lang": "en"})
+        + "\n"
+        + json.dumps({"query": "q2", "positive": "p2", "negative": "n", "negatives": ["m"], "scores": [3, 1, 0]})
+        + "\n"
     )
     a, b = read_pairs(f)
     assert (a.query, a.positive, a.lang, a.negatives) == ("q", "p", "en", [])
@@ -61,13 +63,20 @@ def test_carve_by_article_keeps_sides_apart():
 
 def test_carve_like_follows_the_reference_across_languages():
     # an English collection and its translation share question ids; paragraph ids differ
-    en = Collection("en", {f"p{i:03d}": f"doc {i}" for i in range(100)}, {f"q{i}": f"question {i}" for i in range(200)},
-                    {f"q{i}": {f"p{i // 2:03d}": 1} for i in range(200)}, ("en",))
+    en = Collection(
+        "en",
+        {f"p{i:03d}": f"doc {i}" for i in range(100)},
+        {f"q{i}": f"question {i}" for i in range(200)},
+        {f"q{i}": {f"p{i // 2:03d}": 1} for i in range(200)},
+        ("en",),
+    )
     train, dev = carve_by_article(en, 0.3, block=10, seed=0)
     trained_q = {q for q, rels in en.qrels.items() if en.corpus[next(iter(rels))] in {p.positive for p in train}}
     one_trained, one_dev = sorted(trained_q)[0], sorted(dev.qrels)[0]
     es_docs = {f"x{i:03d}": f"doc-es {i}" for i in range(100)} | {"xmix": "doc-es mixed"}
-    es_qrels = {f"q{i}": {f"x{(99 - i // 2):03d}": 1} for i in range(200) if i != 7}  # order shuffled, one question missing
+    es_qrels = {
+        f"q{i}": {f"x{(99 - i // 2):03d}": 1} for i in range(200) if i != 7
+    }  # order shuffled, one question missing
     # a paragraph whose questions sit on both sides of the English carve
     es_qrels[one_trained] = {"xmix": 1}
     es_qrels[one_dev] = {"xmix": 1}
@@ -85,8 +94,13 @@ def test_carve_like_follows_the_reference_across_languages():
 def test_bm25_negatives_are_hard_and_never_the_positive():
     docs = ["red apple fruit", "green apple pie", "blue sky above", "dark night sky", "apple tree orchard"]
     # the pool is every positive of the source
-    pairs = [Pair("apple fruit", docs[0], source="s"), Pair("night sky", docs[3], source="s"), Pair("sky", docs[2], source="s"),
-             Pair("pie", docs[1], source="s"), Pair("tree", docs[4], source="s")]
+    pairs = [
+        Pair("apple fruit", docs[0], source="s"),
+        Pair("night sky", docs[3], source="s"),
+        Pair("sky", docs[2], source="s"),
+        Pair("pie", docs[1], source="s"),
+        Pair("tree", docs[4], source="s"),
+    ]
     mined = mine_bm25_negatives(pairs, n=1, depth=1)
     assert mined[0].negatives[0] in {docs[1], docs[4]}  # the other apple documents
     assert mined[1].negatives == [docs[2]]

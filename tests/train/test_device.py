@@ -68,12 +68,39 @@ def test_cli_refuses_an_unavailable_device_before_any_work(tmp_path):
 
     # data that does not exist: the device error must come first
     ns = argparse.Namespace(
-        data=[str(tmp_path / "missing.jsonl")], out=str(tmp_path / "out"), model=None, trainable="head", epochs=1,
-        max_steps=None, max_seconds=None, batch_size=8, lr=1e-3, temperature=1.0, dims=[128, 96, 64],
-        dim_weights=None, hard_negatives=1, mine="none", distill_weight=0.0, per_source=None, dev_fraction=0.0,
-        carve=[], carve_fraction=0.3, carve_out=None, doc_maxlen=180, lora_r=8, lora_alpha=16, bf16=False,
-        lora_layers=None, top_layers=2, eval_steps=0, save_steps=0, cache_dir=None, seed=0, threads=None,
-        no_resume=False, device="cuda",
+        data=[str(tmp_path / "missing.jsonl")],
+        out=str(tmp_path / "out"),
+        model=None,
+        trainable="head",
+        epochs=1,
+        max_steps=None,
+        max_seconds=None,
+        batch_size=8,
+        lr=1e-3,
+        temperature=1.0,
+        dims=[128, 96, 64],
+        dim_weights=None,
+        hard_negatives=1,
+        mine="none",
+        distill_weight=0.0,
+        per_source=None,
+        dev_fraction=0.0,
+        carve=[],
+        carve_fraction=0.3,
+        carve_out=None,
+        doc_maxlen=180,
+        lora_r=8,
+        lora_alpha=16,
+        bf16=False,
+        lora_layers=None,
+        top_layers=2,
+        eval_steps=0,
+        save_steps=0,
+        cache_dir=None,
+        seed=0,
+        threads=None,
+        no_resume=False,
+        device="cuda",
     )
     with pytest.raises(MaxsimError, match="device 'cuda' is not available"):
         run_from_args(ns)
@@ -101,11 +128,15 @@ def test_explicit_cpu_equals_the_default(make_tiny, pairs, tmp_path):
         assert torch.equal(a, b), n
 
 
-@pytest.mark.parametrize("trainable,extra", [("head", {}), ("lora", {"lora_layers": 1}), ("lora", {}), ("top-layers", {})])
+@pytest.mark.parametrize(
+    "trainable,extra", [("head", {}), ("lora", {"lora_layers": 1}), ("lora", {}), ("top-layers", {})]
+)
 def test_every_tensor_reaching_the_loss_is_on_the_training_device(make_tiny, pairs, tmp_path, trainable, extra):
     pairs = mine_bm25_negatives(pairs, n=1)
     pairs = [replace(p, scores=[1.0] + [0.5] * len(p.negatives)) for p in pairs]  # distillation too
-    args = TrainingArguments(output_dir=str(tmp_path), trainable=trainable, device="cpu", distill_weight=0.5, **COMMON, **extra)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), trainable=trainable, device="cpu", distill_weight=0.5, **COMMON, **extra
+    )
     trainer = Trainer(make_tiny(), args, pairs)
     trainer.prepare()
     tensors = trainer.batch_tensors(list(range(8)), step=0)
@@ -128,7 +159,9 @@ def test_checkpoint_tensors_are_cpu_and_resume_in_a_new_trainer(make_tiny, pairs
     for name in ("trainable.safetensors", "optimizer.safetensors"):
         assert all(t.device.type == "cpu" for t in load_file(str(tmp_path / "b" / "checkpoint" / name)).values())
     # resumed by a new Trainer with device "auto" (the CPU here; any device elsewhere)
-    second = Trainer(make_tiny(), TrainingArguments(output_dir=str(tmp_path / "b"), **{**common, "device": "auto"}), pairs)
+    second = Trainer(
+        make_tiny(), TrainingArguments(output_dir=str(tmp_path / "b"), **{**common, "device": "auto"}), pairs
+    )
     assert second.load_checkpoint() and second.state.step == 1
     moments = [v for st in second.optimizer.state.values() for k, v in st.items() if k != "step"]
     assert moments and all(v.device == second.device for v in moments)

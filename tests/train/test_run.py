@@ -23,7 +23,13 @@ def test_gather_pairs_from_a_folder_of_sources(tmp_path):
 
 def test_carved_dev_part_round_trips_as_beir(tmp_path):
     corpus = {f"p{i:03d}": f"doc {i}" for i in range(120)}
-    col = Collection("c", corpus, {f"q{i}": f"question {i}" for i in range(120)}, {f"q{i}": {f"p{i:03d}": 1} for i in range(120)}, ("en",))
+    col = Collection(
+        "c",
+        corpus,
+        {f"q{i}": f"question {i}" for i in range(120)},
+        {f"q{i}": {f"p{i:03d}": 1} for i in range(120)},
+        ("en",),
+    )
     train, dev = carve_by_article(col, 0.3, block=10)
     write_beir(dev, tmp_path / "c")
     back = load_collection(tmp_path / "c")

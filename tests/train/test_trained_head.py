@@ -18,8 +18,10 @@ def fingerprint(model) -> dict:
         "query": model.encode_queries([TEXTS["query"]], dim=64)[0],
         "document": model.encode_documents([TEXTS["document"]], dim=128)[0],
     }
-    return {k: {"shape": list(v.shape), "row0": [round(float(x), 4) for x in v[0, :8]], "sum": round(float(v.sum()), 3)}
-            for k, v in vectors.items()}
+    return {
+        k: {"shape": list(v.shape), "row0": [round(float(x), 4) for x in v[0, :8]], "sum": round(float(v.sum()), 3)}
+        for k, v in vectors.items()
+    }
 
 
 def test_shipped_adapter_is_small_and_says_what_it_is():

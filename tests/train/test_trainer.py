@@ -17,8 +17,16 @@ def fixed_batch_loss(trainer: Trainer) -> float:
 @pytest.mark.parametrize("trainable", ["head", "lora", "top-layers"])
 def test_training_lowers_the_loss(tiny, pairs, tmp_path, trainable):
     pairs = mine_bm25_negatives(pairs, n=1)
-    args = TrainingArguments(output_dir=str(tmp_path), trainable=trainable, epochs=6, batch_size=8,
-                             learning_rate=1e-2, save_steps=0, eval_steps=0, show_progress=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        trainable=trainable,
+        epochs=6,
+        batch_size=8,
+        learning_rate=1e-2,
+        save_steps=0,
+        eval_steps=0,
+        show_progress=False,
+    )
     trainer = Trainer(tiny, args, pairs)
     frozen = {n: p.clone() for n, p in tiny.encoder.named_parameters() if not p.requires_grad}
     before = fixed_batch_loss(trainer)
@@ -37,7 +45,9 @@ def test_training_lowers_the_loss(tiny, pairs, tmp_path, trainable):
 
 def test_resumed_run_continues_where_it_stopped(make_tiny, pairs, tmp_path):
     pairs = mine_bm25_negatives(pairs, n=1)
-    common = dict(trainable="head", epochs=3, batch_size=8, learning_rate=3e-3, save_steps=0, eval_steps=0, show_progress=False)
+    common = dict(
+        trainable="head", epochs=3, batch_size=8, learning_rate=3e-3, save_steps=0, eval_steps=0, show_progress=False
+    )
     straight = Trainer(make_tiny(), TrainingArguments(output_dir=str(tmp_path / "a"), **common), pairs)
     straight.train()
     # interrupted after its first step (time budget 0), then resumed by a new process-like Trainer
@@ -55,7 +65,9 @@ def test_resumed_run_continues_where_it_stopped(make_tiny, pairs, tmp_path):
 
 
 def test_checkpoint_from_other_settings_is_refused(make_tiny, pairs, tmp_path):
-    args = TrainingArguments(output_dir=str(tmp_path), epochs=1, batch_size=8, max_seconds=0, show_progress=False, save_steps=0)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), epochs=1, batch_size=8, max_seconds=0, show_progress=False, save_steps=0
+    )
     Trainer(make_tiny(), args, pairs).train()
     other = TrainingArguments(output_dir=str(tmp_path), epochs=1, batch_size=4, show_progress=False)
     with pytest.raises(TrainingError, match="batch_size"):
@@ -64,8 +76,15 @@ def test_checkpoint_from_other_settings_is_refused(make_tiny, pairs, tmp_path):
 
 def test_dev_evaluation_keeps_the_best_head(make_tiny, pairs, tmp_path):
     train, dev = split_by_document(pairs, 0.3, seed=0)
-    args = TrainingArguments(output_dir=str(tmp_path), epochs=4, batch_size=8, learning_rate=3e-3,
-                             eval_steps=2, save_steps=0, show_progress=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        epochs=4,
+        batch_size=8,
+        learning_rate=3e-3,
+        eval_steps=2,
+        save_steps=0,
+        show_progress=False,
+    )
     trainer = Trainer(make_tiny(), args, train, dev)
     metrics = trainer.evaluate()
     assert set(metrics) == {"dev_ndcg@10@128", "dev_ndcg@10@64"} and all(0 <= v <= 1 for v in metrics.values())
@@ -104,8 +123,18 @@ def test_lora_in_top_layers_trains_and_the_adapter_reproduces_it(make_tiny, pair
 
     pairs = mine_bm25_negatives(pairs, n=1)
     model = make_tiny()
-    args = TrainingArguments(output_dir=str(tmp_path), trainable="lora", lora_layers=1, lora_r=4, epochs=6, batch_size=8,
-                             learning_rate=1e-2, save_steps=0, eval_steps=0, show_progress=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        trainable="lora",
+        lora_layers=1,
+        lora_r=4,
+        epochs=6,
+        batch_size=8,
+        learning_rate=1e-2,
+        save_steps=0,
+        eval_steps=0,
+        show_progress=False,
+    )
     trainer = Trainer(model, args, pairs)
     lower = {n: p.clone() for n, p in model.encoder.named_parameters() if n.startswith("layers.0.")}
     before = fixed_batch_loss(trainer)
@@ -127,8 +156,9 @@ def test_lora_in_top_layers_trains_and_the_adapter_reproduces_it(make_tiny, pair
 def test_warm_start_from_an_adapter_with_more_adapted_layers(make_tiny, pairs, tmp_path):
     """--init-adapter: the run starts exactly where the adapter is, even with more layers adapted."""
     pairs = mine_bm25_negatives(pairs, n=1)
-    common = dict(trainable="lora", lora_r=4, batch_size=8, learning_rate=1e-2, save_steps=0, eval_steps=0,
-                  show_progress=False)
+    common = dict(
+        trainable="lora", lora_r=4, batch_size=8, learning_rate=1e-2, save_steps=0, eval_steps=0, show_progress=False
+    )
 
     def trainer(out: str, **kw) -> Trainer:
         return Trainer(make_tiny(), TrainingArguments(output_dir=str(tmp_path / out), **{**common, **kw}), pairs)

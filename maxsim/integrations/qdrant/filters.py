@@ -61,6 +61,7 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
+
 def delete_conditions(doc_ids: list[str], min_part: Mapping[str, int] | None) -> list[Condition]:
     """Conditions, any of which selects points to delete: every part of ``doc_ids``, or with
     ``min_part``, only the parts numbered ``>= min_part[doc_id]`` (stale parts after a re-add)."""

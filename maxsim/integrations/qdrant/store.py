@@ -162,8 +162,9 @@ class QdrantStore(TextMethods):
                         f"collection {collection!r} exists with a different layout: {found!r}; "
                         "use recreate=True to replace it"
                     )
-                return cls(engine, dim=dim, settings=settings, model_name=model_name, model=model_obj,
-                           batch_size=batch_size)
+                return cls(
+                    engine, dim=dim, settings=settings, model_name=model_name, model=model_obj, batch_size=batch_size
+                )
             else:
                 engine.close()
                 raise CollectionError(f"collection {collection!r} already exists; pass exist_ok=True or recreate=True")
@@ -193,8 +194,10 @@ class QdrantStore(TextMethods):
             raise CollectionError(f"collection {collection!r} was not created by maxsim (no '{MANIFEST_KEY}' metadata)")
         if manifest.get("version") != MANIFEST_VERSION:
             engine.close()
-            raise CollectionError(f"collection {collection!r} has layout version {manifest.get('version')}; "
-                             f"this maxsim reads version {MANIFEST_VERSION}")
+            raise CollectionError(
+                f"collection {collection!r} has layout version {manifest.get('version')}; "
+                f"this maxsim reads version {MANIFEST_VERSION}"
+            )
         if model is not None and manifest.get("model") and model.name != manifest["model"]:
             engine.close()
             raise CollectionError(
@@ -224,12 +227,15 @@ class QdrantStore(TextMethods):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
     # ---- writes
 
-    def add_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str] | None = None,
-                       texts: Sequence[str | None] | None = None,
-                       metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def add_embeddings(
+        self,
+        embeddings: Sequence[TokenVectors],
+        ids: Sequence[str] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         """Add new documents given as token vectors (float [n_tokens, dim] each; rows are
         L2-normalised); returns their ids (fresh uuid4 hex strings when ``ids`` is None).
 
@@ -244,14 +250,19 @@ class QdrantStore(TextMethods):
         stored = self._stored(ids)
         if stored:
             found = [i for i in ids if i in stored]
-            raise DuplicateIdError(f"ids already in the collection: {found[:5]!r} (use upsert() or update() to "
-                                   "replace them)")
+            raise DuplicateIdError(
+                f"ids already in the collection: {found[:5]!r} (use upsert() or update() to replace them)"
+            )
         self._write(vectors, ids, texts, metadata)
         return ids
 
-    def update_embeddings(self, ids: Sequence[str], embeddings: Sequence[TokenVectors] | None = None,
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+    def update_embeddings(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[TokenVectors] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None:
         """Replace stored documents, keeping their ids; a None text or metadata entry keeps the
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         :class:`~maxsim.errors.UnknownIdError` for unknown ids; nothing is changed then."""
@@ -259,8 +270,9 @@ class QdrantStore(TextMethods):
         metadata = check_metadata(metadata, len(ids))
         if embeddings is None:
             if texts is not None:
-                raise InvalidArgumentError("update_embeddings: texts need their embeddings "
-                                           "(the vectors encode the text)")
+                raise InvalidArgumentError(
+                    "update_embeddings: texts need their embeddings (the vectors encode the text)"
+                )
             self._require(ids)
             changed = [(i, m) for i, m in zip(ids, metadata, strict=True) if m is not None]
             for start in range(0, len(changed), self.batch_size):
@@ -275,9 +287,13 @@ class QdrantStore(TextMethods):
         texts, metadata = _keep_stored(ids, stored, texts, metadata)
         self._write(vectors, ids, texts, metadata)
 
-    def upsert_embeddings(self, embeddings: Sequence[TokenVectors], ids: Sequence[str],
-                          texts: Sequence[str | None] | None = None,
-                          metadata: Sequence[Mapping[str, Any] | None] | None = None) -> list[str]:
+    def upsert_embeddings(
+        self,
+        embeddings: Sequence[TokenVectors],
+        ids: Sequence[str],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
         """Add the new ids and replace the stored ones (a None text or metadata entry keeps the
         stored value). Returns ``ids``."""
         vectors = check_vectors(embeddings, self.dim, "embeddings")
@@ -313,8 +329,13 @@ class QdrantStore(TextMethods):
                     pieces = [tokens[j : j + cap] for j in range(0, len(tokens), cap)]
                 parts_of[doc_id] = len(pieces)
                 for part, piece in enumerate(pieces):
-                    payload = {"doc_id": doc_id, "text": texts[i], "metadata": meta, "part": part,
-                               "n_parts": len(pieces)}
+                    payload = {
+                        "doc_id": doc_id,
+                        "text": texts[i],
+                        "metadata": meta,
+                        "part": part,
+                        "n_parts": len(pieces),
+                    }
                     points.append(Point(point_id(doc_id, part), self._vectors(piece), payload))
             for j in range(0, len(points), self.batch_size):
                 self._engine.upsert(points[j : j + self.batch_size])
@@ -371,8 +392,9 @@ class QdrantStore(TextMethods):
         todo = list(range(len(requests)))
         limit = k
         while todo:
-            batch = self._engine.query([requests[i] for i in todo], prefetch_limit, limit, conditions,
-                                       exact_first_stage)
+            batch = self._engine.query(
+                [requests[i] for i in todo], prefetch_limit, limit, conditions, exact_first_stage
+            )
             again = []
             for i, hits in zip(todo, batch, strict=True):
                 best = _best_per_document(hits)

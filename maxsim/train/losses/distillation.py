@@ -39,7 +39,9 @@ class DistillationLoss(nn.Module):
         self, student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         if student_scores.shape != teacher_scores.shape:
-            raise InvalidArgumentError(f"student {tuple(student_scores.shape)} and teacher {tuple(teacher_scores.shape)} scores differ in shape")
+            raise InvalidArgumentError(
+                f"student {tuple(student_scores.shape)} and teacher {tuple(teacher_scores.shape)} scores differ in shape"
+            )
         s = student_scores / self.student_temperature
         t = teacher_scores.to(s.dtype) / self.teacher_temperature
         if mask is not None:
@@ -52,5 +54,7 @@ class DistillationLoss(nn.Module):
         terms = torch.where(p_teacher > 0, terms, torch.zeros_like(terms))
         return terms.sum(dim=-1).mean()
 
-    def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.compute_loss_from_scores(student_scores, teacher_scores, mask)

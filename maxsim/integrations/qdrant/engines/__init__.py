@@ -28,8 +28,11 @@ def open_engine(
     qdrant_client = import_client()
     if isinstance(location, qdrant_client.QdrantClient):
         opts = location.init_options
-        remote = (opts.get("url") is not None or opts.get("host") is not None
-                  or str(opts.get("location") or "").startswith(("http://", "https://")))
+        remote = (
+            opts.get("url") is not None
+            or opts.get("host") is not None
+            or str(opts.get("location") or "").startswith(("http://", "https://"))
+        )
         where = str(opts.get("url") or opts.get("host") or opts.get("location") or "")
         return ClientEngine(location, collection, retry, remote=remote, where=where)
     if not isinstance(location, str) or not location:
@@ -41,9 +44,7 @@ def open_engine(
         client = qdrant_client.QdrantClient(url=location, api_key=api_key, timeout=timeout)
         return ClientEngine(client, collection, retry, remote=True, where=location)
     if api_key is not None:
-        raise InvalidArgumentError(
-            f"api_key is only for a server URL (http:// or https://); location is {location!r}"
-        )
+        raise InvalidArgumentError(f"api_key is only for a server URL (http:// or https://); location is {location!r}")
     if location == ":memory:":
         return ClientEngine(qdrant_client.QdrantClient(location=":memory:"), collection, retry, remote=False)
     return ClientEngine(qdrant_client.QdrantClient(path=location), collection, retry, remote=False)

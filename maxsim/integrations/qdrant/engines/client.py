@@ -50,8 +50,9 @@ class ClientEngine:
 
         where = f"the Qdrant server at {self.where}" if self.where else "the Qdrant server"
         if isinstance(exc, UnexpectedResponse) and exc.status_code in (401, 403):
-            return QdrantServerError(f"{where} refused the request ({exc.status_code} {exc.reason_phrase}): "
-                                     "check the API key")
+            return QdrantServerError(
+                f"{where} refused the request ({exc.status_code} {exc.reason_phrase}): check the API key"
+            )
         if self.kind == "server" and self._is_transient(exc):
             reason = str(exc).strip() or type(exc).__name__
             return QdrantServerError(f"cannot reach {where}: {reason}")
@@ -133,10 +134,12 @@ class ClientEngine:
         """Replace the metadata of every part of each document, in one batched request."""
         m = self.models
         ops = [
-            m.SetPayloadOperation(set_payload=m.SetPayload(
-                payload={"metadata": meta},
-                filter=m.Filter(must=[m.FieldCondition(key="doc_id", match=m.MatchValue(value=d))]),
-            ))
+            m.SetPayloadOperation(
+                set_payload=m.SetPayload(
+                    payload={"metadata": meta},
+                    filter=m.Filter(must=[m.FieldCondition(key="doc_id", match=m.MatchValue(value=d))]),
+                )
+            )
             for d, meta in zip(doc_ids, metadata, strict=True)
         ]
         self._write(lambda: self.client.batch_update_points(self.collection, update_operations=ops, wait=True))
@@ -172,20 +175,28 @@ class ClientEngine:
 
         if len(requests) == 1:
             multi, first = requests[0]
-            res = self._read(lambda: self.client.query_points(
-                self.collection,
-                query=multi,
-                using=MAXSIM_VECTOR,
-                prefetch=prefetch(first),
-                query_filter=flt,
-                limit=limit,
-                with_payload=True,
-            ))
+            res = self._read(
+                lambda: self.client.query_points(
+                    self.collection,
+                    query=multi,
+                    using=MAXSIM_VECTOR,
+                    prefetch=prefetch(first),
+                    query_filter=flt,
+                    limit=limit,
+                    with_payload=True,
+                )
+            )
             responses = [res]
         else:
             batch = [
-                m.QueryRequest(query=multi, using=MAXSIM_VECTOR, prefetch=prefetch(first), filter=flt, limit=limit,
-                               with_payload=True)
+                m.QueryRequest(
+                    query=multi,
+                    using=MAXSIM_VECTOR,
+                    prefetch=prefetch(first),
+                    filter=flt,
+                    limit=limit,
+                    with_payload=True,
+                )
                 for multi, first in requests
             ]
             responses = self._read(lambda: self.client.query_batch_points(self.collection, requests=batch))
