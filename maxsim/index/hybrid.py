@@ -1,3 +1,5 @@
+# mypy: disable-error-code="attr-defined"
+# (a mixin of maxsim.index.Index: the attributes it uses are the index's own)
 """Hybrid search: BM25 over the stored texts fused with late-interaction search.
 
 ``index.search(queries, k, hybrid=True)`` runs both retrievers to :data:`HYBRID_DEPTH` documents,
@@ -42,12 +44,12 @@ class HybridSearch:
 
     def _lexical(self) -> LexicalIndex:
         if self._lexical_index is None:
-            self._check_open()  # type: ignore[attr-defined]
+            self._check_open()
             self._lexical_index = LexicalIndex(
                 self.path,
-                self._catalog,  # type: ignore[attr-defined]
+                self._catalog,
                 persist=not self.readonly,
-            )  # type: ignore[attr-defined]
+            )
         return self._lexical_index
 
     def search_lexical(
@@ -57,8 +59,8 @@ class HybridSearch:
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
         k = check_k(k)
         view = self._lexical().current()
-        allowed = None if filter is None else self._catalog.filter_docnos(filter)  # type: ignore[attr-defined]
-        return self._hydrate(view.search(texts, k, allowed))  # type: ignore[attr-defined]
+        allowed = None if filter is None else self._catalog.filter_docnos(filter)
+        return self._hydrate(view.search(texts, k, allowed))
 
     def search(
         self,
@@ -73,7 +75,7 @@ class HybridSearch:
         if lexical_weight(hybrid) is None:
             return super().search(queries, k=k, filter=filter, **options)  # type: ignore[misc]
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
-        vectors = self._encoder().encode_queries(texts, dim=self.dim)  # type: ignore[attr-defined]
+        vectors = self._encoder().encode_queries(texts, dim=self.dim)
         return self.search_hybrid_embeddings(
             vectors, texts, k=k, filter=filter, hybrid=True if hybrid is None else hybrid, **options
         )
@@ -95,7 +97,7 @@ class HybridSearch:
         texts = check_texts(list(texts), "queries")
         k = check_k(k)
         depth = max(k, HYBRID_DEPTH)
-        late = self.search_embeddings(queries, k=depth, filter=filter, **options)  # type: ignore[attr-defined]
+        late = self.search_embeddings(queries, k=depth, filter=filter, **options)
         if len(late) != len(texts):
             raise InvalidArgumentError(f"search_hybrid_embeddings: {len(late)} queries for {len(texts)} texts")
         lexical = self.search_lexical(texts, k=depth, filter=filter)

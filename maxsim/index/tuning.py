@@ -1,3 +1,5 @@
+# mypy: disable-error-code="attr-defined"
+# (a mixin of maxsim.index.Index: the attributes it uses are the index's own)
 """Search settings chosen for a recall target: ``index.tune(target_recall=0.95, queries=...)``.
 
 The defaults of :class:`maxsim.index.SearchConfig` were measured on a few collections; another
@@ -56,7 +58,7 @@ class TunedSearch:
 
     def search_settings(self) -> TunedSettings | None:
         """The settings stored by :meth:`tune`, or None (the defaults of SearchConfig apply)."""
-        rows = self._catalog.query("SELECT value FROM state WHERE key = ?", (STATE_KEY,))  # type: ignore[attr-defined]
+        rows = self._catalog.query("SELECT value FROM state WHERE key = ?", (STATE_KEY,))
         if not rows or not rows[0][0]:
             return None
         return TunedSettings(**json.loads(rows[0][0]))
@@ -86,7 +88,7 @@ class TunedSearch:
         truth = [
             {h["id"] for h in hits}
             for hits in self.search_embeddings(qs, k=k, config=SearchConfig(exact=True, threads=threads))
-        ]  # type: ignore[attr-defined]
+        ]
         if not any(truth):
             raise InvalidArgumentError("tune: the index is empty")
         measured: dict[tuple[int, int, int], tuple[float, float]] = {}
@@ -103,7 +105,7 @@ class TunedSearch:
                 times, recalls = [], []
                 for q, want in zip(qs, truth, strict=True):
                     t0 = time.perf_counter()
-                    hits = self.search_embeddings([q], k=k, config=cfg)[0]  # type: ignore[attr-defined]
+                    hits = self.search_embeddings([q], k=k, config=cfg)[0]
                     times.append(time.perf_counter() - t0)
                     recalls.append(len({h["id"] for h in hits} & want) / max(1, len(want)))
                 measured[levels] = (float(np.mean(recalls)), 1000 * float(np.median(times)))
@@ -159,9 +161,9 @@ class TunedSearch:
         from maxsim.index.catalog import Catalog
 
         value: Any = None if settings is None else json.dumps(asdict(settings))
-        with self._write_mutex:  # type: ignore[attr-defined]
-            self._acquire_writer()  # type: ignore[attr-defined]
-            with self._catalog.transaction() as conn:  # type: ignore[attr-defined]
+        with self._write_mutex:
+            self._acquire_writer()
+            with self._catalog.transaction() as conn:
                 Catalog.set_state(conn, **{STATE_KEY: value})
 
 

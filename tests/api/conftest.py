@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'maxsim[server]'")
 uvicorn = pytest.importorskip("uvicorn")
 
-from maxsim.api import BatchSettings, Limits, Settings, create_app
+from maxsim.api import BatchSettings, Limits, Settings, create_app  # noqa: E402 - after the importorskip
 
 SEEDS = Path(__file__).with_name("seed_examples.json")  # copy of the spec's seed-examples.json
 
