@@ -214,7 +214,15 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
 
     @app.exception_handler(MaxsimError)
     async def maxsim_error(request: Request, exc: MaxsimError) -> SafeJSONResponse:
-        return SafeJSONResponse(error_body("INPUT_INVALID", str(exc), request_id_of(request.scope)), status_code=422)
+        from maxsim.index.errors import DiskFullError, IndexCorruptedError, IndexWriteError
+
+        rid = request_id_of(request.scope)
+        if isinstance(exc, DiskFullError):  # rolled back: the client may retry once there is space
+            return SafeJSONResponse(error_body("INDEX_STORAGE_FULL", str(exc), rid), status_code=507)
+        if isinstance(exc, IndexWriteError | IndexCorruptedError):  # the server's fault, not the request's
+            log.error("request %s: %s", rid, exc)
+            return SafeJSONResponse(error_body("INTERNAL_ERROR", str(exc), rid), status_code=500)
+        return SafeJSONResponse(error_body("INPUT_INVALID", str(exc), rid), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> SafeJSONResponse:

@@ -19,6 +19,7 @@ _WHEN = {
     429: "RATE_REQUEST_LIMIT_EXCEEDED / RATE_TOKEN_LIMIT_EXCEEDED, with Retry-After",
     503: "SERVICE_UNAVAILABLE: the model queue is full",
     504: "SERVICE_TIMEOUT: the model did not answer within request_timeout_s",
+    507: "INDEX_STORAGE_FULL: the disk holding the index is full; nothing of the request was written",
 }
 
 

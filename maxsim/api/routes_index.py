@@ -67,8 +67,11 @@ def _describe(name: str, index: Any, full: bool) -> dict:
 def _index_error(exc: Exception) -> ApiError:
     """Map the index's own errors to statuses with its message."""
     from maxsim.index import IndexLockedError, IndexReadOnlyError
+    from maxsim.index.errors import DiskFullError
 
     msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, DiskFullError):  # the write was rolled back: the client may retry later
+        return ApiError(507, "INDEX_STORAGE_FULL", msg)
     if isinstance(exc, IndexLockedError):
         return ApiError(409, "INDEX_LOCKED", msg)
     if isinstance(exc, IndexReadOnlyError):
@@ -125,7 +128,7 @@ async def list_indexes(request: Request) -> Response:
     response_model=IndexDescription,
     status_code=201,
     summary="Create an empty index",
-    responses=errors(*AUTH, *BODY, 403, 409),
+    responses=errors(*AUTH, *BODY, 403, 409, 507),
 )
 async def create_index(body: CreateIndexRequest, request: Request) -> Response:
     svc = service_of(request)
@@ -162,7 +165,7 @@ async def delete_index(name: str, request: Request) -> Response:
     response_model=AddDocumentsResponse,
     status_code=201,
     summary="Add documents (text, optional id and metadata); answers once they are durable",
-    responses=errors(*AUTH, *BODY, *ENCODES, 404, 409),
+    responses=errors(*AUTH, *BODY, *ENCODES, 404, 409, 507),
 )
 async def add_documents(name: str, body: AddDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
@@ -200,7 +203,7 @@ async def add_documents(name: str, body: AddDocumentsRequest, request: Request) 
     "/v1/indexes/{name}/documents/delete",
     response_model=DeleteDocumentsResponse,
     summary="Delete documents by id (all or nothing: an unknown id is a 404)",
-    responses=errors(*AUTH, *BODY, 404, 409),
+    responses=errors(*AUTH, *BODY, 404, 409, 507),
 )
 async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Request) -> Response:
     svc = service_of(request)
@@ -216,7 +219,7 @@ async def delete_documents(name: str, body: DeleteDocumentsRequest, request: Req
     "/v1/indexes/{name}/documents/{doc_id}",
     response_model=DeleteDocumentsResponse,
     summary="Delete one document by id",
-    responses=errors(*AUTH, 404, 409, 422),
+    responses=errors(*AUTH, 404, 409, 422, 507),
 )
 async def delete_document(name: str, doc_id: str, request: Request) -> Response:
     svc = service_of(request)

@@ -28,7 +28,8 @@ from maxsim.compression.residual import ResidualCodec, train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError
 from maxsim.index import storage
 from maxsim.index.catalog import Catalog
-from maxsim.index.index import TRAIN_TOKENS_PER_CENTROID, Index
+from maxsim.index.index import Index
+from maxsim.index.maintenance import TRAIN_TOKENS_PER_CENTROID
 from maxsim.store import check_ids, check_metadata, check_vectors
 
 #: Documents per committed chunk (one segment each): the most a segment holds.

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from maxsim.errors import InvalidArgumentError
+from maxsim.index.errors import IndexLockedError
 from maxsim.index.lexical import LexicalIndex
 from maxsim.scoring.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, fuse
 from maxsim.store import check_k, check_texts
@@ -58,9 +59,14 @@ class HybridSearch:
         """BM25 over the stored texts: one hit list per query (documents sharing a term with it)."""
         texts = check_texts([queries] if isinstance(queries, str) else queries, "queries")
         k = check_k(k)
-        view = self._lexical().current()
-        allowed = None if filter is None else self._catalog.filter_docnos(filter)
-        return self._hydrate(view.search(texts, k, allowed))
+        for _ in range(5):  # the BM25 view, the filter and the rows must be of one catalog version
+            view = self._lexical().current()
+            with self._view() as (snap, conn):
+                if snap.version != view.version:
+                    continue  # a write landed between the two reads: take both again
+                allowed = None if filter is None else self._catalog.filter_docnos(filter, conn)
+                return self._hydrate(view.search(texts, k, allowed), conn)
+        raise IndexLockedError("search_lexical: the index kept changing under the search; retry")
 
     def search(
         self,

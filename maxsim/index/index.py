@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,7 +53,6 @@ from maxsim.compression.residual import train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.index import faults, storage
 from maxsim.index.catalog import Catalog
-from maxsim.index.compaction import rewrite_segments
 from maxsim.index.errors import (
     IndexClosedError,
     IndexCorruptedError,
@@ -63,44 +60,27 @@ from maxsim.index.errors import (
     IndexLockedError,
     IndexNotFoundError,
     IndexReadOnlyError,
-    MaintenanceWarning,
 )
 from maxsim.index.hybrid import HybridSearch
 from maxsim.index.lock import WriterLock
-from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segment
+from maxsim.index.maintenance import Maintenance
+from maxsim.index.reads import Reads
 from maxsim.index.snapshot import Snapshot, SnapshotLoader
 from maxsim.index.tuning import TunedSearch
 from maxsim.store import (
     Encoder,
-    StoredDocument,
     TextMethods,
     check_ids,
-    check_k,
     check_metadata,
     check_stored_texts,
     check_vectors,
     new_ids,
-    query_list,
 )
-from maxsim.types import SearchHit
-
-#: Re-train the codec automatically once the collection holds this many times the tokens it
-#: was trained on (an index whose first add was small re-clusters as it grows).
-AUTO_RETRAIN_GROWTH = 4.0
-#: Merge the small segments that adds create once there are more than this many.
-MAX_SEGMENTS = 16
-#: Compact (drop deleted documents from the segments) once this fraction of them is deleted.
-MAX_DELETED_FRACTION = 0.25
-#: optimize() re-trains the centroids when the live tokens changed by more than this fraction
-#: since the last training (else it only compacts).
-OPTIMIZE_RETRAIN_CHANGE = 0.25
-#: Tokens decoded for re-training in optimize(): at most this many per centroid.
-TRAIN_TOKENS_PER_CENTROID = 64
 
 log = logging.getLogger(__name__)
 
 
-class Index(HybridSearch, TunedSearch, TextMethods):
+class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
     """A late-interaction index stored in a directory. Use :meth:`create` or :meth:`open`.
 
     Implements :class:`maxsim.store.VectorStore`.
@@ -138,8 +118,7 @@ class Index(HybridSearch, TunedSearch, TextMethods):
         self._loader = SnapshotLoader(root, int(manifest["dim"]), int(manifest["nbits"]))
         self._snapshot: Snapshot | None = None
         self._closed = False
-        #: The error of the last failed automatic maintenance (None once one succeeds).
-        self.last_maintenance_error: Exception | None = None
+        self.last_maintenance_error = None
         self._refresh()
 
     # ---- construction ----------------------------------------------------------------------
@@ -600,266 +579,6 @@ class Index(HybridSearch, TunedSearch, TextMethods):
             self._acquire_writer()
             with self._catalog.transaction() as conn:
                 conn.execute(f"CREATE INDEX IF NOT EXISTS meta_{key} ON docs(json_extract(metadata, '$.{key}'))")
-
-    # ---- maintenance -----------------------------------------------------------------------
-
-    def _maintain_after_commit(self, ids: list[str]) -> None:
-        """Automatic maintenance after a committed write: its failure must not look like a failed
-        write (the caller would retry a write that is already durable), so it is logged and warned."""
-        try:
-            self._maintain()
-        except Exception as e:  # noqa: BLE001 - any failure here leaves the committed write intact
-            self.last_maintenance_error = e
-            message = (
-                f"index {self.path}: the write of {len(ids)} document(s) is committed, but the automatic "
-                f"maintenance after it failed ({type(e).__name__}: {e}); it runs again after the next write, "
-                "or call optimize()"
-            )
-            log.warning(message)
-            warnings.warn(MaintenanceWarning(message, ids, e), stacklevel=3)
-        else:
-            self.last_maintenance_error = None
-
-    def _maintain(self) -> None:
-        if not self.auto_optimize:
-            return
-        snap = self._refresh()
-        if snap.codec is None or not snap.segments:
-            return
-        trained = int(self._catalog.query("SELECT value FROM state WHERE key='tokens_trained'")[0][0])
-        if snap.live_tokens() > AUTO_RETRAIN_GROWTH * max(trained, 1):
-            self.optimize(force=True)
-            return
-        in_segments = sum(s.n_docs for s in snap.segments)
-        deleted = in_segments - sum(int(m.sum()) for m in snap.live)
-        small = [s for s in snap.segments if s.n_docs < storage.MAX_SEGMENT_DOCS // 2]
-        if deleted > MAX_DELETED_FRACTION * in_segments:
-            self._rewrite(snap, list(snap.segments))
-        elif len(snap.segments) > MAX_SEGMENTS and len(small) > 1:
-            self._rewrite(snap, small)
-
-    def optimize(self, force: bool = False) -> bool:
-        """Re-cluster if the centroids no longer fit the data, and compact every segment.
-
-        The centroids are re-trained (and every document re-encoded) when the live tokens
-        differ from those the codec was trained on by more than OPTIMIZE_RETRAIN_CHANGE (25 %),
-        or when ``force``; otherwise the segments are only merged and purged of deleted
-        documents, which copies codes without re-encoding. Re-encoding starts from the
-        decompressed vectors (the index keeps no originals), so each re-training adds a little
-        quantisation noise: that is why it is not done when nothing changed. Atomic: a crash
-        leaves the previous index intact. Returns True if the centroids were re-trained.
-        Runs automatically when the collection has grown AUTO_RETRAIN_GROWTH times past the
-        tokens the codec was trained on.
-        """
-        with self._write_mutex:
-            self._acquire_writer()
-            snap = self._refresh()
-            if snap.codec is None:
-                return False
-            live_docs = [np.flatnonzero(m) for m in snap.live]
-            n_tokens = snap.live_tokens()
-            trained = int(self._catalog.query("SELECT value FROM state WHERE key='tokens_trained'")[0][0])
-            fits = abs(n_tokens - trained) <= OPTIMIZE_RETRAIN_CHANGE * max(trained, 1)
-            if n_tokens == 0 or (fits and not force):
-                self._rewrite(snap, list(snap.segments))
-                return False
-            k = self._n_centroids(n_tokens)
-            budget = TRAIN_TOKENS_PER_CENTROID * k
-            rng = np.random.default_rng(snap.version)
-            sample = []
-            for seg, docs in zip(snap.segments, live_docs, strict=True):
-                if len(docs) == 0:
-                    continue
-                share = max(1, math.ceil(len(docs) * min(1.0, budget / n_tokens)))
-                pick = np.sort(rng.choice(docs, size=min(share, len(docs)), replace=False))
-                sample.append(snap.decode(seg, pick))
-            codec = train_codec(
-                np.concatenate(sample), k, self.nbits, seed=int(snap.version), table_bits=self._table_bits
-            )
-            self._rewrite(snap, list(snap.segments), new_codec=codec, trained_tokens=n_tokens)
-            return True
-
-    def _rewrite(
-        self, snap: Snapshot, segs: list[storage.Segment], *, new_codec: Any = None, trained_tokens: int | None = None
-    ) -> None:
-        rewrite_segments(
-            self.path,
-            self._catalog,
-            snap,
-            segs,
-            format_version=self._format_version,
-            pack_ids=self._pack_ids,
-            new_codec=new_codec,
-            trained_tokens=trained_tokens,
-        )
-        self._refresh()
-        self._collect_garbage()
-
-    # ---- reads -----------------------------------------------------------------------------
-
-    def search_embeddings(
-        self,
-        queries: Sequence[np.ndarray] | np.ndarray,
-        k: int = 10,
-        filter: Mapping[str, Any] | str | None = None,  # noqa: A002
-        config: SearchConfig | None = None,
-    ) -> list[list[SearchHit]]:
-        """Search with query token vectors: one hit list per query, best first (a single 2-D
-        array is one query). Safe to call from many threads at once.
-
-        ``filter`` restricts results by metadata: a mapping of key -> value (or list of values),
-        or an SQL WHERE clause over the ``docs`` table (columns id, text, metadata; use
-        ``json_extract(metadata, '$.key')``). ``config`` sets the search parameters.
-        """
-        qs = check_vectors(query_list(queries), self.dim, "queries")
-        k = check_k(k)
-        config = config or self.default_search_config(k)
-        with self._view() as (snap, conn):  # segments, filter and rows of one version
-            results: list[list[tuple[int, float]]] = [[] for _ in qs]
-            if snap.codec is not None and snap.segments:
-                allowed = list(snap.live)
-                n_allowed = snap.n_live
-                if filter is not None:
-                    keep = self._catalog.filter_docnos(filter, conn)
-                    allowed = [
-                        (m & np.isin(s.docnos, keep)).astype(np.uint8)
-                        for s, m in zip(snap.segments, allowed, strict=True)
-                    ]
-                    n_allowed = int(sum(int(m.sum()) for m in allowed))
-                nprobe, n_cand, n_exact = config.resolved(k, snap.codec.n_centroids)
-                exact = config.exact if config.exact is not None else n_allowed <= config.exact_threshold
-                if filter is not None and n_allowed <= n_exact:
-                    exact = True  # scoring the few matching documents exactly is cheaper than pruning
-                for qi, q in enumerate(qs):
-                    results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
-            return self._hydrate(results, conn)
-
-    def _search_one(
-        self,
-        snap: Snapshot,
-        q: np.ndarray,
-        allowed: list[np.ndarray],
-        k: int,
-        exact: bool,
-        nprobe: int,
-        n_cand: int,
-        n_exact: int,
-        threads: int,
-    ) -> list[tuple[int, float]]:
-        docnos, scores = [], []
-        assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
-        pq = None if exact else prepare_query(q, snap.codec, nprobe, threads)
-        for seg, mask in zip(snap.segments, allowed, strict=True):
-            if pq is None:
-                local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads)
-            else:
-                local, sc = search_segment(seg, snap.codec, snap.lut, pq, mask, k, n_cand, n_exact, threads)
-            docnos.append(seg.docnos[local])
-            scores.append(sc)
-        if not docnos:
-            return []
-        d = np.concatenate(docnos)
-        s = np.concatenate(scores)
-        order = np.lexsort((d, -s))[:k]
-        return [(int(d[i]), float(s[i])) for i in order]
-
-    def _hydrate(self, results: list[list[tuple[int, float]]], conn: sqlite3.Connection) -> list[list[SearchHit]]:
-        rows = self._catalog.hydrate(sorted({d for r in results for d, _ in r}), conn)
-        out = []
-        for r in results:
-            hits: list[SearchHit] = []
-            for docno, score in r:
-                if docno not in rows:  # same version as the snapshot: a live document has its row
-                    raise IndexCorruptedError(
-                        f"index catalog has no row for live document {docno}: {self._catalog.path}"
-                    )
-                id_, text, meta = rows[docno]
-                hits.append(SearchHit(id=id_, score=score, text=text, metadata=meta))
-            out.append(hits)
-        return out
-
-    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
-        """Stored id, text and metadata of documents, in the order asked (UnknownIdError, a
-        KeyError, for unknown ids)."""
-        ids = check_ids(ids)
-        self._check_open()
-        with self._catalog.read_view() as conn:
-            found = self._docnos(ids, conn)
-            rows = self._catalog.hydrate([found[i] for i in ids], conn)
-        return [StoredDocument(id=rows[found[i]][0], text=rows[found[i]][1], metadata=rows[found[i]][2]) for i in ids]
-
-    def _docnos(self, ids: list[str], conn: sqlite3.Connection) -> dict[str, int]:
-        out = Catalog.docnos_of(conn, ids)
-        missing = [i for i in ids if i not in out]
-        if missing:
-            raise UnknownIdError(f"ids not in the index: {missing[:5]!r}")
-        return out
-
-    def get_embeddings(self, ids: Sequence[str]) -> list[np.ndarray]:
-        """The stored (decompressed, unit-norm) token vectors of documents."""
-        ids = check_ids(ids)
-        with self._view() as (snap, conn):
-            found = self._docnos(ids, conn)
-        out = {}
-        want = np.array([found[i] for i in ids], dtype=np.int64)
-        for seg in snap.segments:
-            pos = np.searchsorted(seg.docnos, want)
-            ok = (pos < seg.n_docs) & (seg.docnos[np.minimum(pos, seg.n_docs - 1)] == want)
-            for i, p in zip(np.flatnonzero(ok), pos[ok], strict=True):
-                out[ids[i]] = snap.decode(seg, np.array([p]))
-        return [out[i] for i in ids]
-
-    def info(self) -> dict:
-        """Sizes and settings of the index."""
-        snap = self._refresh()
-        stored_tokens = sum(s.n_tokens for s in snap.segments)
-        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        arrays = sum(
-            f.stat().st_size
-            for d in [snap.codec_name, *(s.name for s in snap.segments)]
-            if d
-            for f in (self.path / d).glob("*.npy")
-        )
-        return {
-            "path": str(self.path),
-            "format_version": self._manifest["format_version"],
-            "dim": self.dim,
-            "nbits": self.nbits,
-            "model": self.model_name,
-            "documents": snap.n_live,
-            "tokens": snap.live_tokens(),
-            "deleted_pending": int(sum(s.n_docs for s in snap.segments) - sum(int(m.sum()) for m in snap.live)),
-            "segments": len(snap.segments),
-            "centroids": snap.codec.n_centroids if snap.codec else 0,
-            "bytes_on_disk": size,
-            "array_bytes_per_token": arrays / stored_tokens if stored_tokens else 0.0,
-            "version": snap.version,
-        }
-
-    def verify(self) -> None:
-        """Checksum every array file, run SQLite's integrity check, check every catalog row against
-        its checksum and the live documents of the segments against the catalog; raise
-        IndexCorruptedError naming the damage."""
-        with self._view() as (snap, conn):
-            if snap.codec_name:
-                storage.load_codec(self.path, snap.codec_name, verify_all=True)
-            for seg in snap.segments:
-                assert snap.codec is not None  # segments exist only under a codec
-                storage.load_segment(self.path, seg.name, snap.codec, verify_all=True)
-            live = np.concatenate(
-                [s.docnos[m.astype(bool)] for s, m in zip(snap.segments, snap.live, strict=True)]
-                or [np.zeros(0, np.int64)]
-            )
-            rows = np.fromiter((r[0] for r in conn.execute("SELECT docno FROM docs")), dtype=np.int64)
-        res = self._catalog.query("PRAGMA integrity_check")
-        if res != [("ok",)]:
-            raise IndexCorruptedError(f"index catalog failed its integrity check: {res[:3]}")
-        self._catalog.check_rows()
-        if len(live) != len(rows) or not np.array_equal(np.sort(live), np.sort(rows)):
-            odd = np.setxor1d(live, rows)[:5].tolist()
-            raise IndexCorruptedError(
-                f"index catalog and segments disagree on the live documents (docnos {odd}): {self._catalog.path}"
-            )
 
 
 def _keep_stored(conn: Any, ids: list[str], existing: dict[str, int], texts: list, metadata: list) -> tuple[list, list]:

@@ -209,3 +209,28 @@ def test_served_index_and_model_check(model, tmp_path):
     manifest.write_text(_json.dumps({**data, "model": "some-other-model"}))
     with pytest.raises(SettingsError, match="some-other-model"):
         srv = start_server(model, Settings(indexes=(("pre", str(tmp_path / "pre")),)))
+
+
+def test_disk_full_is_507_and_nothing_is_written(client, idx, monkeypatch):
+    """A full disk under a served index: a documented 507 naming the cause, not a 500, and the
+    write rolled back (the server runs in this process, so numpy's writes can be made to fail)."""
+    import errno
+
+    import numpy as np
+
+    before = client.get(f"/v1/indexes/{idx}").json()["documents"]
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", no_space)
+    r = client.post(
+        f"/v1/indexes/{idx}/documents", json={"documents": [{"text": "Lisbon is in Portugal.", "id": "lx"}]}
+    )
+    monkeypatch.undo()
+    assert_error(r, 507, "INDEX_STORAGE_FULL", ("disk full",))
+    assert client.get(f"/v1/indexes/{idx}").json()["documents"] == before
+    r = client.post(
+        f"/v1/indexes/{idx}/documents", json={"documents": [{"text": "Lisbon is in Portugal.", "id": "lx"}]}
+    )
+    assert r.status_code == 201, r.text  # the same write succeeds once there is space

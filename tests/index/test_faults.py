@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 import pytest
 
-import maxsim.index.index as index_module
+import maxsim.index.maintenance as index_module
 from maxsim.errors import DuplicateIdError
 from maxsim.index import Index, storage
 
