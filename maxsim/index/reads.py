@@ -40,6 +40,7 @@ class Reads:
         or an SQL WHERE clause over the ``docs`` table (columns id, text, metadata; use
         ``json_extract(metadata, '$.key')``). ``config`` sets the search parameters.
         """
+        self._check_open()
         qs = check_vectors(query_list(queries), self.dim, "queries")
         k = check_k(k)
         config = config or self.default_search_config(k)

@@ -169,6 +169,10 @@ def test_a_refusal_of_the_system_is_one_line(tmp_path, capsys, no_model):
     code, _, err = _run(capsys, "create", str(blocker / "idx"))
     assert code == 2
     one_line_error(err, "maxsim index create: error:", "a-file")
-    code, _, err = _run(capsys, "create", str(tmp_path))
+    code, _, err = _run(capsys, "create", str(tmp_path))  # a folder that is not an index: never overwritten
     assert code == 2
-    one_line_error(err, "already exists", "--overwrite")
+    one_line_error(err, "not a maxsim index", str(tmp_path))
+    assert _run(capsys, "create", str(tmp_path / "idx"))[0] == 0
+    code, _, err = _run(capsys, "create", str(tmp_path / "idx"))  # an index: the flag that replaces it
+    assert code == 2
+    one_line_error(err, "already holds an index", "--overwrite")
