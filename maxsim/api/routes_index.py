@@ -37,6 +37,7 @@ from maxsim.api.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from maxsim.errors import MaxsimError
 from maxsim.text.clean import validate_texts
 
 router = APIRouter(tags=["indexes"])
@@ -102,7 +103,10 @@ async def _in_thread(served: ServedIndex, fn: Any) -> Any:
         raise
     except Exception as exc:
         served.check_live()  # deleted while this request used it: 404, whatever the index raised
-        if isinstance(exc, IndexLockedError | IndexReadOnlyError | KeyError | ValueError | TypeError):
+        # the index's own errors only: a bare TypeError is a bug, answered as one (500), not blamed on the client
+        if isinstance(exc, MaxsimError) and isinstance(
+            exc, IndexLockedError | IndexReadOnlyError | KeyError | ValueError | TypeError
+        ):
             raise _index_error(exc) from None
         raise
 
