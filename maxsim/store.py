@@ -381,3 +381,20 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_update(
+    ids: Any, embeddings: Any, texts: Any, metadata: Any, dim: int
+) -> tuple[list[str], list[np.ndarray] | None, list[dict | None]]:
+    """update_embeddings' arguments, checked the same way by every store: the ids, the vectors
+    (None for a metadata-only update, which cannot change texts) and one metadata entry per id."""
+    ids = check_ids(ids)
+    metadata = check_metadata(metadata, len(ids))
+    if embeddings is None:
+        if texts is not None:
+            raise InvalidArgumentError("update_embeddings: texts need their embeddings (the vectors encode the text)")
+        return ids, None, metadata
+    vectors = check_vectors(embeddings, dim, "embeddings")
+    if len(vectors) != len(ids):
+        raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
+    return ids, vectors, metadata

@@ -73,6 +73,7 @@ from maxsim.store import (
     check_ids,
     check_metadata,
     check_stored_texts,
+    check_update,
     check_vectors,
     new_ids,
 )
@@ -448,13 +449,8 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
         """Replace stored documents, keeping their ids; a None text or metadata entry keeps the
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         Unknown ids raise UnknownIdError. Atomic: all or nothing."""
-        ids = check_ids(ids)
-        metadata = check_metadata(metadata, len(ids))
-        if embeddings is None:
-            if texts is not None:
-                raise InvalidArgumentError(
-                    "update_embeddings: texts need their embeddings (the vectors encode the text)"
-                )
+        ids, vectors, metadata = check_update(ids, embeddings, texts, metadata, self.dim)
+        if vectors is None:
             with self._write_mutex:
                 self._acquire_writer()
                 with self._catalog.transaction() as conn:
@@ -464,9 +460,6 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
                             Catalog.set_metadata(conn, found[i], meta)
                     Catalog.bump_version(conn)
             return
-        vectors = check_vectors(embeddings, self.dim, "embeddings")
-        if len(vectors) != len(ids):
-            raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
         texts = check_stored_texts(texts, len(ids))
         with self._write_mutex:
             self._acquire_writer()

@@ -70,6 +70,7 @@ from maxsim.store import (
     check_k,
     check_metadata,
     check_side,
+    check_update,
     check_vectors,
     new_ids,
     query_list,
@@ -266,22 +267,14 @@ class QdrantStore(TextMethods):
         """Replace stored documents, keeping their ids; a None text or metadata entry keeps the
         stored value (``{}`` clears metadata). With ``embeddings=None`` only metadata changes.
         :class:`~maxsim.errors.UnknownIdError` for unknown ids; nothing is changed then."""
-        ids = check_ids(ids)
-        metadata = check_metadata(metadata, len(ids))
-        if embeddings is None:
-            if texts is not None:
-                raise InvalidArgumentError(
-                    "update_embeddings: texts need their embeddings (the vectors encode the text)"
-                )
+        ids, vectors, metadata = check_update(ids, embeddings, texts, metadata, self.dim)
+        if vectors is None:
             self._require(ids)
             changed = [(i, m) for i, m in zip(ids, metadata, strict=True) if m is not None]
             for start in range(0, len(changed), self.batch_size):
                 batch = changed[start : start + self.batch_size]
                 self._engine.set_metadata([i for i, _ in batch], [m for _, m in batch])
             return
-        vectors = check_vectors(embeddings, self.dim, "embeddings")
-        if len(vectors) != len(ids):
-            raise InvalidArgumentError(f"update_embeddings: got {len(vectors)} arrays for {len(ids)} ids")
         texts = check_side(texts, len(ids), "texts", str)
         stored = self._require(ids)
         texts, metadata = _keep_stored(ids, stored, texts, metadata)
