@@ -212,7 +212,13 @@ def stage_truth(n: int, work: Path, n_queries: int) -> np.ndarray:
     return top
 
 
-SETTINGS = {"fast": dict(nprobe=2, n_candidates=200, n_exact=30), "default": {}}
+#: One fixed ladder at every size (not chosen per size): budgets are for the whole index.
+SETTINGS = {
+    "fast": dict(nprobe=2, n_candidates=200, n_exact=30),
+    "default": {},
+    "wide": dict(nprobe=8, n_candidates=2000, n_exact=200),
+    "deep": dict(nprobe=16, n_candidates=4000, n_exact=400),
+}
 
 
 def stage_search(

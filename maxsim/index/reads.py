@@ -17,7 +17,7 @@ import numpy as np
 from maxsim.errors import UnknownIdError
 from maxsim.index.catalog import Catalog
 from maxsim.index.errors import IndexCorruptedError
-from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segment
+from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segments
 from maxsim.index.snapshot import Snapshot
 from maxsim.store import StoredDocument, check_ids, check_k, check_vectors, query_list
 from maxsim.types import SearchHit
@@ -78,13 +78,21 @@ class Reads:
     ) -> list[tuple[int, float]]:
         docnos, scores = [], []
         assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
-        pq = None if exact else prepare_query(q, snap.codec, nprobe, threads)
-        for seg, mask in zip(snap.segments, allowed, strict=True):
-            if pq is None:
+        if exact:
+            for seg, mask in zip(snap.segments, allowed, strict=True):
                 local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads)
-            else:
-                local, sc = search_segment(seg, snap.codec, snap.lut, pq, mask, k, n_cand, n_exact, threads)
-            docnos.append(seg.docnos[local])
+                docnos.append(seg.docnos[local])
+                scores.append(sc)
+        else:
+            pq = prepare_query(q, snap.codec, nprobe, threads)
+            seg_of, local, sc = search_segments(
+                snap.segments, allowed, snap.codec, snap.lut, pq, k, n_cand, n_exact, threads
+            )
+            found = np.empty(len(local), dtype=np.int64)
+            for si in np.unique(seg_of):
+                sel = seg_of == si
+                found[sel] = snap.segments[si].docnos[local[sel]]
+            docnos.append(found)
             scores.append(sc)
         if not docnos:
             return []

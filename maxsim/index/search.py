@@ -1,6 +1,8 @@
 """Search over compressed segments: PLAID-style candidate generation, pruning, exact re-ranking.
 
-Pipeline for one query Q float32 [nq, dim] and one segment:
+Pipeline for one query Q float32 [nq, dim] over the segments of one snapshot (the budgets
+``n_candidates`` and ``n_exact`` are for the whole index, not per segment: an index of 1M
+documents has 16 segments, and per-segment budgets made its search cost grow with their count):
 
 1. Centroid scores S = Q C^T [nq, k]. Each query token probes its ``nprobe`` best centroids;
    the documents in their inverted lists are the candidates, scored by summing, per query token,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -229,31 +232,51 @@ def exact_maxsim(
     return out
 
 
-def search_segment(
-    seg: Segment,
+def search_segments(
+    segments: Sequence[Segment],
+    allowed: Sequence[np.ndarray],
     codec: ResidualCodec,
     lut: np.ndarray,
     pq: PreparedQuery,
-    allowed: np.ndarray,
     k: int,
     n_cand: int,
     n_exact: int,
     threads: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-k of one segment: (local docs int64 [<=k], exact scores float32)."""
-    docs, approx = kernels.ivf_candidates(seg.ivf_offsets, seg.ivf_docs, pq.probe_c, pq.probe_s, pq.impute, allowed)
-    if len(docs) == 0:
-        return docs, approx
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate top-k over all segments: (segment positions, local docs, exact scores), best first.
+
+    Candidates of every segment compete for one budget: stage-1 and centroid-interaction scores
+    depend only on the query and a document's codes (one codec), so they compare across segments.
+    """
+    found = [
+        (si, *kernels.ivf_candidates(seg.ivf_offsets, seg.ivf_docs, pq.probe_c, pq.probe_s, pq.impute, mask))
+        for si, (seg, mask) in enumerate(zip(segments, allowed, strict=True))
+    ]
+    found = [f for f in found if len(f[1])]
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    seg_of = np.concatenate([np.full(len(d), si, dtype=np.int64) for si, d, _ in found])
+    docs = np.concatenate([d for _, d, _ in found]).astype(np.int64, copy=False)
+    approx = np.concatenate([a for _, _, a in found])
     if len(docs) > n_cand:
-        docs = docs[_top(approx, n_cand)]
+        keep = _top(approx, n_cand)
+        seg_of, docs = seg_of[keep], docs[keep]
+
+    def per_segment(fn, min_docs: int = MIN_PARALLEL_DOCS) -> np.ndarray:
+        out = np.empty(len(docs), dtype=np.float32)
+        for si in np.unique(seg_of):
+            sel = np.flatnonzero(seg_of == si)
+            out[sel] = split_map(lambda d, seg=segments[si]: fn(seg, d), docs[sel], threads, min_docs)
+        return out
+
     if len(docs) > n_exact:
-        ci = split_map(
-            lambda d: kernels.centroid_interaction(d, seg.offsets, seg.codes, pq.st, seg.code_bits), docs, threads
-        )
-        docs = docs[_top(ci, n_exact)]
-    scores = split_map(lambda d: exact_maxsim(seg, codec, lut, pq.q, d), docs, threads, MIN_PARALLEL_EXACT_DOCS)
+        ci = per_segment(lambda seg, d: kernels.centroid_interaction(d, seg.offsets, seg.codes, pq.st, seg.code_bits))
+        keep = _top(ci, n_exact)
+        seg_of, docs = seg_of[keep], docs[keep]
+    scores = per_segment(lambda seg, d: exact_maxsim(seg, codec, lut, pq.q, d), MIN_PARALLEL_EXACT_DOCS)
     best = _top(scores, min(k, len(docs)))
-    return docs[best], scores[best]
+    return seg_of[best], docs[best], scores[best]
 
 
 def exact_segment(
