@@ -20,6 +20,10 @@ lists (as held in memory; small segments rebuild them on open) + document offset
 centroid table, per original token. The refinement plane (``refine_bytes_per_token``) stays on
 disk and is read for the ``n_exact`` short-listed documents only (``refine_kb_read_per_query``,
 from the mean stored document length). ``disk_bytes_per_token`` is the whole directory.
+Latency: each setting is timed right after its index is built (``p50_ms``), and once more at the
+end, all unpooled indexes and settings query by query in turn (``p50_ms_interleaved``), so a
+machine whose load changes during the run weighs on all of them alike: compare those.
+``MAXSIM_BENCH_REUSE=1`` keeps the built indexes and reuses them in the next run.
 Results: a table on stdout and bench/results/index-quality.json.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -37,7 +42,18 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from index import DIM, N_QUERY_TOKENS, RESULTS, _unit, brute_force, maxsim_bytes, recall_at_10, summarize, time_queries
+from index import (
+    DIM,
+    N_QUERY_TOKENS,
+    RESULTS,
+    TIMING_REPEATS,
+    _unit,
+    brute_force,
+    maxsim_bytes,
+    recall_at_10,
+    summarize,
+    time_queries,
+)
 
 SHAPES = {
     # issue 17's collection: 10k docs, ~1.38M tokens, 4096 Zipf-weighted clusters
@@ -91,6 +107,9 @@ def ndcg_at_10(found: list[list[int]], source: np.ndarray) -> float:
 def build(work: Path, tokens: np.ndarray, offsets: np.ndarray, nbits: int, pool_factor: int = 1, refine_bits: int = 0):
     from maxsim.index import Index
 
+    marker = work / "bench-quality-build.json"
+    if os.environ.get("MAXSIM_BENCH_REUSE") == "1" and marker.exists():  # kept by an earlier run
+        return Index.open(work), float(json.loads(marker.read_text())["build_s"])
     if work.exists():
         shutil.rmtree(work)
     t0 = time.perf_counter()
@@ -104,6 +123,7 @@ def build(work: Path, tokens: np.ndarray, offsets: np.ndarray, nbits: int, pool_
         index.add_embeddings(np.split(block, offsets[s + 1 : e] - offsets[s]), ids=[str(i) for i in range(s, e)])
     build_s = time.perf_counter() - t0
     index.close()
+    marker.write_text(json.dumps({"build_s": build_s}))
     return Index.open(work), build_s
 
 
@@ -164,6 +184,7 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
     pool_factors = (1, 2, 3) if shape["pool"] else (1,)
     # today's 2-bit and 4-bit, the two-plane index (2-bit resident + 2-bit refinement), then pooling
     systems = [(2, 0, 1), (4, 0, 1), (2, 2, 1), *((2, 0, f) for f in pool_factors if f > 1)]
+    kept: list = []  # (index, work, {setting: (config, run row)}) of the unpooled indexes, timed together last
     for nbits, refine_bits, pf in systems:
         work = cache / "work" / f"{name}-{nbits}-{refine_bits}-{pf}"
         index, build_s = build(work, tokens, offsets, nbits, pf, refine_bits)
@@ -181,6 +202,7 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
             row["refine_kb_read_per_query_default"] = refine_read_kb(row, n_exact_default)
         default = SearchConfig(exact=False)
         out["runs"].append({**row, "setting": "default", **measure(index, queries, truth, source, default, "default")})
+        timed = {"default": (default, out["runs"][-1])}
         if refine_bits:  # the same index, its second plane left unread: what the first plane alone gives
             first = SearchConfig(exact=False, refine=False)
             out["runs"].append(
@@ -191,6 +213,7 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
                     "first_plane_equals_2bit_index": _same_residuals(work, cache / "work" / f"{name}-2-0-1"),
                 }
             )
+            timed["default, first plane only"] = (first, out["runs"][-1])
         if pf == 1:
             t0 = time.perf_counter()
             tuned = index.tune(list(tune_queries), target_recall=TARGET_RECALL, k=10)
@@ -217,6 +240,7 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
                 assert cfg.n_exact is not None
                 tuned_row["refine_kb_read_per_query"] = refine_read_kb(row, cfg.n_exact)
             out["runs"].append(tuned_row)
+            timed["tuned"] = (cfg, tuned_row)
             found, _ = time_queries(
                 lambda q: [int(h["id"]) for h in index.search_embeddings(q, k=10, config=SearchConfig(exact=True))[0]],
                 queries[:30],
@@ -231,12 +255,39 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
                     "recall@10": round(recall_at_10(found, truth[:30]), 4),
                 }
             )
-        index.close()
-        if (nbits, refine_bits, pf) != (2, 0, 1):
+        if pf == 1:
+            kept.append((index, work, timed))
+        else:
+            index.close()
             shutil.rmtree(work, ignore_errors=True)
         (RESULTS / f"index-quality-{name}.partial.json").write_text(json.dumps(out, indent=1))
-    shutil.rmtree(cache / "work" / f"{name}-2-0-1", ignore_errors=True)
+    out["interleaved_load_avg_1min"] = time_interleaved(kept, queries)
+    for index, work, _ in kept:
+        index.close()
+        if os.environ.get("MAXSIM_BENCH_REUSE") != "1":
+            shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def time_interleaved(kept: list, queries: np.ndarray) -> float:
+    """Time every kept (index, setting) on each query in turn, so that the machine's load, which
+    changes during a run, weighs on all of them alike; adds p50/p95_ms_interleaved to their rows.
+    Returns the load average at the end."""
+    runs = [(index, cfg, row) for index, _, timed in kept for cfg, row in timed.values()]
+    times: list[list[float]] = [[] for _ in runs]
+    for q in tqdm(queries, desc="interleaved timing", mininterval=2):
+        for j, (index, cfg, _) in enumerate(runs):
+            best = float("inf")
+            for _ in range(max(1, TIMING_REPEATS)):
+                t0 = time.perf_counter()
+                index.search_embeddings(q, k=10, config=cfg)
+                best = min(best, time.perf_counter() - t0)
+            times[j].append(best)
+    for (_, _, row), t in zip(runs, times, strict=True):
+        ms = np.array(t) * 1000
+        row["p50_ms_interleaved"] = round(float(np.percentile(ms, 50)), 3)
+        row["p95_ms_interleaved"] = round(float(np.percentile(ms, 95)), 3)
+    return round(os.getloadavg()[0], 2)
 
 
 def _same_residuals(work: Path, work2: Path) -> bool:
@@ -253,7 +304,7 @@ def _same_residuals(work: Path, work2: Path) -> bool:
 def table(results: dict) -> str:
     lines = [
         f"{'shape':<15}{'bits':>5}{'pool':>5} {'setting':<18}{'res B/t':>9}{'disk B/t':>9}{'stored tok':>11}"
-        f"{'p50 ms':>8}{'R@10':>7}{'nDCG@10':>8}"
+        f"{'p50 ms':>8}{'p50 il':>8}{'R@10':>7}{'nDCG@10':>8}"
     ]
     for name, res in results.items():
         for r in res["runs"]:
@@ -261,7 +312,8 @@ def table(results: dict) -> str:
             lines.append(
                 f"{name:<15}{bits:>5}{r['pool_factor']:>5} {r['setting'][:17]:<18}"
                 f"{r['resident_bytes_per_token']:>9.2f}{r.get('disk_bytes_per_token', float('nan')):>9.2f}"
-                f"{r['stored_tokens']:>11}{r.get('p50_ms', float('nan')):>8.2f}{r['recall@10']:>7.3f}"
+                f"{r['stored_tokens']:>11}{r.get('p50_ms', float('nan')):>8.2f}"
+                f"{r.get('p50_ms_interleaved', float('nan')):>8.2f}{r['recall@10']:>7.3f}"
                 f"{r.get('ndcg@10', float('nan')):>8.3f}"
             )
     return "\n".join(lines)
