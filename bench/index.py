@@ -20,7 +20,8 @@ Results: a table on stdout and bench/results/index.json.
 
     python bench/index.py --quality [--shapes ...]          # bench/index_quality.py: token pooling at
                                                             # factors 1-3, tuned vs default settings,
-                                                            # 2 vs 4 bits, on synthetic shapes
+                                                            # 2 vs 4 bits vs two residual planes
+                                                            # (2+2), on synthetic shapes
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def maxsim_bytes(path: Path) -> dict:
     """Bytes of a closed maxsim index directory, by part (SQLite's WAL is merged on close)."""
     parts = {
         "residuals": 0,
+        "refine_plane": 0,
         "centroid_ids": 0,
         "inverted_lists": 0,
         "doc_offsets": 0,
@@ -247,6 +249,7 @@ def maxsim_bytes(path: Path) -> dict:
         if f.parent.name.startswith("seg-"):
             key = {
                 "residuals.npy": "residuals",
+                "residuals_refine.npy": "refine_plane",
                 "codes.npy": "centroid_ids",
                 "ivf_docs.npy": "inverted_lists",
                 "ivf_offsets.npy": "inverted_lists",

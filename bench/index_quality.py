@@ -1,7 +1,9 @@
 """Index quality settings on synthetic collections of several shapes: token pooling's size,
 latency and nDCG at pool factors 1, 2, 3; today's default settings against settings tuned by
-``Index.tune`` for recall 0.95; 2-bit against 4-bit; and the 2-bit ceiling (exact MaxSim over
-every stored vector). Run through ``python bench/index.py --quality`` (or this file directly).
+``Index.tune`` for recall 0.95; 2-bit against 4-bit against two residual planes (2-bit resident
++ 2-bit refinement read for the short list: ``Index.create(refine_bits=2)``); and each one's
+ceiling (exact MaxSim over every stored vector). Run through ``python bench/index.py --quality``
+(or this file directly).
 
     python bench/index_quality.py                       # every shape, results cached per shape
     python bench/index_quality.py --shapes zipf4096 --force
@@ -12,8 +14,16 @@ queries are 32 tokens picked from one document plus noise ``query_noise`` (that 
 the query's relevant one for nDCG@10). ``zipf4096`` is issue 17's collection: 10k documents,
 about 1.38M tokens, 4,096 clusters. Every index answers the same held-out queries one at a time
 on one thread; ``tune`` sees a separate set of sample queries. Recall@10 is against brute-force
-MaxSim over the original vectors. Memory-resident bytes per token = residual + centroid-id +
-inverted-list + offset arrays (what a search touches for every candidate), per original token.
+MaxSim over the original vectors. Memory-resident bytes per token = what search keeps mapped
+for stages 1-2 and the first residual plane: centroid ids + first-plane residuals + inverted
+lists (as held in memory; small segments rebuild them on open) + document offsets + the stored
+centroid table, per original token. The refinement plane (``refine_bytes_per_token``) stays on
+disk and is read for the ``n_exact`` short-listed documents only (``refine_kb_read_per_query``,
+from the mean stored document length). ``disk_bytes_per_token`` is the whole directory.
+Latency: each setting is timed right after its index is built (``p50_ms``), and once more at the
+end, all unpooled indexes and settings query by query in turn (``p50_ms_interleaved``), so a
+machine whose load changes during the run weighs on all of them alike: compare those.
+``MAXSIM_BENCH_REUSE=1`` keeps the built indexes and reuses them in the next run.
 Results: a table on stdout and bench/results/index-quality.json.
 """
 
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -31,7 +42,18 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from index import DIM, N_QUERY_TOKENS, RESULTS, _unit, brute_force, maxsim_bytes, recall_at_10, summarize, time_queries
+from index import (
+    DIM,
+    N_QUERY_TOKENS,
+    RESULTS,
+    TIMING_REPEATS,
+    _unit,
+    brute_force,
+    maxsim_bytes,
+    recall_at_10,
+    summarize,
+    time_queries,
+)
 
 SHAPES = {
     # issue 17's collection: 10k docs, ~1.38M tokens, 4096 Zipf-weighted clusters
@@ -82,20 +104,26 @@ def ndcg_at_10(found: list[list[int]], source: np.ndarray) -> float:
     return float(np.mean(gains))
 
 
-def build(work: Path, tokens: np.ndarray, offsets: np.ndarray, nbits: int, pool_factor: int = 1):
+def build(work: Path, tokens: np.ndarray, offsets: np.ndarray, nbits: int, pool_factor: int = 1, refine_bits: int = 0):
     from maxsim.index import Index
 
+    marker = work / "bench-quality-build.json"
+    if os.environ.get("MAXSIM_BENCH_REUSE") == "1" and marker.exists():  # kept by an earlier run
+        return Index.open(work), float(json.loads(marker.read_text())["build_s"])
     if work.exists():
         shutil.rmtree(work)
     t0 = time.perf_counter()
-    index = Index.create(work, dim=DIM, nbits=nbits, auto_optimize=False, pool_factor=pool_factor)
+    index = Index.create(
+        work, dim=DIM, nbits=nbits, auto_optimize=False, pool_factor=pool_factor, refine_bits=refine_bits
+    )
     n_docs = len(offsets) - 1
-    for s in tqdm(range(0, n_docs, 5000), desc=f"build {nbits}-bit pf{pool_factor}", leave=False):
+    for s in tqdm(range(0, n_docs, 5000), desc=f"build {nbits}+{refine_bits}-bit pf{pool_factor}", leave=False):
         e = min(s + 5000, n_docs)
         block = np.asarray(tokens[offsets[s] : offsets[e]], dtype=np.float32)
         index.add_embeddings(np.split(block, offsets[s + 1 : e] - offsets[s]), ids=[str(i) for i in range(s, e)])
     build_s = time.perf_counter() - t0
     index.close()
+    marker.write_text(json.dumps({"build_s": build_s}))
     return Index.open(work), build_s
 
 
@@ -111,9 +139,25 @@ def measure(index, queries, truth, source, config, label: str) -> dict:
     }
 
 
-def resident_bytes_per_token(work: Path, n_tokens: int) -> float:
+def memory_figures(index, work: Path, n_tokens: int) -> dict:
+    """Resident and on-disk bytes per original token (see the module docstring)."""
+    snap = index._refresh()
+    arrays = ("codes", "residuals", "offsets", "docnos", "ivf_offsets", "ivf_docs")
+    segs = sum(int(np.asarray(getattr(s, a)).nbytes) for s in snap.segments for a in arrays)
     parts = maxsim_bytes(work)
-    return round(sum(parts[k] for k in ("residuals", "centroid_ids", "inverted_lists", "doc_offsets")) / n_tokens, 3)
+    refine = parts["refine_plane"]
+    stored = sum(s.n_tokens for s in snap.segments)
+    return {
+        "resident_bytes_per_token": round((segs + parts["centroid_table"]) / n_tokens, 3),
+        "refine_bytes_per_token": round(refine / n_tokens, 3),
+        "disk_bytes_per_token": round(sum(parts.values()) / n_tokens, 3),
+        "mean_doc_tokens": round(stored / max(1, sum(s.n_docs for s in snap.segments)), 1),
+    }
+
+
+def refine_read_kb(row: dict, n_exact: int) -> float:
+    """KB of refinement plane a query reads: n_exact documents of the mean stored length."""
+    return round(n_exact * row["mean_doc_tokens"] * DIM * row["refine_bits"] / 8 / 1024, 1)
 
 
 def run_shape(name: str, shape: dict, cache: Path) -> dict:
@@ -138,21 +182,38 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
         "runs": [],
     }
     pool_factors = (1, 2, 3) if shape["pool"] else (1,)
-    two_plane_row: dict = {}  # the 2-bit index and tuned settings the two-plane run starts from
-    two_plane_cfg = None
-    # 2-bit, then 4-bit (and the two-plane run, which needs both), then the pooled 2-bit indexes
-    for nbits, pf in [(2, 1), (4, 1), *((2, f) for f in pool_factors if f > 1)]:
-        work = cache / "work" / f"{name}-{nbits}-{pf}"
-        index, build_s = build(work, tokens, offsets, nbits, pf)
+    # today's 2-bit and 4-bit, the two-plane index (2-bit resident + 2-bit refinement), then pooling
+    systems = [(2, 0, 1), (4, 0, 1), (2, 2, 1), *((2, 0, f) for f in pool_factors if f > 1)]
+    kept: list = []  # (index, work, {setting: (config, run row)}) of the unpooled indexes, timed together last
+    for nbits, refine_bits, pf in systems:
+        work = cache / "work" / f"{name}-{nbits}-{refine_bits}-{pf}"
+        index, build_s = build(work, tokens, offsets, nbits, pf, refine_bits)
         row = {
             "nbits": nbits,
+            "refine_bits": refine_bits,
             "pool_factor": pf,
             "build_s": round(build_s, 1),
             "stored_tokens": index.info()["tokens"],
-            "resident_bytes_per_token": resident_bytes_per_token(work, n_tokens),
+            "n_tokens": n_tokens,
+            **memory_figures(index, work, n_tokens),
         }
+        n_exact_default = SearchConfig().resolved(10, index.info()["centroids"])[2]
+        if refine_bits:
+            row["refine_kb_read_per_query_default"] = refine_read_kb(row, n_exact_default)
         default = SearchConfig(exact=False)
         out["runs"].append({**row, "setting": "default", **measure(index, queries, truth, source, default, "default")})
+        timed = {"default": (default, out["runs"][-1])}
+        if refine_bits:  # the same index, its second plane left unread: what the first plane alone gives
+            first = SearchConfig(exact=False, refine=False)
+            out["runs"].append(
+                {
+                    **row,
+                    "setting": "default, first plane only",
+                    **measure(index, queries, truth, source, first, "first plane"),
+                    "first_plane_equals_2bit_index": _same_residuals(work, cache / "work" / f"{name}-2-0-1"),
+                }
+            )
+            timed["default, first plane only"] = (first, out["runs"][-1])
         if pf == 1:
             t0 = time.perf_counter()
             tuned = index.tune(list(tune_queries), target_recall=TARGET_RECALL, k=10)
@@ -162,20 +223,24 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
                 n_candidates=10 * tuned.candidates_per_k,
                 n_exact=10 * tuned.exact_per_k,
             )
-            out["runs"].append(
-                {
-                    **row,
-                    "setting": "tuned",
-                    "tune_s": round(time.perf_counter() - t0, 1),
-                    "tuned": {
-                        "nprobe": tuned.nprobe,
-                        "n_candidates": cfg.n_candidates,
-                        "n_exact": cfg.n_exact,
-                        "recall_vs_stored_on_tune_queries": tuned.recall,
-                    },
-                    **measure(index, queries, truth, source, cfg, "tuned"),
-                }
-            )
+            tuned_row = {
+                **row,
+                "setting": "tuned",
+                "tune_s": round(time.perf_counter() - t0, 1),
+                "tuned": {
+                    "nprobe": tuned.nprobe,
+                    "n_candidates": cfg.n_candidates,
+                    "n_exact": cfg.n_exact,
+                    "recall_vs_stored_on_tune_queries": tuned.recall,
+                    "reached": tuned.reached,
+                },
+                **measure(index, queries, truth, source, cfg, "tuned"),
+            }
+            if refine_bits:
+                assert cfg.n_exact is not None
+                tuned_row["refine_kb_read_per_query"] = refine_read_kb(row, cfg.n_exact)
+            out["runs"].append(tuned_row)
+            timed["tuned"] = (cfg, tuned_row)
             found, _ = time_queries(
                 lambda q: [int(h["id"]) for h in index.search_embeddings(q, k=10, config=SearchConfig(exact=True))[0]],
                 queries[:30],
@@ -190,67 +255,66 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
                     "recall@10": round(recall_at_10(found, truth[:30]), 4),
                 }
             )
-        if nbits == 4:
-            out["runs"].append(
-                {
-                    **row,
-                    "setting": "two-plane (simulated)",
-                    "resident_bytes_per_token": two_plane_row["resident_bytes_per_token"],
-                    **two_plane(cache / "work" / f"{name}-2-1", index, two_plane_cfg, queries, truth, source),
-                }
-            )
-        index.close()
-        if (nbits, pf) != (2, 1):
-            shutil.rmtree(work, ignore_errors=True)
+        if pf == 1:
+            kept.append((index, work, timed))
         else:
-            two_plane_row, two_plane_cfg = row, cfg
+            index.close()
+            shutil.rmtree(work, ignore_errors=True)
         (RESULTS / f"index-quality-{name}.partial.json").write_text(json.dumps(out, indent=1))
-    shutil.rmtree(cache / "work" / f"{name}-2-1", ignore_errors=True)
+    out["interleaved_load_avg_1min"] = time_interleaved(kept, queries)
+    for index, work, _ in kept:
+        index.close()
+        if os.environ.get("MAXSIM_BENCH_REUSE") != "1":
+            shutil.rmtree(work, ignore_errors=True)
     return out
 
 
-#: Documents the first plane hands to the second in the simulated two-plane search.
-TWO_PLANE_SHORT_LIST = 30
+def time_interleaved(kept: list, queries: np.ndarray) -> float:
+    """Time every kept (index, setting) on each query in turn, so that the machine's load, which
+    changes during a run, weighs on all of them alike; adds p50/p95_ms_interleaved to their rows.
+    Returns the load average at the end."""
+    runs = [(index, cfg, row) for index, _, timed in kept for cfg, row in timed.values()]
+    times: list[list[float]] = [[] for _ in runs]
+    for q in tqdm(queries, desc="interleaved timing", mininterval=2):
+        for j, (index, cfg, _) in enumerate(runs):
+            best = float("inf")
+            for _ in range(max(1, TIMING_REPEATS)):
+                t0 = time.perf_counter()
+                index.search_embeddings(q, k=10, config=cfg)
+                best = min(best, time.perf_counter() - t0)
+            times[j].append(best)
+    for (_, _, row), t in zip(runs, times, strict=True):
+        ms = np.array(t) * 1000
+        row["p50_ms_interleaved"] = round(float(np.percentile(ms, 50)), 3)
+        row["p95_ms_interleaved"] = round(float(np.percentile(ms, 95)), 3)
+    return round(os.getloadavg()[0], 2)
 
 
-def two_plane(work2: Path, index4, cfg, queries, truth, source) -> dict:
-    """A second residual plane read only for the final short list, simulated with two indexes of
-    the same vectors: the 2-bit index (memory-resident) finds TWO_PLANE_SHORT_LIST documents with
-    the tuned settings, then their 4-bit vectors (what a 2-bit refinement plane on disk would
-    give: centroid + 2-bit residual + 2-bit residual of the residual) are read and scored exactly."""
-    from maxsim.index import Index
+def _same_residuals(work: Path, work2: Path) -> bool:
+    """Whether the two-plane index's first plane holds the same bytes as the 2-bit index's
+    residuals (same vectors, same training sample and seed: the nested codec keeps the 2-bit one)."""
 
-    index2 = Index.open(work2, readonly=True)
+    def planes(p: Path) -> list[bytes]:
+        segs = sorted(p.glob("seg-*"), key=lambda d: int(np.load(d / "docnos.npy")[0]))
+        return [np.load(d / "residuals.npy").tobytes() for d in segs]
 
-    def one(q):
-        hits = index2.search_embeddings(q, k=TWO_PLANE_SHORT_LIST, config=cfg)[0]
-        ids = [h["id"] for h in hits]
-        vecs = index4.get_embeddings(ids)
-        scores = [float((q @ v.T).max(axis=1).sum()) for v in vecs]
-        order = np.argsort(scores)[::-1][:10]
-        return [int(ids[i]) for i in order]
-
-    found, times = time_queries(one, queries, "two-plane")
-    index2.close()
-    return {
-        **summarize(times),
-        "recall@10": round(recall_at_10(found, truth), 4),
-        "ndcg@10": round(ndcg_at_10(found, source), 4),
-        "short_list": TWO_PLANE_SHORT_LIST,
-    }
+    return work2.exists() and planes(work) == planes(work2)
 
 
 def table(results: dict) -> str:
     lines = [
-        f"{'shape':<15}{'bits':>5}{'pool':>5}{'setting':<10}{'res B/t':>9}{'stored tok':>11}{'p50 ms':>8}"
-        f"{'R@10':>7}{'nDCG@10':>8}"
+        f"{'shape':<15}{'bits':>5}{'pool':>5} {'setting':<18}{'res B/t':>9}{'disk B/t':>9}{'stored tok':>11}"
+        f"{'p50 ms':>8}{'p50 il':>8}{'R@10':>7}{'nDCG@10':>8}"
     ]
     for name, res in results.items():
         for r in res["runs"]:
+            bits = f"{r['nbits']}+{r['refine_bits']}" if r.get("refine_bits") else str(r["nbits"])
             lines.append(
-                f"{name:<15}{r['nbits']:>5}{r['pool_factor']:>5} {r['setting'][:9]:<9}"
-                f"{r['resident_bytes_per_token']:>9.2f}{r['stored_tokens']:>11}"
-                f"{r.get('p50_ms', float('nan')):>8.2f}{r['recall@10']:>7.3f}{r.get('ndcg@10', float('nan')):>8.3f}"
+                f"{name:<15}{bits:>5}{r['pool_factor']:>5} {r['setting'][:17]:<18}"
+                f"{r['resident_bytes_per_token']:>9.2f}{r.get('disk_bytes_per_token', float('nan')):>9.2f}"
+                f"{r['stored_tokens']:>11}{r.get('p50_ms', float('nan')):>8.2f}"
+                f"{r.get('p50_ms_interleaved', float('nan')):>8.2f}{r['recall@10']:>7.3f}"
+                f"{r.get('ndcg@10', float('nan')):>8.3f}"
             )
     return "\n".join(lines)
 

@@ -10,6 +10,12 @@ The centroid table itself can be stored on a per-dimension grid of ``2**table_bi
 dim 128 instead of 256 in float16).
 The codec is trained against the gridded centroids, so storing them that way loses nothing:
 residuals and decoding use exactly the stored values.
+
+A codec may carry a *refinement*: a finer codec (``nbits + refine_bits`` bits per dimension,
+same centroids) whose buckets nest this codec's, each bucket split into ``2**refine_bits``
+sub-buckets. A residual's fine code is then ``coarse << refine_bits | low``: the coarse code is
+exactly what this codec alone gives, and the low bits are a second, separately stored plane
+(:meth:`ResidualCodec.encode_planes`) that only the final exact re-rank reads.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maxsim.compression.bits import check_nbits, pack_codes, unpack_table
+from maxsim.compression.bits import check_nbits, pack_codes, unpack_codes, unpack_table
 from maxsim.compression.kmeans import assign_centroids, centroid_index, train_centroids
 from maxsim.errors import InvalidArgumentError
 
@@ -36,6 +42,7 @@ class ResidualCodec:
     table_grid : float32 [2**table_bits, dim], the values each dimension of a centroid takes,
         when the centroids lie on such a grid, else None (stored as float16/float32).
     table_bits : bits per dimension of that grid (0 without one).
+    refinement : the finer codec whose buckets nest these (see the module docstring), or None.
     """
 
     centroids: np.ndarray
@@ -44,6 +51,7 @@ class ResidualCodec:
     nbits: int
     table_grid: np.ndarray | None = None
     table_bits: int = 0
+    refinement: ResidualCodec | None = None
 
     def __post_init__(self) -> None:
         k, dim = self.centroids.shape
@@ -60,6 +68,14 @@ class ResidualCodec:
             raise InvalidArgumentError(
                 f"codec grid {self.table_grid.shape} / {self.table_bits} bits does not fit dim {dim}"
             )
+        if self.refinement is not None:
+            fine = self.refinement
+            check_refine_bits(self.nbits, fine.nbits - self.nbits)
+            if fine.centroids is not self.centroids and not np.array_equal(fine.centroids, self.centroids):
+                raise InvalidArgumentError("a codec's refinement must use the same centroids")
+            step = 1 << (fine.nbits - self.nbits)
+            if not np.array_equal(fine.cutoffs[:, step - 1 :: step], self.cutoffs):
+                raise InvalidArgumentError("the refinement's buckets do not nest the codec's buckets")
 
     def table_codes(self) -> np.ndarray:
         """Grid levels of the centroids, uint8 [k, dim]; ValueError if they are not on the grid."""
@@ -89,18 +105,45 @@ class ResidualCodec:
     def bytes_per_token(self) -> int:
         return self.dim * self.nbits // 8
 
+    @property
+    def refine_bits(self) -> int:
+        """Bits per dimension of the refinement plane (0 without a refinement)."""
+        return 0 if self.refinement is None else self.refinement.nbits - self.nbits
+
+    @property
+    def refine_bytes_per_token(self) -> int:
+        return self.dim * self.refine_bits // 8
+
     def encode(self, x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """Encode float32 [n, dim] -> (centroid ids [n] code_dtype, packed residuals uint8 [n, bytes])."""
+        ids, packed, _ = self._encode(x, chunk, planes=False)
+        return ids, packed
+
+    def encode_planes(self, x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Like :meth:`encode`, plus the refinement plane: the low ``refine_bits`` bits of each
+        dimension's fine code, packed, uint8 [n, refine_bytes_per_token] (None without a refinement)."""
+        return self._encode(x, chunk, planes=True)
+
+    def _encode(self, x: np.ndarray, chunk: int, planes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         n = len(x)
+        fine = self.refinement if planes else None
         ids = np.empty(n, dtype=self.code_dtype)
         packed = np.empty((n, self.bytes_per_token), dtype=np.uint8)
+        low = None if fine is None else np.empty((n, self.refine_bytes_per_token), dtype=np.uint8)
         index = centroid_index(self.centroids)
         for start in range(0, n, chunk):
             block = np.asarray(x[start : start + chunk], dtype=np.float32)
             cid = assign_centroids(block, self.centroids, index=index)
             ids[start : start + len(block)] = cid
-            packed[start : start + len(block)] = pack_codes(self.quantize(block - self.centroids[cid]), self.nbits)
-        return ids, packed
+            resid = block - self.centroids[cid]
+            if fine is None:
+                packed[start : start + len(block)] = pack_codes(self.quantize(resid), self.nbits)
+            else:  # the fine code's high bits are this codec's code (the buckets nest)
+                assert low is not None
+                codes = fine.quantize(resid)
+                packed[start : start + len(block)] = pack_codes(codes >> self.refine_bits, self.nbits)
+                low[start : start + len(block)] = pack_codes(codes & ((1 << self.refine_bits) - 1), self.refine_bits)
+        return ids, packed, low
 
     def quantize(self, residuals: np.ndarray) -> np.ndarray:
         """Bucket index of each residual value: float32 [n, dim] -> uint8 [n, dim]."""
@@ -121,14 +164,33 @@ class ResidualCodec:
         j = np.arange(per_byte)
         return np.ascontiguousarray(w[:, j[None, :], table], dtype=np.float32)  # [p, 256, per_byte]
 
-    def decode(self, centroid_ids: np.ndarray, packed: np.ndarray) -> np.ndarray:
-        """Decode to float32 [n, dim] unit rows (pure numpy reference for the numba kernel)."""
-        lut = self.lookup_table()
-        p = np.arange(packed.shape[1])[None, :]
-        resid = lut[p, packed.astype(np.int64)].reshape(len(packed), self.dim)
+    def decode(self, centroid_ids: np.ndarray, packed: np.ndarray, refine: np.ndarray | None = None) -> np.ndarray:
+        """Decode to float32 [n, dim] unit rows (pure numpy reference for the numba kernels); with
+        ``refine`` (the refinement plane of the same tokens) at the refinement's precision."""
+        if refine is None:
+            lut = self.lookup_table()
+            p = np.arange(packed.shape[1])[None, :]
+            resid = lut[p, packed.astype(np.int64)].reshape(len(packed), self.dim)
+        else:
+            if self.refinement is None:
+                raise InvalidArgumentError("this codec has no refinement to decode a second plane with")
+            codes = unpack_codes(packed, self.nbits).astype(np.int64) << self.refine_bits
+            codes |= unpack_codes(refine, self.refine_bits)
+            resid = self.refinement.weights[np.arange(self.dim)[None, :], codes]
         x = self.centroids[centroid_ids.astype(np.int64)] + resid
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return x.astype(np.float32, copy=False)
+
+
+def check_refine_bits(nbits: int, refine_bits: int) -> None:
+    """Refinement planes pack like the first plane: ``refine_bits`` equals ``nbits`` (1 or 2), so
+    the two planes together hold 2 or 4 bits per dimension (0 means no refinement)."""
+    if isinstance(refine_bits, bool) or not isinstance(refine_bits, int):
+        raise InvalidArgumentError(f"refine_bits must be an integer, got {refine_bits!r}")
+    if refine_bits and not (refine_bits == nbits and nbits in (1, 2)):
+        raise InvalidArgumentError(
+            f"refine_bits must be 0 or equal to nbits (1 or 2), got refine_bits={refine_bits} with nbits={nbits}"
+        )
 
 
 def grid_values(levels: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -172,6 +234,7 @@ def train_codec(
     niter: int = 10,
     lloyd_iters: int = 8,
     table_bits: int = 0,
+    refine_bits: int = 0,
 ) -> ResidualCodec:
     """Train centroids and per-dimension bucket cutoffs on a sample float32 [n, dim] of token vectors.
 
@@ -182,8 +245,13 @@ def train_codec(
     ``table_bits`` (4) snaps the centroids to a per-dimension grid of that many bits (format
     version 3); 0 rounds them to float16 (versions 1 and 2). Either way the residuals are taken
     against the stored values.
+
+    ``refine_bits`` adds a refinement (see :class:`ResidualCodec`): the codec itself is trained
+    exactly as without it, then each of its buckets is split into ``2**refine_bits`` sub-buckets
+    by the same Lloyd-Max steps on the residuals that fall in it.
     """
     check_nbits(nbits, sample.shape[1])
+    check_refine_bits(nbits, refine_bits)
     centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed)
     grid = None
     if table_bits:
@@ -216,11 +284,60 @@ def train_codec(
         cutoffs = (weights[:, 1:] + weights[:, :-1]) / 2
     cutoffs = cutoffs.astype(np.float32)
     weights = weights.astype(np.float32)
+    centroids = np.ascontiguousarray(centroids)
+    table_bits = table_bits if grid is not None else 0
+    refinement = None
+    if refine_bits:
+        fine_cutoffs, fine_weights = _nested_buckets(
+            resid.astype(np.float32), cutoffs, weights, refine_bits, lloyd_iters
+        )
+        refinement = ResidualCodec(
+            centroids, fine_cutoffs, fine_weights, nbits + refine_bits, table_grid=grid, table_bits=table_bits
+        )
     return ResidualCodec(
-        np.ascontiguousarray(centroids),
+        centroids,
         np.ascontiguousarray(cutoffs),
         np.ascontiguousarray(weights),
         nbits,
         table_grid=grid,
-        table_bits=table_bits if grid is not None else 0,
+        table_bits=table_bits,
+        refinement=refinement,
     )
+
+
+def _nested_buckets(
+    resid: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, refine_bits: int, lloyd_iters: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split each bucket of (cutoffs float32 [dim, B-1], weights [dim, B]) into S = 2**refine_bits
+    sub-buckets by 1-D Lloyd-Max on the residuals float32 [n, dim] it holds (starting from their
+    quantiles). Returns the fine (cutoffs float32 [dim, B*S-1], weights float32 [dim, B*S]); the
+    fine cutoffs at positions S-1, 2S-1, ... are exactly ``cutoffs``, so a fine code's high bits
+    are the coarse code."""
+    dim, n_buckets = weights.shape
+    subs = 1 << refine_bits
+    fine_cut = np.empty((dim, n_buckets * subs - 1), dtype=np.float32)
+    fine_w = np.empty((dim, n_buckets * subs), dtype=np.float32)
+    inf = np.float32(np.inf)
+    for d in range(dim):
+        col = resid[:, d]
+        coarse = np.searchsorted(cutoffs[d], col, side="left")  # = number of cutoffs below (as quantize)
+        for b in range(n_buckets):
+            lo = cutoffs[d, b - 1] if b > 0 else -inf
+            hi = cutoffs[d, b] if b < n_buckets - 1 else inf
+            vals = col[coarse == b].astype(np.float64)
+            if len(vals) == 0:  # an empty bucket: every sub-bucket decodes to the bucket's value
+                w = np.full(subs, float(weights[d, b]))
+            else:
+                w = np.quantile(vals, (np.arange(subs) + 0.5) / subs)
+                for _ in range(lloyd_iters):
+                    sub = np.searchsorted((w[1:] + w[:-1]) / 2, vals, side="left")
+                    count = np.bincount(sub, minlength=subs)
+                    total = np.bincount(sub, weights=vals, minlength=subs)
+                    w = np.sort(np.where(count > 0, total / np.maximum(count, 1), w))
+            # sub-cutoffs stay inside the bucket, so the fine code's high bits are the coarse code
+            cut = np.clip(((w[1:] + w[:-1]) / 2).astype(np.float32), lo, hi)
+            fine_cut[d, b * subs : b * subs + subs - 1] = cut
+            if b < n_buckets - 1:
+                fine_cut[d, b * subs + subs - 1] = cutoffs[d, b]
+            fine_w[d, b * subs : (b + 1) * subs] = w.astype(np.float32)
+    return fine_cut, fine_w

@@ -104,13 +104,18 @@ def sample_tokens(docs: Iterable[VectorDoc], n_tokens: int) -> np.ndarray:
     return out
 
 
-def train_shared_codec(sample: np.ndarray, expected_tokens: int, nbits: int, *, seed: int = 0) -> ResidualCodec:
-    """A codec for a collection of about ``expected_tokens`` tokens trained on ``sample`` (format 3)."""
+def train_shared_codec(
+    sample: np.ndarray, expected_tokens: int, nbits: int, *, seed: int = 0, refine_bits: int = 0
+) -> ResidualCodec:
+    """A codec for a collection of about ``expected_tokens`` tokens trained on ``sample`` (format 3,
+    or 4 with a refinement plane of ``refine_bits``)."""
     k = choose_n_centroids(
         max(expected_tokens, len(sample)), storage.centroid_bytes(storage.FORMAT_VERSION, sample.shape[1])
     )
     k = min(k, max(1, len(sample) // 8))
-    return train_codec(sample, k, nbits, seed=seed, table_bits=storage.table_bits(storage.FORMAT_VERSION))
+    return train_codec(
+        sample, k, nbits, seed=seed, table_bits=storage.table_bits(storage.FORMAT_VERSION), refine_bits=refine_bits
+    )
 
 
 def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progress: BuildProgress | None) -> None:
@@ -118,6 +123,10 @@ def install_codec(index: Index, codec: ResidualCodec, tokens_trained: int, progr
     index._acquire_writer()
     if index.count() or index._refresh().segments:
         raise InvalidArgumentError(f"build: {index.path} already holds documents; build into a new index")
+    if codec.refine_bits != index.refine_bits:
+        raise InvalidArgumentError(
+            f"build: the codec has refine_bits {codec.refine_bits}, the index {index.path} {index.refine_bits}"
+        )
     name = storage.write_codec(index.path, codec, tokens_trained, index._format_version)
     try:
         with index._catalog.transaction() as conn:
@@ -164,6 +173,7 @@ class ChunkWriter:
         self.lengths: list[int] = []
         self.codes: list[np.ndarray] = []
         self.packed: list[np.ndarray] = []
+        self.refine: list[np.ndarray] = []  # the refinement plane, in an index that has one
 
     def add(self, docs: list[VectorDoc]) -> None:
         """Queue documents; a full chunk is committed on the way."""
@@ -182,9 +192,11 @@ class ChunkWriter:
     def _compress(self) -> None:
         if not self._pending:
             return
-        c, p = self.codec.encode(np.concatenate(check_vectors(self._pending, self.codec.dim, "embeddings")))
+        c, p, r = self.codec.encode_planes(np.concatenate(check_vectors(self._pending, self.codec.dim, "embeddings")))
         self.codes.append(c)
         self.packed.append(p)
+        if r is not None:
+            self.refine.append(r)
         self._pending, self._pending_tokens = [], 0
 
     def commit(self, *, finished: bool = False) -> None:
@@ -196,6 +208,7 @@ class ChunkWriter:
             ids = check_ids(self.ids, n_input)
             metas = check_metadata(self.metas, n_input)
             codes, packed = np.concatenate(self.codes), np.concatenate(self.packed)
+            refine = np.concatenate(self.refine) if self.refine else None
             lengths = np.asarray(self.lengths, dtype=np.int64)
             offsets = np.zeros(n_input + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
@@ -212,6 +225,7 @@ class ChunkWriter:
                     else np.zeros(0, int)
                 )
                 codes, packed, lengths = codes[tok], packed[tok], lengths[sel]
+                refine = None if refine is None else refine[tok]
                 offsets = np.zeros(len(sel) + 1, dtype=np.int64)
                 np.cumsum(lengths, out=offsets[1:])
                 ids = [ids[j] for j in sel]
@@ -243,6 +257,7 @@ class ChunkWriter:
                         offsets,
                         docnos,
                         pack=idx._pack_ids,
+                        refine=refine,
                     )
                     Catalog.insert_docs(conn, docnos.tolist(), ids, texts, metas, lengths.tolist())
                     conn.execute(
@@ -272,6 +287,7 @@ def build_from_vectors(
     *,
     dim: int = 128,
     nbits: int = 2,
+    refine_bits: int = 0,
     expected_tokens: int | None = None,
     train_tokens: int | None = None,
     sample: np.ndarray | None = None,
@@ -288,7 +304,8 @@ def build_from_vectors(
     ``train_tokens`` tokens of the source (default: 64 per centroid chosen for
     ``expected_tokens``). An existing unfinished build at ``path`` resumes after its last
     committed chunk; a finished one is returned as is. Returns the open index (auto_optimize off
-    during the build, the catalog's ``tokens_trained`` set to the final size).
+    during the build, the catalog's ``tokens_trained`` set to the final size). ``refine_bits``
+    adds a second residual plane (as in :meth:`Index.create`).
     """
     root = Path(path)
     if (root / storage.MANIFEST).exists():
@@ -298,7 +315,7 @@ def build_from_vectors(
             index.close()
             raise InvalidArgumentError(f"build: {root} is an index that was not made by a build; build into a new path")
     else:
-        index = Index.create(root, dim=dim, nbits=nbits, auto_optimize=False)
+        index = Index.create(root, dim=dim, nbits=nbits, auto_optimize=False, refine_bits=refine_bits)
         state = None
     try:
         if state is None or index._refresh().codec is None:
@@ -308,7 +325,7 @@ def build_from_vectors(
             else:
                 want = train_tokens or DEFAULT_TRAIN_TOKENS
             x = sample_tokens(source(0), want) if sample is None else np.asarray(sample, dtype=np.float32)
-            codec = train_shared_codec(x, expected_tokens or len(x), nbits, seed=seed)
+            codec = train_shared_codec(x, expected_tokens or len(x), nbits, seed=seed, refine_bits=index.refine_bits)
             state = BuildProgress(extra={"expected_tokens": expected_tokens, "chunk_docs": chunk_docs})
             install_codec(index, codec, expected_tokens or len(x), state)
         if state.finished:

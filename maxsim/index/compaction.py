@@ -8,6 +8,7 @@ directories, which the next writer removes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,24 +47,26 @@ def rewrite_segments(
         live_of = {s.name: m for s, m in zip(snap.segments, snap.live, strict=True)}
         pieces = _live_pieces(snap, segs, live_of, codec if new_codec is not None else None)
         seg_rows: list[tuple[str, str, int, int]] = []
-        buf: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        buf: list[Piece] = []
 
         def flush() -> None:
             if not buf:
                 return
-            lens = np.concatenate([p[2] for p in buf])
+            lens = np.concatenate([p.lengths for p in buf])
             offsets = np.zeros(len(lens) + 1, dtype=np.int64)
             np.cumsum(lens, out=offsets[1:])
-            codes = np.concatenate([p[0] for p in buf]).astype(codec.code_dtype)
+            codes = np.concatenate([p.codes for p in buf]).astype(codec.code_dtype)
+            refine = [p.refine for p in buf if p.refine is not None]
             name = storage.write_segment(
                 root,
                 codec_name,
                 codec.n_centroids,
                 codes,
-                np.concatenate([p[1] for p in buf]),
+                np.concatenate([p.residuals for p in buf]),
                 offsets,
-                np.concatenate([p[3] for p in buf]),
+                np.concatenate([p.docnos for p in buf]),
                 pack=pack_ids,
+                refine=np.concatenate(refine) if refine else None,
             )
             new_dirs.append(name)
             seg_rows.append((name, codec_name, len(lens), int(offsets[-1])))
@@ -71,11 +74,11 @@ def rewrite_segments(
 
         n_buf = 0
         for piece in pieces:
-            if n_buf + len(piece[2]) > storage.MAX_SEGMENT_DOCS:
+            if n_buf + len(piece.lengths) > storage.MAX_SEGMENT_DOCS:
                 flush()
                 n_buf = 0
             buf.append(piece)
-            n_buf += len(piece[2])
+            n_buf += len(piece.lengths)
         flush()
         with catalog.transaction() as conn:
             if int(Catalog.get_state(conn)["version"]) != snap.version:
@@ -96,11 +99,21 @@ def rewrite_segments(
         raise
 
 
+class Piece(NamedTuple):
+    """Live documents of one segment, ready to be written into a new one."""
+
+    codes: np.ndarray
+    residuals: np.ndarray
+    refine: np.ndarray | None  # the refinement plane, in an index that has one
+    lengths: np.ndarray
+    docnos: np.ndarray
+
+
 def _live_pieces(
     snap: Snapshot, segs: list[storage.Segment], live_of: dict[str, np.ndarray], reencode: ResidualCodec | None
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(codes, residuals, lengths, docnos) of the live documents of ``segs``, in global docno order,
-    in runs of at most RUN_DOCS documents from one segment."""
+) -> list[Piece]:
+    """The live documents of ``segs``, in global docno order, in runs of at most RUN_DOCS
+    documents from one segment; both residual planes are carried (or re-encoded) together."""
     if not segs:
         return []
     seg_idx = np.concatenate([np.full(int(live_of[seg.name].sum()), j, dtype=np.int64) for j, seg in enumerate(segs)])
@@ -118,11 +131,12 @@ def _live_pieces(
         for s in range(int(run_start), int(run_end), RUN_DOCS):
             chunk = all_local[s : min(s + RUN_DOCS, int(run_end))]
             lens = np.diff(seg.offsets)[chunk]
-            if reencode is not None:
-                c, r = reencode.encode(snap.decode(seg, chunk))
+            if reencode is not None:  # from the best stored vectors: both planes where there are two
+                c, r, fine = reencode.encode_planes(snap.decode(seg, chunk, refine=True))
             else:
                 take = np.concatenate([np.arange(seg.offsets[d], seg.offsets[d + 1]) for d in chunk])
                 c = kernels.gather_codes(seg.codes, seg.code_bits, take.astype(np.int64))
                 r = np.asarray(seg.residuals[take])
-            pieces.append((c, r, lens, seg.docnos[chunk]))
+                fine = None if seg.refine is None else np.asarray(seg.refine[take])
+            pieces.append(Piece(c, r, fine, lens, seg.docnos[chunk]))
     return pieces

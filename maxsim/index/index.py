@@ -49,7 +49,7 @@ import numpy as np
 from maxsim.compression.bits import check_nbits
 from maxsim.compression.kmeans import choose_n_centroids
 from maxsim.compression.pooling import check_pool_factor, pool_documents
-from maxsim.compression.residual import train_codec
+from maxsim.compression.residual import check_refine_bits, train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.index import faults, storage
 from maxsim.index.catalog import Catalog
@@ -116,7 +116,7 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
         self._write_mutex = threading.RLock()
         self._snap_mutex = threading.RLock()
         self._lock = WriterLock(root / storage.LOCK)
-        self._loader = SnapshotLoader(root, int(manifest["dim"]), int(manifest["nbits"]))
+        self._loader = SnapshotLoader(root, int(manifest["dim"]), int(manifest["nbits"]), self.refine_bits)
         self._snapshot: Snapshot | None = None
         self._closed = False
         self.last_maintenance_error = None
@@ -135,6 +135,7 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
         overwrite: bool = False,
         auto_optimize: bool = True,
         pool_factor: int = 1,
+        refine_bits: int = 0,
     ) -> Self:
         """Create an empty index at ``path`` (a new or empty directory).
 
@@ -149,10 +150,15 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
         auto_optimize : re-train/compact automatically (see module constants).
         pool_factor : store about n / pool_factor vectors per document of n tokens (hierarchical
             token pooling, :mod:`maxsim.compression.pooling`); 1 (default) stores every token.
+        refine_bits : 0 (default), or ``nbits`` (1 or 2) for a second residual plane of that many
+            bits per dimension, stored beside the first and read only for the final exact re-rank:
+            search keeps the memory of ``nbits`` and ranks its short list at ``2 * nbits`` bits
+            (format version 4; see docs/index.md, "Two residual planes").
         """
         if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         check_nbits(nbits, dim)
+        check_refine_bits(nbits, refine_bits)
         try:
             check_pool_factor(pool_factor)
         except ValueError as e:
@@ -182,12 +188,13 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
             catalog = Catalog(root / storage.CATALOG, create=True)
             manifest = {
                 "format": storage.FORMAT_NAME,
-                "format_version": storage.FORMAT_VERSION,
+                "format_version": storage.REFINE_FORMAT_VERSION if refine_bits else storage.FORMAT_VERSION,
                 "dim": dim,
                 "nbits": nbits,
                 "pool_factor": pool_factor,
                 "model": getattr(model, "name", None) if model is not None else None,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **({"refine_bits": refine_bits} if refine_bits else {}),
             }
             storage.write_json_atomic(root / storage.MANIFEST, manifest)  # last: its presence marks a complete index
         except BaseException as e:
@@ -225,21 +232,7 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
                 )
             raise IndexNotFoundError(f"{root} is not a maxsim index (no {storage.MANIFEST})")
         manifest = storage.read_json(root / storage.MANIFEST, "index manifest")
-        if manifest.get("format") != storage.FORMAT_NAME:
-            raise IndexCorruptedError(f"{root / storage.MANIFEST} is not a maxsim index manifest")
-        version = manifest.get("format_version")
-        if not isinstance(version, int) or version not in storage.READABLE_VERSIONS:
-            raise IndexCorruptedError(
-                f"index format version {version!r} is not supported by this maxsim "
-                f"(it reads versions {', '.join(map(str, storage.READABLE_VERSIONS))})"
-            )
-        for key in ("dim", "nbits"):
-            if not isinstance(manifest.get(key), int):
-                raise IndexCorruptedError(f"{root / storage.MANIFEST} has no valid {key!r}")
-        try:
-            check_nbits(manifest["nbits"], manifest["dim"])
-        except ValueError as e:
-            raise IndexCorruptedError(f"{root / storage.MANIFEST}: {e}") from None
+        storage.check_manifest(root, manifest)
         catalog = Catalog(root / storage.CATALOG)
         try:
             return cls(root, manifest, catalog, model=model, readonly=readonly, auto_optimize=auto_optimize)
@@ -286,6 +279,11 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
     @property
     def nbits(self) -> int:
         return int(self._manifest["nbits"])
+
+    @property
+    def refine_bits(self) -> int:
+        """Bits per dimension of the second residual plane (0: the index has one plane)."""
+        return int(self._manifest.get("refine_bits", 0))
 
     @property
     def pool_factor(self) -> int:
@@ -496,13 +494,19 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
             trained_tokens = None
             if codec is None:
                 sample = np.concatenate(vectors)
-                codec = train_codec(sample, self._n_centroids(len(sample)), self.nbits, table_bits=self._table_bits)
+                codec = train_codec(
+                    sample,
+                    self._n_centroids(len(sample)),
+                    self.nbits,
+                    table_bits=self._table_bits,
+                    refine_bits=self.refine_bits,
+                )
                 codec_name = storage.write_codec(self.path, codec, len(sample), self._format_version)
                 new_dirs.append(codec_name)
                 trained_tokens = len(sample)
             assert codec_name is not None  # the snapshot's, or the one just written
             lengths = np.array([len(v) for v in vectors], dtype=np.int64)
-            codes, packed = codec.encode(np.concatenate(vectors))
+            codes, packed, refine = codec.encode_planes(np.concatenate(vectors))
             first = int(self._catalog.query("SELECT value FROM state WHERE key='next_docno'")[0][0])
             docnos = np.arange(first, first + len(vectors), dtype=np.int64)
             seg_rows = []
@@ -520,6 +524,7 @@ class Index(Reads, Maintenance, HybridSearch, TunedSearch, TextMethods):
                     offsets_all[s : e + 1] - t0,
                     docnos[s:e],
                     pack=self._pack_ids,
+                    refine=None if refine is None else refine[t0:t1],
                 )
                 new_dirs.append(name)
                 seg_rows.append((name, codec_name, e - s, int(t1 - t0)))

@@ -192,6 +192,39 @@ def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out, c
 
 
 @numba.njit(**_JIT)
+def decompress_refined(
+    docs, offsets, codes, packed, refine, centroids, fine_weights, nbits, out_offsets, out, code_bits=0
+):  # pragma: no cover - jit
+    """Like :func:`decompress`, from both residual planes: packed (high bits) and refine (low bits)
+    uint8 [n_tokens, B] share one layout of ``nbits``-bit codes, and dimension e of a token decodes
+    to ``fine_weights[e, high << nbits | low]`` (fine_weights float32 [dim, 2**(2 * nbits)])."""
+    n = docs.shape[0]
+    nbytes = packed.shape[1]
+    per = 8 // nbits
+    mask = (1 << nbits) - 1
+    dim = out.shape[1]
+    for x in range(n):
+        d = docs[x]
+        row = out_offsets[x]
+        for t in range(offsets[d], offsets[d + 1]):
+            c = code_at(codes, t, code_bits)
+            norm = np.float32(0.0)
+            for p in range(nbytes):
+                hi = np.int64(packed[t, p])
+                lo = np.int64(refine[t, p])
+                for j in range(per):
+                    shift = nbits * (per - 1 - j)
+                    e = p * per + j
+                    val = centroids[c, e] + fine_weights[e, (((hi >> shift) & mask) << nbits) | ((lo >> shift) & mask)]
+                    out[row, e] = val
+                    norm += val * val
+            inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
+            for e in range(dim):
+                out[row, e] *= inv
+            row += 1
+
+
+@numba.njit(**_JIT)
 def segment_maxsum(sims, out_offsets):  # pragma: no cover - jit
     """MaxSim from token similarities: sims float32 [t, nq] (rows grouped by document at
     ``out_offsets`` [n + 1]) -> float32 [n], sum over query tokens of the max over the rows."""

@@ -114,9 +114,14 @@ class Maintenance:
                     continue
                 share = max(1, math.ceil(len(docs) * min(1.0, budget / n_tokens)))
                 pick = np.sort(rng.choice(docs, size=min(share, len(docs)), replace=False))
-                sample.append(snap.decode(seg, pick))
+                sample.append(snap.decode(seg, pick, refine=True))
             codec = train_codec(
-                np.concatenate(sample), k, self.nbits, seed=int(snap.version), table_bits=self._table_bits
+                np.concatenate(sample),
+                k,
+                self.nbits,
+                seed=int(snap.version),
+                table_bits=self._table_bits,
+                refine_bits=self.refine_bits,
             )
             self._rewrite(snap, list(snap.segments), new_codec=codec, trained_tokens=n_tokens)
             return True
@@ -148,6 +153,11 @@ class Maintenance:
             if d
             for f in (self.path / d).glob("*.npy")
         )
+        refine = sum(
+            (self.path / s.name / f"{storage.REFINE_ARRAY}.npy").stat().st_size
+            for s in snap.segments
+            if s.refine is not None
+        )
         return {
             "path": str(self.path),
             "format_version": self._manifest["format_version"],
@@ -161,6 +171,9 @@ class Maintenance:
             "centroids": snap.codec.n_centroids if snap.codec else 0,
             "bytes_on_disk": size,
             "array_bytes_per_token": arrays / stored_tokens if stored_tokens else 0.0,
+            "refine_bits": self.refine_bits,
+            # the second residual plane is read per query for the short list only
+            "refine_bytes_per_token": refine / stored_tokens if stored_tokens else 0.0,
             "version": snap.version,
         }
 

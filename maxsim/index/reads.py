@@ -61,7 +61,9 @@ class Reads:
                 if filter is not None and n_allowed <= n_exact:
                     exact = True  # scoring the few matching documents exactly is cheaper than pruning
                 for qi, q in enumerate(qs):
-                    results[qi] = self._search_one(snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads)
+                    results[qi] = self._search_one(
+                        snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads, config.refine
+                    )
             return self._hydrate(results, conn)
 
     def _search_one(
@@ -75,18 +77,19 @@ class Reads:
         n_cand: int,
         n_exact: int,
         threads: int,
+        refine: bool = True,
     ) -> list[tuple[int, float]]:
         docnos, scores = [], []
         assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
         if exact:
             for seg, mask in zip(snap.segments, allowed, strict=True):
-                local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads)
+                local, sc = exact_segment(seg, snap.codec, snap.lut, q, np.flatnonzero(mask), k, threads, refine)
                 docnos.append(seg.docnos[local])
                 scores.append(sc)
         else:
             pq = prepare_query(q, snap.codec, nprobe, threads)
             seg_of, local, sc = search_segments(
-                snap.segments, allowed, snap.codec, snap.lut, pq, k, n_cand, n_exact, threads
+                snap.segments, allowed, snap.codec, snap.lut, pq, k, n_cand, n_exact, threads, refine
             )
             found = np.empty(len(local), dtype=np.int64)
             for si in np.unique(seg_of):
@@ -134,7 +137,8 @@ class Reads:
         return out
 
     def get_embeddings(self, ids: Sequence[str]) -> list[np.ndarray]:
-        """The stored (decompressed, unit-norm) token vectors of documents."""
+        """The stored (decompressed, unit-norm) token vectors of documents (from both residual
+        planes in an index with a refinement plane: what exact search scores)."""
         ids = check_ids(ids)
         with self._view() as (snap, conn):
             found = self._docnos(ids, conn)
@@ -144,5 +148,5 @@ class Reads:
             pos = np.searchsorted(seg.docnos, want)
             ok = (pos < seg.n_docs) & (seg.docnos[np.minimum(pos, seg.n_docs - 1)] == want)
             for i, p in zip(np.flatnonzero(ok), pos[ok], strict=True):
-                out[ids[i]] = snap.decode(seg, np.array([p]))
+                out[ids[i]] = snap.decode(seg, np.array([p]), refine=True)
         return [out[i] for i in ids]

@@ -11,6 +11,8 @@ documents has 16 segments, and per-segment budgets made its search cost grow wit
 2. The best ``n_candidates`` are re-scored by centroid interaction (MaxSim with each document
    token replaced by its centroid, over all centroids).
 3. The best ``n_exact`` of those get exact MaxSim on decompressed vectors; top ``k`` returned.
+   An index with a refinement plane (``refine_bits``) decodes these few documents from both
+   residual planes; stages 1-2 never read that plane.
 
 Exact mode skips 1-2 and scores every allowed document with stage 3.
 """
@@ -49,6 +51,9 @@ class SearchConfig:
     exact_threshold : size below which exact mode is chosen automatically.
     threads : threads one query may use (its documents are split between them); the kernels
         release the GIL, so concurrent queries from separate threads also run in parallel.
+    refine : in an index with a refinement plane, decode the exactly scored documents from both
+        residual planes (True, default) or from the first plane alone (False: as a plain index
+        of ``nbits`` bits, without reading the second plane).
     """
 
     nprobe: int | None = None
@@ -57,6 +62,7 @@ class SearchConfig:
     exact: bool | None = None
     exact_threshold: int = 512
     threads: int = 1
+    refine: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.threads, int) or self.threads < 1:
@@ -206,13 +212,50 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return idx[np.lexsort((idx, -scores[idx]))]
 
 
+def decompress_docs(
+    seg: Segment,
+    codec: ResidualCodec,
+    lut: np.ndarray,
+    docs: np.ndarray,
+    out_offsets: np.ndarray,
+    out: np.ndarray,
+    refine: bool = False,
+) -> None:
+    """Decompress the tokens of local ``docs`` into out float32 [total, dim] at out_offsets [n + 1]:
+    from both residual planes when ``refine`` and the segment has a second one, else from the first."""
+    if refine and seg.refine is not None and codec.refinement is not None:
+        kernels.decompress_refined(
+            docs,
+            seg.offsets,
+            seg.codes,
+            seg.residuals,
+            seg.refine,
+            codec.centroids,
+            codec.refinement.weights,
+            codec.nbits,
+            out_offsets,
+            out,
+            seg.code_bits,
+        )
+    else:
+        kernels.decompress(
+            docs, seg.offsets, seg.codes, seg.residuals, codec.centroids, lut, out_offsets, out, seg.code_bits
+        )
+
+
 def exact_maxsim(
-    seg: Segment, codec: ResidualCodec, lut: np.ndarray, q: np.ndarray, docs: np.ndarray, max_tokens: int = 1 << 16
+    seg: Segment,
+    codec: ResidualCodec,
+    lut: np.ndarray,
+    q: np.ndarray,
+    docs: np.ndarray,
+    max_tokens: int = 1 << 16,
+    refine: bool = True,
 ) -> np.ndarray:
     """Exact MaxSim of q [nq, dim] against the decompressed tokens of local ``docs``: float32 [n].
 
-    Decompresses up to ``max_tokens`` tokens at a time, multiplies with single-threaded BLAS,
-    then reduces per document.
+    Decompresses up to ``max_tokens`` tokens at a time (from both residual planes when ``refine``
+    and the index has two), multiplies with single-threaded BLAS, then reduces per document.
     """
     docs = docs.astype(np.int64, copy=False)
     lens = seg.offsets[docs + 1] - seg.offsets[docs]
@@ -226,7 +269,7 @@ def exact_maxsim(
         offs = np.zeros(len(chunk) + 1, dtype=np.int64)
         np.cumsum(lens[start:stop], out=offs[1:])
         buf = np.empty((int(offs[-1]), q.shape[1]), dtype=np.float32)
-        kernels.decompress(chunk, seg.offsets, seg.codes, seg.residuals, codec.centroids, lut, offs, buf, seg.code_bits)
+        decompress_docs(seg, codec, lut, chunk, offs, buf, refine)
         out[start:stop] = kernels.segment_maxsum(kernels.rows_times(buf, qt), offs)
         start = stop
     return out
@@ -242,6 +285,7 @@ def search_segments(
     n_cand: int,
     n_exact: int,
     threads: int = 1,
+    refine: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate top-k over all segments: (segment positions, local docs, exact scores), best first.
 
@@ -274,7 +318,7 @@ def search_segments(
         ci = per_segment(lambda seg, d: kernels.centroid_interaction(d, seg.offsets, seg.codes, pq.st, seg.code_bits))
         keep = _top(ci, n_exact)
         seg_of, docs = seg_of[keep], docs[keep]
-    scores = per_segment(lambda seg, d: exact_maxsim(seg, codec, lut, pq.q, d), MIN_PARALLEL_EXACT_DOCS)
+    scores = per_segment(lambda seg, d: exact_maxsim(seg, codec, lut, pq.q, d, refine=refine), MIN_PARALLEL_EXACT_DOCS)
     best = _top(scores, min(k, len(docs)))
     return seg_of[best], docs[best], scores[best]
 
@@ -287,12 +331,16 @@ def exact_segment(
     docs: np.ndarray,
     k: int,
     threads: int = 1,
+    refine: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over the given local docs of one segment."""
     if len(docs) == 0:
         return docs.astype(np.int64), np.zeros(0, dtype=np.float32)
     scores = split_map(
-        lambda d: exact_maxsim(seg, codec, lut, q, d), docs.astype(np.int64), threads, MIN_PARALLEL_EXACT_DOCS
+        lambda d: exact_maxsim(seg, codec, lut, q, d, refine=refine),
+        docs.astype(np.int64),
+        threads,
+        MIN_PARALLEL_EXACT_DOCS,
     )
     best = _top(scores, min(k, len(docs)))
     return docs[best].astype(np.int64), scores[best]

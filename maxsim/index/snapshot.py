@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from maxsim.compression.residual import ResidualCodec
-from maxsim.index import kernels, storage
+from maxsim.index import storage
 from maxsim.index.catalog import Catalog
 from maxsim.index.errors import IndexCorruptedError
+from maxsim.index.search import decompress_docs
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,36 +36,37 @@ class Snapshot:
             sum(int(np.diff(s.offsets)[m.astype(bool)].sum()) for s, m in zip(self.segments, self.live, strict=True))
         )
 
-    def decode(self, seg: storage.Segment, docs: np.ndarray) -> np.ndarray:
-        """Decompressed token vectors of documents ``docs`` (local numbers) of ``seg``, concatenated."""
+    def decode(self, seg: storage.Segment, docs: np.ndarray, refine: bool = False) -> np.ndarray:
+        """Decompressed token vectors of documents ``docs`` (local numbers) of ``seg``, concatenated;
+        from the first residual plane, or from both when ``refine`` and the index has two."""
         assert self.codec is not None and self.lut is not None
         docs = docs.astype(np.int64)
         lens = np.diff(seg.offsets)[docs]
         out_offsets = np.zeros(len(docs) + 1, dtype=np.int64)
         np.cumsum(lens, out=out_offsets[1:])
         out = np.empty((int(out_offsets[-1]), self.codec.dim), dtype=np.float32)
-        kernels.decompress(
-            docs, seg.offsets, seg.codes, seg.residuals, self.codec.centroids, self.lut, out_offsets, out, seg.code_bits
-        )
+        decompress_docs(seg, self.codec, self.lut, docs, out_offsets, out, refine)
         return out
 
 
 class SnapshotLoader:
     """Loads snapshots, keeping the codecs and segments already mapped from one version to the next."""
 
-    def __init__(self, root: Path, dim: int, nbits: int) -> None:
+    def __init__(self, root: Path, dim: int, nbits: int, refine_bits: int = 0) -> None:
         self.root = root
         self.dim = dim
         self.nbits = nbits
+        self.refine_bits = refine_bits
         self._segments: dict[str, storage.Segment] = {}
         self._codecs: dict[str, tuple[ResidualCodec, np.ndarray]] = {}
 
     def codec(self, name: str) -> tuple[ResidualCodec, np.ndarray]:
         if name not in self._codecs:
             codec = storage.load_codec(self.root, name)
-            if codec.dim != self.dim or codec.nbits != self.nbits:
+            if codec.dim != self.dim or codec.nbits != self.nbits or codec.refine_bits != self.refine_bits:
                 raise IndexCorruptedError(
-                    f"codec {name} has dim {codec.dim}/nbits {codec.nbits}, manifest says {self.dim}/{self.nbits}"
+                    f"codec {name} has dim {codec.dim}/nbits {codec.nbits}/refine_bits {codec.refine_bits}, "
+                    f"manifest says {self.dim}/{self.nbits}/{self.refine_bits}"
                 )
             self._codecs[name] = (codec, codec.lookup_table())
         return self._codecs[name]

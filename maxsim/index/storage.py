@@ -10,7 +10,8 @@
                              (version 3), cutoffs.npy, weights.npy, files.json
       seg-<gen>-<n>/         codes.npy, residuals.npy, offsets.npy, docnos.npy,
                              ivf_offsets.npy, ivf_docs.npy (version 3: only segments of at
-                             least IVF_STORED_MIN_TOKENS tokens), files.json
+                             least IVF_STORED_MIN_TOKENS tokens), residuals_refine.npy
+                             (version 4: the refinement plane), files.json
       tmp-*/                 directories being written; never referenced, removed by the writer
 
 Codec and segment directories are immutable once renamed into place. ``files.json`` lists each
@@ -31,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from maxsim.compression.bits import id_bits, pack_codes, pack_ids, packed_ids_nbytes, unpack_codes
-from maxsim.compression.residual import ResidualCodec, grid_values
+from maxsim.compression.bits import check_nbits, id_bits, pack_codes, pack_ids, packed_ids_nbytes, unpack_codes
+from maxsim.compression.residual import ResidualCodec, check_refine_bits, grid_values
 from maxsim.errors import InvalidArgumentError
 from maxsim.index import faults
 from maxsim.index.errors import IndexCorruptedError
@@ -42,10 +43,15 @@ FORMAT_NAME = "maxsim-index"
 #: float16-rounded centroids, so nothing is lost). 3: the centroid table on a 4-bit grid per
 #: dimension (64 bytes per centroid at dim 128; the codec encodes against the gridded values),
 #: centroid ids bit-packed at ceil(log2(k)) bits per token (12 bits for 4096 centroids) and
-#: fewer centroids for small collections (see choose_n_centroids). This version reads all
-#: three; an index keeps writing its own version, so older readers can still open it.
+#: fewer centroids for small collections (see choose_n_centroids). 4: version 3 plus a second
+#: residual plane (``refine_bits`` in the manifest, ``residuals_refine.npy`` in every segment,
+#: the nested finer buckets in the codec); only indexes created with ``refine_bits`` use it, so
+#: a reader that does not know the plane refuses the index instead of writing segments without
+#: it. This version reads all four; an index keeps writing its own version, so older readers can
+#: still open the ones they know.
 FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+REFINE_FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 LOCK = "write.lock"
@@ -86,6 +92,29 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_manifest(root: Path, manifest: dict) -> None:
+    """IndexCorruptedError unless ``manifest`` (read from ``root``) is one this version can open."""
+    if manifest.get("format") != FORMAT_NAME:
+        raise IndexCorruptedError(f"{root / MANIFEST} is not a maxsim index manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version not in READABLE_VERSIONS:
+        raise IndexCorruptedError(
+            f"index format version {version!r} is not supported by this maxsim "
+            f"(it reads versions {', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    for key in ("dim", "nbits"):
+        if not isinstance(manifest.get(key), int):
+            raise IndexCorruptedError(f"{root / MANIFEST} has no valid {key!r}")
+    refine = manifest.get("refine_bits", 0)
+    try:
+        check_nbits(manifest["nbits"], manifest["dim"])
+        check_refine_bits(manifest["nbits"], refine)
+    except ValueError as e:
+        raise IndexCorruptedError(f"{root / MANIFEST}: {e}") from None
+    if bool(refine) != (version >= REFINE_FORMAT_VERSION):
+        raise IndexCorruptedError(f"{root / MANIFEST}: format version {version} with refine_bits {refine}")
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -268,14 +297,22 @@ def write_codec(root: Path, codec: ResidualCodec, n_tokens_trained: int, format_
                 "the codec's centroids are not representable in the stored dtype (train with train_codec)"
             )
         table = {"centroids": c}
-    return write_array_dir(root, "codec", {**table, "cutoffs": codec.cutoffs, "weights": codec.weights}, extra)
+    arrays = {**table, "cutoffs": codec.cutoffs, "weights": codec.weights}
+    if codec.refinement is not None:  # the nested finer buckets of the refinement plane
+        if format_version < REFINE_FORMAT_VERSION:
+            raise InvalidArgumentError(f"format version {format_version} has no refinement plane")
+        arrays.update(refine_cutoffs=codec.refinement.cutoffs, refine_weights=codec.refinement.weights)
+        extra["refine_bits"] = codec.refine_bits
+    return write_array_dir(root, "codec", arrays, extra)
 
 
 def load_codec(root: Path, name: str, *, verify_all: bool = False) -> ResidualCodec:
     listing = read_json(root / name / FILES_JSON, "array directory listing")
     gridded = isinstance(listing.get("files"), dict) and "centroid_levels" in listing["files"]
     table = ("centroid_levels", "centroid_grid") if gridded else ("centroids",)
-    arrays, info = load_array_dir(root / name, (*table, "cutoffs", "weights"), verify_all=verify_all)
+    refined = isinstance(listing.get("files"), dict) and "refine_weights" in listing["files"]
+    fine = ("refine_cutoffs", "refine_weights") if refined else ()
+    arrays, info = load_array_dir(root / name, (*table, "cutoffs", "weights", *fine), verify_all=verify_all)
     try:
         grid, bits = None, 0
         if gridded:
@@ -294,13 +331,25 @@ def load_codec(root: Path, name: str, *, verify_all: bool = False) -> ResidualCo
             if arrays["centroids"].dtype not in (np.float16, np.float32):
                 raise IndexCorruptedError(f"codec {root / name} has centroids of dtype {arrays['centroids'].dtype}")
             centroids = np.ascontiguousarray(arrays["centroids"], dtype=np.float32)  # float16 on disk: widened once
+        nbits = int(info["nbits"])
+        refinement = None
+        if refined:
+            refinement = ResidualCodec(
+                centroids,
+                np.ascontiguousarray(arrays["refine_cutoffs"]),
+                np.ascontiguousarray(arrays["refine_weights"]),
+                nbits + int(info["refine_bits"]),
+                table_grid=grid,
+                table_bits=bits,
+            )
         return ResidualCodec(
             centroids,
             np.ascontiguousarray(arrays["cutoffs"]),
             np.ascontiguousarray(arrays["weights"]),
-            int(info["nbits"]),
+            nbits,
             table_grid=grid,
             table_bits=bits,
+            refinement=refinement,
         )
     except (KeyError, ValueError) as e:
         raise IndexCorruptedError(f"codec {root / name} is inconsistent: {e}") from None
@@ -310,6 +359,8 @@ def load_codec(root: Path, name: str, *, verify_all: bool = False) -> ResidualCo
 # segments
 
 SEGMENT_ARRAYS = ("codes", "residuals", "offsets", "docnos", "ivf_offsets", "ivf_docs")
+#: The second residual plane of a version-4 segment: read only for the final exact re-rank.
+REFINE_ARRAY = "residuals_refine"
 
 
 @dataclass(frozen=True, eq=False)
@@ -319,7 +370,9 @@ class Segment:
     codes: centroid ids, uint16 [n_tokens] (versions 1-2, ``code_bits`` 0) or a uint8 bit stream
     of ``code_bits`` bits per token (version 3); residuals uint8 [n_tokens, bytes]; offsets int64 [n_docs + 1];
     docnos int64 [n_docs] ascending global document numbers; ivf_offsets int64 [k + 1] and
-    ivf_docs uint16 [n_pairs]: the local documents having a token at each centroid.
+    ivf_docs uint16 [n_pairs]: the local documents having a token at each centroid; refine uint8
+    [n_tokens, refine bytes] the refinement plane (version 4, memory-mapped, read only for the
+    documents of the final re-rank), else None.
     """
 
     name: str
@@ -331,6 +384,7 @@ class Segment:
     ivf_offsets: np.ndarray
     ivf_docs: np.ndarray
     code_bits: int = 0
+    refine: np.ndarray | None = None
 
     @property
     def n_docs(self) -> int:
@@ -359,12 +413,18 @@ def write_segment(
     offsets: np.ndarray,
     docnos: np.ndarray,
     pack: bool = False,
+    refine: np.ndarray | None = None,
 ) -> str:
-    """Write a segment; ``codes`` are plain centroid ids, bit-packed on disk when ``pack``."""
+    """Write a segment; ``codes`` are plain centroid ids, bit-packed on disk when ``pack``;
+    ``refine`` is the refinement plane of an index that has one."""
     if len(docnos) > MAX_SEGMENT_DOCS:
         raise InvalidArgumentError(f"a segment holds at most {MAX_SEGMENT_DOCS} documents")
     extra: dict[str, Any] = {"codec": codec_name, "n_docs": int(len(docnos)), "n_tokens": int(len(codes))}
     arrays = {"residuals": residuals, "offsets": offsets.astype(np.int64), "docnos": docnos.astype(np.int64)}
+    if refine is not None:
+        if len(refine) != len(residuals):
+            raise InvalidArgumentError(f"refinement plane of {len(refine)} tokens for {len(residuals)} residuals")
+        arrays[REFINE_ARRAY] = refine
     if not pack or len(codes) >= IVF_STORED_MIN_TOKENS:
         arrays["ivf_offsets"], arrays["ivf_docs"] = build_ivf(codes, offsets, n_centroids)
     if pack:
@@ -381,6 +441,10 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
     # version 3 leaves the inverted lists of small segments out (rebuilt below); packed ids mark it
     derived = "code_bits" in listing and "ivf_docs" not in files and "ivf_offsets" not in files
     names = tuple(n for n in SEGMENT_ARRAYS if not (derived and n.startswith("ivf_")))
+    if codec.refinement is not None:  # listed or not: a missing plane is damage, never a 2-bit segment
+        names += (REFINE_ARRAY,)
+    elif REFINE_ARRAY in files:
+        raise IndexCorruptedError(f"segment {root / name} has a refinement plane its codec does not have")
     arrays, info = load_array_dir(root / name, names, verify_all=verify_all)
     offsets = np.asarray(arrays["offsets"])
     docnos = np.asarray(arrays["docnos"])
@@ -404,6 +468,11 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
         problems.append("document offsets decrease")
     if arrays["residuals"].shape != (n_tokens, codec.bytes_per_token):
         problems.append(f"residuals shape {arrays['residuals'].shape} != ({n_tokens}, {codec.bytes_per_token})")
+    refine = arrays.get(REFINE_ARRAY)
+    if refine is not None and (refine.dtype != np.uint8 or refine.shape != (n_tokens, codec.refine_bytes_per_token)):
+        problems.append(
+            f"refinement plane {refine.dtype}{refine.shape} != uint8({n_tokens}, {codec.refine_bytes_per_token})"
+        )
     if not derived:
         ivf_offsets = np.asarray(arrays["ivf_offsets"])
         if len(ivf_offsets) != codec.n_centroids + 1 or ivf_offsets[-1] != len(arrays["ivf_docs"]):
@@ -424,7 +493,16 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
     else:
         ivf_offsets, ivf_docs = np.asarray(arrays["ivf_offsets"]), arrays["ivf_docs"]
     return Segment(
-        name, str(info.get("codec")), codes, arrays["residuals"], offsets, docnos, ivf_offsets, ivf_docs, code_bits
+        name,
+        str(info.get("codec")),
+        codes,
+        arrays["residuals"],
+        offsets,
+        docnos,
+        ivf_offsets,
+        ivf_docs,
+        code_bits,
+        refine,
     )
 
 
