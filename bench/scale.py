@@ -294,22 +294,21 @@ def gather(work: Path, sizes: list[int], nbits: int) -> dict:
 
 def report(res: dict) -> None:
     print(
-        f"{'docs':>9} {'system':>8} {'build s':>8} {'peak RSS GB':>11} {'B/token':>8} "
-        f"{'fast p50/p95 ms':>16} {'fast R@10':>9} {'def p50/p95 ms':>15} {'def R@10':>8}"
+        f"{'docs':>9} {'system':>8} {'build s':>8} {'peak RSS GB':>11} {'B/token':>8}  search: setting p50/p95 ms R@10"
     )
     for n, row in res["sizes"].items():
         for sysname, b, s in [("single", "build", "search"), ("ray x2", "ray_build", "ray_search")]:
             if b not in row:
                 continue
             br, sr = row[b], row.get(s, {})
-            f, d = sr.get("fast", {}), sr.get("default", {})
+            runs = "  ".join(
+                f"{name} {r['p50_ms']:.1f}/{r['p95_ms']:.1f} {r['recall_at_10']:.3f}"
+                for name, r in sr.items()
+                if isinstance(r, dict)
+            )
             print(
                 f"{n:>9} {sysname:>8} {br['build_s']:8.0f} {br['peak_rss_bytes'] / 1e9:11.2f} "
-                f"{br['bytes_per_token']:8.2f} "
-                f"{f.get('p50_ms', float('nan')):7.1f}/{f.get('p95_ms', float('nan')):<8.1f} "
-                f"{f.get('recall_at_10', float('nan')):9.3f} "
-                f"{d.get('p50_ms', float('nan')):7.1f}/{d.get('p95_ms', float('nan')):<7.1f} "
-                f"{d.get('recall_at_10', float('nan')):8.3f}"
+                f"{br['bytes_per_token']:8.2f}  {runs}"
             )
     if "encode" in res:
         e = res["encode"]

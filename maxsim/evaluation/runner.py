@@ -70,6 +70,7 @@ def colbert_system(dim: int) -> str:
 #: The index's default fusion (maxsim.scoring.fusion) is the best of these on the dev collections.
 HYBRID_SYSTEMS = {
     "hybrid-rank": ("rank", 0.5),
+    "hybrid-score-0.1": ("score", 0.1),
     "hybrid-score-0.2": ("score", 0.2),
     "hybrid-score-0.3": ("score", 0.3),
     "hybrid-score-0.5": ("score", 0.5),

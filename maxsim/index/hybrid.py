@@ -4,7 +4,7 @@
 
 ``index.search(queries, k, hybrid=True)`` runs both retrievers to :data:`HYBRID_DEPTH` documents,
 fuses the two lists (:mod:`maxsim.scoring.fusion`; normalised score fusion with lexical weight
-0.2 by default, chosen by ``maxsim eval``'s hybrid rows) and returns the top ``k`` with the
+0.1 by default, chosen by ``maxsim eval``'s hybrid rows) and returns the top ``k`` with the
 fused score. ``hybrid=0.5`` sets the lexical weight (0: late interaction only, 1: BM25 only).
 The lexical half is derived from the catalog (:mod:`maxsim.index.lexical`), so updates and
 deletes reach it with no extra step. Documents stored without a text can only be found by their

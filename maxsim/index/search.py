@@ -43,8 +43,9 @@ class SearchConfig:
     Parameters
     ----------
     nprobe : centroids probed per query token (default 4, 8 for indexes of 16k+ centroids).
-    n_candidates : documents kept after stage 1 for centroid interaction (default max(40k, 400)).
-    n_exact : documents re-ranked exactly after stage 2 (default max(6k, 60)).
+    n_candidates : documents kept after stage 1 for centroid interaction, over the whole index (all
+        segments compete for it; default max(40k, 400)).
+    n_exact : documents re-ranked exactly after stage 2, over the whole index (default max(6k, 60)).
     exact : True forces exact scoring of every document, False forbids it (except that a filter
         leaving at most ``n_exact`` documents is always scored exactly), None picks exact mode
         when at most ``exact_threshold`` documents can match.
