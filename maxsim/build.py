@@ -9,8 +9,9 @@ Inputs (:func:`iter_documents`):
   "title text", as ``maxsim eval`` does, and the title is kept in the metadata).
 
 A document without an id gets ``content_id(text)``, so a resumed or repeated build gives it the
-same id. :func:`build` (``maxsim index build PATH INPUT``) encodes a sample (the first
-``sample_docs`` documents) to train the centroids, then streams the rest through
+same id. :func:`build` (``maxsim index build PATH INPUT``) encodes a sample (``sample_docs``
+documents drawn over the whole input, whose vectors the build then reuses) to train the
+centroids, then streams the documents through
 :func:`maxsim.index.build.build_from_vectors`; a killed build resumes at its last committed
 chunk. The distributed version on Ray is :mod:`maxsim.distributed`.
 """
@@ -30,10 +31,18 @@ from maxsim.collection import Index, load_encoder
 from maxsim.documents import DocumentFileError, content_id, read_documents
 from maxsim.errors import InvalidArgumentError
 from maxsim.index import storage
-from maxsim.index.build import CHUNK_DOCS, VectorDoc, batched, build_from_vectors, build_progress
+from maxsim.index.build import (
+    CHUNK_DOCS,
+    VectorDoc,
+    at_positions,
+    batched,
+    build_from_vectors,
+    build_progress,
+    sample_positions,
+)
 from maxsim.store import Encoder
 
-#: Documents encoded for the centroid sample (their vectors are reused by the build).
+#: Documents encoded for the centroid sample, drawn over the whole input (their vectors are reused).
 SAMPLE_DOCS = 4096
 #: Documents per call of the encoder.
 ENCODE_BATCH = 64
@@ -144,17 +153,23 @@ def build(
         model = load_encoder(model or _recorded_model(path))
     root = Path(path)
     resuming = (root / storage.MANIFEST).exists()
-    cache: list[VectorDoc] = []
+    cache: dict[int, VectorDoc] = {}  # the sample's documents by position, encoded once
     sample = None
     expected = None
     if not resuming:
-        cache = list(encoded_docs(model, islice(iter_documents(input), sample_docs), dim, batch_size))
-        sample = np.concatenate([d.vectors for d in cache])
+        positions = sample_positions(total, sample_docs)
+        encoded = encoded_docs(model, at_positions(iter_documents(input), positions), dim, batch_size)
+        cache = dict(zip((int(p) for p in positions), encoded, strict=True))
+        sample = np.concatenate([d.vectors for d in cache.values()])
         expected = int(len(sample) / len(cache) * total)
 
     def source(skip: int) -> Iterator[VectorDoc]:
-        yield from cache[skip:]
-        yield from encoded_docs(model, iter_documents(input, max(skip, len(cache))), dim, batch_size)
+        # documents in input order; the sampled ones are taken from the cache, not encoded again
+        for batch in batched(enumerate(iter_documents(input, skip), skip), batch_size):
+            todo = [r for i, r in batch if i not in cache]
+            fresh = iter(encoded_docs(model, iter(todo), dim, batch_size))
+            for i, _ in batch:
+                yield cache.pop(i) if i in cache else next(fresh)
 
     vec_index = build_from_vectors(
         root,

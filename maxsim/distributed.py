@@ -2,8 +2,8 @@
 
 :func:`build_distributed` (``maxsim index build PATH INPUT --ray-address ADDR --shards N``):
 
-1. The driver encodes a sample (the first ``sample_docs`` documents), trains one codec on it and
-   creates a :class:`~maxsim.index.sharded.ShardedIndex` of ``n_shards`` shards that all hold
+1. The driver encodes a sample (``sample_docs`` documents drawn over the input), trains one
+   codec on it and creates a :class:`~maxsim.index.sharded.ShardedIndex` of ``n_shards`` shards that all hold
    that codec.
 2. Ray Data reads the input (JSONL and BEIR as text lines, Parquet natively) and an actor pool
    of encoders (one GPU each with ``device="cuda"``, else CPU) encodes it batch by batch.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,15 @@ from maxsim.build import SAMPLE_DOCS, beir_record, count_documents, encoded_docs
 from maxsim.documents import read_documents
 from maxsim.errors import InvalidArgumentError, MaxsimError
 from maxsim.index import storage
-from maxsim.index.build import BuildProgress, ChunkWriter, build_progress, install_codec, train_shared_codec
+from maxsim.index.build import (
+    BuildProgress,
+    ChunkWriter,
+    at_positions,
+    build_progress,
+    install_codec,
+    sample_positions,
+    train_shared_codec,
+)
 from maxsim.index.sharded import ShardedIndex, is_sharded, shard_dir, shard_of
 from maxsim.store import Encoder
 
@@ -231,7 +238,9 @@ def build_distributed(
                 raise InvalidArgumentError(f"{root} is a sharded index without a codec; remove it and build again")
     else:
         sample_model = factory()
-        docs = list(encoded_docs(sample_model, islice(iter_documents(input), sample_docs), dim))
+        docs = list(
+            encoded_docs(sample_model, at_positions(iter_documents(input), sample_positions(total, sample_docs)), dim)
+        )
         sample = np.concatenate([d.vectors for d in docs])
         codec = train_shared_codec(sample, int(len(sample) / len(docs) * total), nbits)
         sharded = ShardedIndex.create(root, n_shards, model=sample_model, dim=dim, nbits=nbits)  # records its name

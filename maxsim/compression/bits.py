@@ -55,15 +55,18 @@ def unpack_codes(packed: np.ndarray, nbits: int) -> np.ndarray:
 
 # ---- centroid ids: ``id_bits`` bits each, one little-endian bit stream (format version 3)
 
+#: Widest packed centroid id: an id then spans at most 4 bytes of the stream (kernels read 4).
+MAX_ID_BITS = 24
+
 
 def id_bits(n_centroids: int) -> int:
-    """Bits needed for a centroid id below ``n_centroids`` (at least 1, at most 16).
+    """Bits needed for a centroid id below ``n_centroids`` (at least 1, at most ``MAX_ID_BITS``).
 
-    >>> id_bits(4096), id_bits(4097), id_bits(1)
-    (12, 13, 1)
+    >>> id_bits(4096), id_bits(4097), id_bits(1), id_bits(262_144)
+    (12, 13, 1, 18)
     """
-    if not 1 <= n_centroids <= 1 << 16:
-        raise InvalidArgumentError(f"centroid ids are packed for 1..65536 centroids, got {n_centroids}")
+    if not 1 <= n_centroids <= 1 << MAX_ID_BITS:
+        raise InvalidArgumentError(f"centroid ids are packed for 1..{1 << MAX_ID_BITS} centroids, got {n_centroids}")
     return max(1, (n_centroids - 1).bit_length())
 
 

@@ -16,8 +16,11 @@ from tqdm.auto import tqdm
 
 from maxsim.errors import InvalidArgumentError
 
-#: Upper bound on centroids: centroid ids are stored as uint16 up to this many.
-MAX_CENTROIDS = 1 << 16
+#: Upper bound on centroids (ids are packed at 18 bits here). PLAID's rule reaches it at about
+#: 170M tokens (a million documents of 165 tokens); a cap of 65,536 (uint16 ids) left a
+#: collection whose token clusters outnumber the centroids with centroid interaction unable to
+#: tell documents apart (recall@10 0.18 at 1M synthetic documents, see docs/scale.md).
+MAX_CENTROIDS = 1 << 18
 #: Centroids per square root of the token count (PLAID uses 16).
 CENTROIDS_PER_SQRT_TOKEN = 16.0
 #: Bytes of centroid table allowed per token when the caller gives the table's bytes per
@@ -49,6 +52,8 @@ def choose_n_centroids(n_tokens: int, centroid_bytes: float = 0.0) -> int:
 
     >>> choose_n_centroids(1_000_000), choose_n_centroids(100), choose_n_centroids(1)
     (16384, 8, 1)
+    >>> choose_n_centroids(49_550_000), choose_n_centroids(165_000_000), choose_n_centroids(10**10)
+    (131072, 262144, 262144)
     >>> choose_n_centroids(100_000), choose_n_centroids(100_000, 64), choose_n_centroids(302_845, 64)
     (4096, 2048, 8192)
     """

@@ -28,6 +28,8 @@ def code_at(codes, t, code_bits):  # pragma: no cover - jit
         v |= np.int64(codes[pos + 1]) << 8
         if off + code_bits > 16:
             v |= np.int64(codes[pos + 2]) << 16
+            if off + code_bits > 24:
+                v |= np.int64(codes[pos + 3]) << 24
     return (v >> off) & ((np.int64(1) << code_bits) - 1)
 
 

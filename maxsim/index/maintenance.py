@@ -35,6 +35,10 @@ MAX_DELETED_FRACTION = 0.25
 OPTIMIZE_RETRAIN_CHANGE = 0.25
 #: Tokens decoded for re-training in optimize(): at most this many per centroid.
 TRAIN_TOKENS_PER_CENTROID = 64
+#: ...and at most this many in all (float32, 2 GB at dim 128): past 65,536 centroids the sample
+#: would otherwise dominate a build's memory (262,144 centroids x 64 tokens: 8.6 GB); faiss
+#: k-means still gets 16 tokens per centroid there.
+MAX_TRAIN_TOKENS = 1 << 22
 
 log = logging.getLogger("maxsim.index.index")
 
@@ -106,7 +110,7 @@ class Maintenance:
                 self._rewrite(snap, list(snap.segments))
                 return False
             k = self._n_centroids(n_tokens)
-            budget = TRAIN_TOKENS_PER_CENTROID * k
+            budget = min(TRAIN_TOKENS_PER_CENTROID * k, MAX_TRAIN_TOKENS)
             rng = np.random.default_rng(snap.version)
             sample = []
             for seg, docs in zip(snap.segments, live_docs, strict=True):

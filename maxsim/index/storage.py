@@ -32,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from maxsim.compression.bits import check_nbits, id_bits, pack_codes, pack_ids, packed_ids_nbytes, unpack_codes
+from maxsim.compression.bits import (
+    MAX_ID_BITS,
+    check_nbits,
+    id_bits,
+    pack_codes,
+    pack_ids,
+    packed_ids_nbytes,
+    unpack_codes,
+)
 from maxsim.compression.residual import ResidualCodec, check_refine_bits, grid_values
 from maxsim.errors import InvalidArgumentError
 from maxsim.index import faults
@@ -452,7 +460,7 @@ def load_segment(root: Path, name: str, codec: ResidualCodec, *, verify_all: boo
     n_docs = len(docnos)
     problems = []
     code_bits = info.get("code_bits", 0)
-    if not isinstance(code_bits, int) or not 0 <= code_bits <= 16:
+    if not isinstance(code_bits, int) or not 0 <= code_bits <= MAX_ID_BITS:
         problems.append(f"invalid code_bits {code_bits!r}")
         code_bits = 0
     n_tokens = int(offsets[-1]) if code_bits and len(offsets) else len(codes)

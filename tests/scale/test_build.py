@@ -175,3 +175,57 @@ def test_cli_build_rejects_bad_arguments(tmp_path, capsys):
     assert main(["build", str(tmp_path / "i"), str(tmp_path / "folder")]) == 2
     assert "corpus.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()  # nothing was created
+
+
+def test_centroids_are_trained_on_documents_spread_over_the_source(tmp_path):
+    # a collection sorted by "language": the first half uses one set of topics, the second
+    # another. Trained on its head, the codec would have no centroid near the second set.
+    rng = np.random.default_rng(3)
+    topics = rng.normal(size=(16, DIM)).astype(np.float32)
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+    docs = []
+    for i in range(400):
+        own = topics[:8] if i < 200 else topics[8:]
+        x = own[rng.integers(0, 8, size=10)] + 0.05 * rng.normal(size=(10, DIM)).astype(np.float32)
+        docs.append(x.astype(np.float32))
+    n_tokens = sum(len(d) for d in docs)
+    kwargs = {"dim": DIM, "train_tokens": 400, "expected_tokens": n_tokens, "progress": False}
+
+    def nearest_centroid_similarity(idx):
+        c = idx._refresh().codec.centroids
+        return (topics @ (c / np.linalg.norm(c, axis=1, keepdims=True)).T).max(axis=1)
+
+    with build_from_vectors(tmp_path / "spread", source_of(docs), total_docs=400, **kwargs) as idx:
+        spread = nearest_centroid_similarity(idx)
+    with build_from_vectors(tmp_path / "head", source_of(docs), **kwargs) as idx:  # no total: the head
+        head = nearest_centroid_similarity(idx)
+    # the spread sample puts centroids on the topics of both halves (k-means may merge a pair)
+    assert np.median(spread[:8]) > 0.95 and np.median(spread[8:]) > 0.95, spread
+    assert np.median(head[:8]) > 0.95 and head[8:].max() < 0.6, head
+
+
+def test_text_build_encodes_each_document_once_and_samples_the_whole_input(tmp_path, default_model):
+    from maxsim.build import build
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.calls = model, []
+
+        def encode_documents(self, texts, **kw):
+            self.calls.append(list(texts))
+            return self.model.encode_documents(texts, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+    texts = [f"Passage {i} about {'tea' if i < 30 else 'trains'}." for i in range(60)]
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(texts)))
+    model = Counting(default_model)
+    with build(tmp_path / "idx", jsonl, model=model, sample_docs=12, chunk_docs=25, progress=False) as idx:
+        assert len(idx) == 60
+        assert idx.search("trains", k=1)[0][0]["id"] in {f"d{i}" for i in range(30, 60)}
+    encoded = [t for call in model.calls for t in call]
+    assert sorted(encoded) == sorted(texts)  # the sample's vectors are reused, nothing twice
+    sample = model.calls[0]
+    assert len(sample) == 12 and any("trains" in t for t in sample) and any("tea" in t for t in sample)
