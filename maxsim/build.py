@@ -139,6 +139,7 @@ def build(
     model: Encoder | str | None = None,  # noqa: A002
     dim: int = 128,
     nbits: int = 2,
+    refine_bits: int = 0,
     sample_docs: int = SAMPLE_DOCS,
     chunk_docs: int = CHUNK_DOCS,
     batch_size: int = ENCODE_BATCH,
@@ -176,6 +177,7 @@ def build(
         source,
         dim=dim,
         nbits=nbits,
+        refine_bits=refine_bits,
         sample=sample,
         expected_tokens=expected,
         chunk_docs=chunk_docs,

@@ -206,6 +206,7 @@ def build_distributed(
     model_factory: Callable[[], Encoder] | None = None,
     dim: int = 128,
     nbits: int = 2,
+    refine_bits: int = 0,
     workers: int | None = None,
     batch_docs: int = BATCH_DOCS,
     sample_docs: int = SAMPLE_DOCS,
@@ -242,8 +243,10 @@ def build_distributed(
             encoded_docs(sample_model, at_positions(iter_documents(input), sample_positions(total, sample_docs)), dim)
         )
         sample = np.concatenate([d.vectors for d in docs])
-        codec = train_shared_codec(sample, int(len(sample) / len(docs) * total), nbits)
-        sharded = ShardedIndex.create(root, n_shards, model=sample_model, dim=dim, nbits=nbits)  # records its name
+        codec = train_shared_codec(sample, int(len(sample) / len(docs) * total), nbits, refine_bits=refine_bits)
+        sharded = ShardedIndex.create(
+            root, n_shards, model=sample_model, dim=dim, nbits=nbits, refine_bits=refine_bits
+        )  # records its name
         try:
             for s in sharded.shards:
                 install_codec(

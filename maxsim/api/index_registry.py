@@ -138,7 +138,7 @@ class IndexRegistry:
             raise ApiError(404, "INDEX_NOT_FOUND", f"no index named {name!r}; known: {self.names()}")
         return served
 
-    def create(self, name: str, dim: int, nbits: int) -> ServedIndex:
+    def create(self, name: str, dim: int, nbits: int, refine_bits: int = 0) -> ServedIndex:
         from maxsim.index import Index, IndexExistsError
 
         if not self.settings.index_dir:
@@ -156,7 +156,7 @@ class IndexRegistry:
                 raise ApiError(409, "INDEX_EXISTS", f"an index named {name!r} already exists")
             path = (Path(self.settings.index_dir) / name).resolve()
             try:
-                Index.create(path, model=self.model, dim=dim, nbits=nbits).close()
+                Index.create(path, model=self.model, dim=dim, nbits=nbits, refine_bits=refine_bits).close()
             except IndexExistsError:
                 raise ApiError(
                     409, "INDEX_EXISTS", f"{name!r} already exists on disk and is not an empty index"

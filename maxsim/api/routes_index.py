@@ -50,6 +50,7 @@ def _describe(name: str, index: Any, full: bool) -> dict:
             "model": index.model_name,
             "dimensions": index.dim,
             "nbits": index.nbits,
+            "refine_bits": getattr(index, "refine_bits", 0),
             "documents": len(index),
         }
     info = index.info()
@@ -58,6 +59,7 @@ def _describe(name: str, index: Any, full: bool) -> dict:
         "model": info["model"],
         "dimensions": info["dim"],
         "nbits": info["nbits"],
+        "refine_bits": info.get("refine_bits", 0),
         "documents": info["documents"],
         "tokens": info["tokens"],
         "segments": info["segments"],
@@ -136,7 +138,7 @@ async def list_indexes(request: Request) -> Response:
 )
 async def create_index(body: CreateIndexRequest, request: Request) -> Response:
     svc = service_of(request)
-    served = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits)
+    served = await run_in_threadpool(svc.indexes.create, body.name, body.dimensions, body.nbits, body.refine_bits)
     return await json_response(_describe(body.name, served.index, full=False), status=201)
 
 

@@ -207,6 +207,11 @@ class CreateIndexRequest(BaseModel):
     )
     dimensions: Literal[64, 96, 128] = 128
     nbits: Literal[1, 2, 4] = 2
+    refine_bits: Literal[0, 1, 2] = Field(
+        0,
+        description="a second residual plane (equal to nbits, 1 or 2) read only to re-rank the final "
+        "short list: about 4-bit recall at 2-bit memory-resident bytes per token; 0 for none",
+    )
 
 
 class IndexDescription(BaseModel):
@@ -214,6 +219,7 @@ class IndexDescription(BaseModel):
     model: str | None
     dimensions: int
     nbits: int
+    refine_bits: int = 0
     documents: int
     tokens: int | None = None
     segments: int | None = None

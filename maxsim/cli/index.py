@@ -38,6 +38,11 @@ from maxsim.cli.common import (
 from maxsim.documents import read_documents
 from maxsim.types import SUPPORTED_DIMS
 
+REFINE_HELP = (
+    "a second residual plane of this many bits (equal to --nbits, 1 or 2), read only to re-rank the "
+    "final short list: 4-bit recall at 2-bit resident memory (default 0: none)"
+)
+
 
 def add_index_commands(subparsers: Any) -> None:
     """Register ``index create|add|delete|search|info|optimize`` on an argparse subparsers object."""
@@ -52,6 +57,7 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    p.add_argument("--refine-bits", type=int, default=0, choices=(0, 1, 2), help=REFINE_HELP)
     p.add_argument(
         "--pool-factor",
         type=positive_int,
@@ -80,6 +86,7 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--model", default=None, help="model name or path (default: the default model)")
     p.add_argument("--dim", type=int, default=128, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
+    p.add_argument("--refine-bits", type=int, default=0, choices=(0, 1, 2), help=REFINE_HELP)
     p.add_argument("--sample-docs", type=int, default=4096, help="documents encoded to train the centroids")
     p.add_argument(
         "--ray-address",
@@ -152,6 +159,7 @@ def _open(path: str, *, readonly: bool = False, with_model: bool = False) -> Any
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
+    _check_refine_bits(args)
     from maxsim.index import Index
     from maxsim.index.errors import IndexExistsError
 
@@ -162,6 +170,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
             model=model,
             dim=args.dim,
             nbits=args.nbits,
+            refine_bits=args.refine_bits,
             overwrite=args.overwrite,
             pool_factor=args.pool_factor,
         )
@@ -300,7 +309,15 @@ def _cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_refine_bits(args: argparse.Namespace) -> None:
+    if args.refine_bits and args.refine_bits != args.nbits:
+        raise CliError(
+            f"--refine-bits must be 0 or equal to --nbits (1 or 2); got {args.refine_bits} with --nbits {args.nbits}"
+        )
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
+    _check_refine_bits(args)
     if args.sample_docs < 1:
         raise CliError("--sample-docs must be >= 1")
     if args.ray_address is None and (args.shards is not None or args.workers is not None or args.device != "cpu"):
@@ -317,6 +334,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             model=args.model,
             dim=args.dim,
             nbits=args.nbits,
+            refine_bits=args.refine_bits,
             workers=args.workers,
             sample_docs=args.sample_docs,
         ) as index:
@@ -325,7 +343,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from maxsim.build import build
 
     with build(
-        args.path, args.input, model=args.model, dim=args.dim, nbits=args.nbits, sample_docs=args.sample_docs
+        args.path,
+        args.input,
+        model=args.model,
+        dim=args.dim,
+        nbits=args.nbits,
+        refine_bits=args.refine_bits,
+        sample_docs=args.sample_docs,
     ) as index:
         print(json.dumps(index.info()))
     return 0

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from maxsim.compression.bits import check_nbits
+from maxsim.compression.residual import check_refine_bits
 from maxsim.errors import DuplicateIdError, InvalidArgumentError, UnknownIdError
 from maxsim.index import storage
 from maxsim.index.build import install_codec, train_shared_codec
@@ -97,15 +98,18 @@ class ShardedIndex(TextMethods):
         dim: int = 128,
         nbits: int = 2,
         *,
+        refine_bits: int = 0,
         overwrite: bool = False,
     ) -> ShardedIndex:
         """Create ``n_shards`` empty shards at ``path``; the codec is trained by the first write
-        (or installed by a build)."""
+        (or installed by a build). ``refine_bits`` adds a second residual plane to every shard
+        (as in :meth:`Index.create`)."""
         if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
             raise InvalidArgumentError(f"n_shards must be a positive integer, got {n_shards!r}")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         check_nbits(nbits, dim)
+        check_refine_bits(nbits, refine_bits)
         root = Path(path)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             if not overwrite:
@@ -115,7 +119,9 @@ class ShardedIndex(TextMethods):
             storage.remove_dir(root)
         root.mkdir(parents=True, exist_ok=True)
         shards = [
-            Index.create(shard_dir(root, i), model=model, dim=dim, nbits=nbits, auto_optimize=False)
+            Index.create(
+                shard_dir(root, i), model=model, dim=dim, nbits=nbits, refine_bits=refine_bits, auto_optimize=False
+            )
             for i in range(n_shards)
         ]
         manifest = {
@@ -124,6 +130,7 @@ class ShardedIndex(TextMethods):
             "n_shards": n_shards,
             "dim": dim,
             "nbits": nbits,
+            "refine_bits": refine_bits,
             "model": getattr(model, "name", None) if model is not None else None,
             "router": ROUTER,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -191,6 +198,10 @@ class ShardedIndex(TextMethods):
         return int(self._manifest["nbits"])
 
     @property
+    def refine_bits(self) -> int:
+        return int(self._manifest.get("refine_bits", 0))
+
+    @property
     def n_shards(self) -> int:
         return len(self.shards)
 
@@ -222,7 +233,7 @@ class ShardedIndex(TextMethods):
         if self.shards[0]._refresh().codec is not None:
             return
         sample = np.concatenate(vectors)
-        codec = train_shared_codec(sample, len(sample), self.nbits)
+        codec = train_shared_codec(sample, len(sample), self.nbits, refine_bits=self.refine_bits)
         for s in self.shards:
             install_codec(s, codec, len(sample), None)
 
@@ -368,6 +379,7 @@ class ShardedIndex(TextMethods):
             "shards": len(infos),
             "dim": self.dim,
             "nbits": self.nbits,
+            "refine_bits": self.refine_bits,
             "model": self.model_name,
             "documents": sum(i["documents"] for i in infos),
             "tokens": tokens,

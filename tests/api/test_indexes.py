@@ -37,7 +37,14 @@ def client(server):
 
 def test_create_list_describe(client, idx, model):
     listed = client.get("/v1/indexes").json()["data"]
-    assert {"name": "cities", "model": model.name, "dimensions": 128, "nbits": 2, "documents": 4} in listed
+    assert {
+        "name": "cities",
+        "model": model.name,
+        "dimensions": 128,
+        "nbits": 2,
+        "refine_bits": 0,
+        "documents": 4,
+    } in listed
     d = client.get("/v1/indexes/cities").json()
     assert d["name"] == "cities" and d["documents"] == 4 and d["dimensions"] == 128 and d["model"] == model.name
     assert d["tokens"] > 20 and d["bytes_on_disk"] > 0 and d["segments"] >= 1
@@ -49,6 +56,22 @@ def test_create_list_describe(client, idx, model):
     assert_error(client.post("/v1/indexes", json={"name": "d", "dimensions": 100}), 422, mentions=("dimensions",))
     assert_error(client.post("/v1/indexes", json={"name": "d", "nbits": 3}), 422, mentions=("nbits",))
     assert_error(client.get("/v1/indexes/nope"), 404, "INDEX_NOT_FOUND", ("nope",))
+
+
+def test_create_with_a_refinement_plane(client):
+    r = client.post("/v1/indexes", json={"name": "twoplane", "nbits": 2, "refine_bits": 2})
+    assert r.status_code == 201, r.text
+    assert r.json()["refine_bits"] == 2
+    assert client.post("/v1/indexes/twoplane/documents", json={"documents": DOCS}).status_code == 201
+    assert client.get("/v1/indexes/twoplane").json()["refine_bits"] == 2
+    hits = client.post("/v1/indexes/twoplane/search", json={"query": "capitale de la France", "k": 1}).json()
+    assert hits["results"][0]["id"] == "paris"
+    # the plane must match nbits (1 or 2): a clear 422 naming the field, nothing created
+    assert_error(
+        client.post("/v1/indexes", json={"name": "tp2", "nbits": 4, "refine_bits": 2}), 422, mentions=("refine_bits",)
+    )
+    assert_error(client.post("/v1/indexes", json={"name": "tp3", "refine_bits": 3}), 422, mentions=("refine_bits",))
+    assert "tp2" not in [d["name"] for d in client.get("/v1/indexes").json()["data"]]
 
 
 def test_search_k_and_multilingual(client, idx):

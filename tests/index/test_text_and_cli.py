@@ -99,3 +99,14 @@ def test_cli_round_trip(tmp_path, capsys, monkeypatch, default_model):
     assert code == 2 and "no index at" in err
     code, _, err = run("search", path, "x", "--filter", "[1]")
     assert code == 2 and "JSON object" in err
+    # a two-plane index from the command line; a plane that does not match --nbits is refused
+    two = str(tmp_path / "two")
+    code, out, _ = run("create", two, "--refine-bits", "2")
+    assert code == 0 and json.loads(out)["refine_bits"] == 2
+    code, out, _ = run("add", two, str(docs))
+    assert code == 0 and json.loads(out)["added"] == len(DOCS)
+    code, out, _ = run("search", two, "capital of Spain", "-k", "1")
+    assert json.loads(out)["hits"][0]["id"] == "madrid"
+    code, _, err = run("create", str(tmp_path / "bad-two"), "--nbits", "4", "--refine-bits", "2")
+    assert code == 2 and "--refine-bits must be 0 or equal to --nbits" in err
+    assert not (tmp_path / "bad-two").exists()

@@ -73,3 +73,20 @@ def test_writes_route_to_the_shard_of_the_id(tmp_path, docs):
     with ShardedIndex.open(tmp_path / "s", readonly=True) as ro:
         assert len(ro) == 100 and "fresh" in ro.shards[shard_of("fresh", 2)]
         assert (tmp_path / "s" / "shards.json").exists() and shard_dir(tmp_path / "s", 1).is_dir()
+
+
+def test_sharded_index_with_a_refinement_plane(tmp_path, docs):
+    ids = [f"d{i}" for i in range(300)]
+    with pytest.raises(ValueError, match="refine_bits"):
+        ShardedIndex.create(tmp_path / "bad", 2, dim=DIM, nbits=4, refine_bits=2)
+    with ShardedIndex.create(tmp_path / "s", 2, dim=DIM, refine_bits=2) as sharded:
+        sharded.add_embeddings(docs[:300], ids=ids)
+        assert sharded.refine_bits == 2 and sharded.info()["refine_bits"] == 2
+        codecs = [s._refresh().codec for s in sharded.shards]
+        assert all(c.refine_bits == 2 and np.array_equal(c.centroids, codecs[0].centroids) for c in codecs)
+    with ShardedIndex.open(tmp_path / "s") as sharded:  # the plane is recorded, and used to re-rank
+        assert sharded.refine_bits == 2
+        q = docs[42][:5] / np.linalg.norm(docs[42][:5], axis=1, keepdims=True)
+        fine = sharded.search_embeddings([q], k=5, config=SearchConfig(exact=True))[0]
+        coarse = sharded.search_embeddings([q], k=5, config=SearchConfig(exact=True, refine=False))[0]
+        assert fine[0]["id"] == "d42" and [h["score"] for h in fine] != [h["score"] for h in coarse]
