@@ -20,6 +20,7 @@ exactly what this codec alone gives, and the low bits are a second, separately s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,6 +236,7 @@ def train_codec(
     lloyd_iters: int = 8,
     table_bits: int = 0,
     refine_bits: int = 0,
+    checkpoint: str | os.PathLike | None = None,
 ) -> ResidualCodec:
     """Train centroids and per-dimension bucket cutoffs on a sample float32 [n, dim] of token vectors.
 
@@ -249,10 +251,13 @@ def train_codec(
     ``refine_bits`` adds a refinement (see :class:`ResidualCodec`): the codec itself is trained
     exactly as without it, then each of its buckets is split into ``2**refine_bits`` sub-buckets
     by the same Lloyd-Max steps on the residuals that fall in it.
+
+    ``checkpoint``: a directory where a long k-means saves its steps (see
+    :func:`~maxsim.compression.kmeans.train_centroids`).
     """
     check_nbits(nbits, sample.shape[1])
     check_refine_bits(nbits, refine_bits)
-    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed)
+    centroids = train_centroids(sample, n_centroids, niter=niter, seed=seed, checkpoint=checkpoint)
     grid = None
     if table_bits:
         if table_bits != 4:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,8 @@ CHUNK_DOCS = storage.MAX_SEGMENT_DOCS
 ENCODE_TOKENS = 1 << 19
 #: Training sample when the collection's size is not known in advance.
 DEFAULT_TRAIN_TOKENS = 1 << 18
+#: Directory (in the index) of the centroid training's finished steps until the codec is installed.
+KMEANS_CHECKPOINT = "build-kmeans"
 #: Catalog state key holding the build's progress (JSON).
 BUILD_STATE = "build"
 
@@ -132,16 +136,28 @@ def sample_tokens(docs: Iterable[VectorDoc], n_tokens: int) -> np.ndarray:
 
 
 def train_shared_codec(
-    sample: np.ndarray, expected_tokens: int, nbits: int, *, seed: int = 0, refine_bits: int = 0
+    sample: np.ndarray,
+    expected_tokens: int,
+    nbits: int,
+    *,
+    seed: int = 0,
+    refine_bits: int = 0,
+    checkpoint: str | os.PathLike | None = None,
 ) -> ResidualCodec:
     """A codec for a collection of about ``expected_tokens`` tokens trained on ``sample`` (format 3,
-    or 4 with a refinement plane of ``refine_bits``)."""
+    or 4 with a refinement plane of ``refine_bits``); ``checkpoint`` as in :func:`train_codec`."""
     k = choose_n_centroids(
         max(expected_tokens, len(sample)), storage.centroid_bytes(storage.FORMAT_VERSION, sample.shape[1])
     )
     k = min(k, max(1, len(sample) // 8))
     return train_codec(
-        sample, k, nbits, seed=seed, table_bits=storage.table_bits(storage.FORMAT_VERSION), refine_bits=refine_bits
+        sample,
+        k,
+        nbits,
+        seed=seed,
+        table_bits=storage.table_bits(storage.FORMAT_VERSION),
+        refine_bits=refine_bits,
+        checkpoint=checkpoint,
     )
 
 
@@ -360,9 +376,15 @@ def build_from_vectors(
                 x = sample_tokens(at_positions(source(0), sample_positions(total_docs, n_docs, seed)), want)
             else:
                 x = sample_tokens(source(0), want)
-            codec = train_shared_codec(x, expected_tokens or len(x), nbits, seed=seed, refine_bits=index.refine_bits)
+            steps = root / KMEANS_CHECKPOINT  # a build killed during k-means keeps its finished steps
+            codec = train_shared_codec(
+                x, expected_tokens or len(x), nbits, seed=seed, refine_bits=index.refine_bits, checkpoint=steps
+            )
+            trained_on = expected_tokens or len(x)
+            del x  # the sample is not held during the chunks
             state = BuildProgress(extra={"expected_tokens": expected_tokens, "chunk_docs": chunk_docs})
-            install_codec(index, codec, expected_tokens or len(x), state)
+            install_codec(index, codec, trained_on, state)
+            shutil.rmtree(steps, ignore_errors=True)
         if state.finished:
             return index
         writer = ChunkWriter(index, state, chunk_docs=chunk_docs, encode_tokens=encode_tokens)

@@ -75,3 +75,51 @@ def test_assignment_falls_back_when_the_index_finds_nothing():
 def test_coarse_cells_near_sqrt_k(k):
     cells = kmeans.coarse_cells(k)
     assert cells & (cells - 1) == 0 and cells * cells / 2 <= k <= 2 * cells * cells
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_two_level_training_resumes_from_its_checkpoint(monkeypatch, tmp_path):
+    x = _clustered(6_000, 80)
+    monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 16)  # 128 centroids: 8 coarse cells + 4 Lloyd steps
+    plain = kmeans.train_centroids(x, 128, niter=5)
+    calls = {"_kmeans": 0, "_lloyd_step": 0}
+
+    def counting(name, die_after=None):
+        """Replace kmeans.<name> by a counting wrapper that raises (a kill) after ``die_after`` calls."""
+        real = getattr(kmeans, name)
+
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            if die_after is not None and calls[name] > die_after:
+                raise _Killed
+            return real(*a, **kw)
+
+        monkeypatch.setattr(kmeans, name, wrapper)
+        return real
+
+    ck = tmp_path / "ck"
+    real_kmeans = counting("_kmeans", die_after=4)  # the coarse level and 3 cells, then killed
+    with pytest.raises(_Killed):
+        kmeans.train_centroids(x, 128, niter=5, checkpoint=ck)
+    assert len(list(ck.glob("cell-*.npy"))) == 3 and (ck / "coarse.npy").exists()
+
+    monkeypatch.setattr(kmeans, "_kmeans", real_kmeans)
+    calls["_kmeans"] = 0
+    counting("_kmeans")
+    real_lloyd = counting("_lloyd_step", die_after=2)  # then killed again after two Lloyd steps
+    with pytest.raises(_Killed):
+        kmeans.train_centroids(x, 128, niter=5, checkpoint=ck)
+    assert calls["_kmeans"] == len(list(ck.glob("cell-*.npy"))) - 3  # no saved step computed again
+
+    monkeypatch.setattr(kmeans, "_lloyd_step", real_lloyd)
+    calls["_kmeans"] = calls["_lloyd_step"] = 0
+    counting("_lloyd_step")
+    resumed = kmeans.train_centroids(x, 128, niter=5, checkpoint=ck)
+    assert calls == {"_kmeans": 0, "_lloyd_step": kmeans.REFINE_ITERS - 2}
+    np.testing.assert_allclose(resumed, plain, atol=1e-5)  # the centroids of one uninterrupted run
+    # another sample never picks up these steps
+    other = kmeans.train_centroids(_clustered(6_000, 80, seed=1), 128, niter=5, checkpoint=ck)
+    assert calls["_kmeans"] > 0 and not np.allclose(other, plain, atol=1e-3)

@@ -46,6 +46,7 @@ def test_chunked_build_commits_each_chunk_and_searches_exactly(tmp_path):
     with idx:
         prog = build_progress(idx)
         assert (prog.docs, prog.chunks, prog.finished) == (500, 5, True)  # 4 full chunks + the rest
+        assert not (tmp_path / "idx" / "build-kmeans").exists()  # the training's steps are gone once installed
         assert idx.info()["segments"] == 5 and len(idx) == 500
         assert idx.get(["d00007"]) == [{"id": "d00007", "text": "text 7", "metadata": {"i": 7, "even": False}}]
         assert idx.count({"even": True}) == 250
