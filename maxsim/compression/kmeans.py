@@ -234,11 +234,12 @@ def _lloyd_step(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 def centroid_index(centroids: np.ndarray):
-    """A faiss inner-product index over the centroids for nearest-centroid search. Up to
-    ``FLAT_MAX_CENTROIDS`` it is exact (blocked BLAS: at those counts it beats graph indexes,
-    which were measured slower up to 8k centroids). Beyond, an IVF over ``coarse_cells(k)``
-    cells probing ``ASSIGN_PROBES`` of them: a token whose true nearest centroid sits in an
-    unprobed cell gets the nearest one found, a slightly larger residual, never a wrong vector."""
+    """An index over the centroids for nearest-centroid search (``index.search(x, 1)`` as in
+    faiss). Up to ``FLAT_MAX_CENTROIDS`` a faiss flat inner-product index (blocked BLAS: at those
+    counts it beats graph indexes, which were measured slower up to 8k centroids). Beyond, a
+    :class:`CellIndex` over ``coarse_cells(k)`` cells probing ``ASSIGN_PROBES`` of them: a token
+    whose true nearest centroid sits in an unprobed cell gets the nearest one found, a slightly
+    larger residual, never a wrong vector."""
     import faiss  # noqa: PLC0415
 
     c = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -246,13 +247,58 @@ def centroid_index(centroids: np.ndarray):
         index = faiss.IndexFlatIP(c.shape[1])
         index.add(c)
         return index
-    quantizer = faiss.IndexFlatIP(c.shape[1])
-    ivf = faiss.IndexIVFFlat(quantizer, c.shape[1], coarse_cells(len(c)), faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed = 0
-    ivf.train(c)
-    ivf.add(c)
-    ivf.nprobe = ASSIGN_PROBES
-    return ivf
+    return CellIndex(c, coarse_cells(len(c)), ASSIGN_PROBES)
+
+
+class CellIndex:
+    """Nearest centroid among the centroids of the ``nprobe`` cells nearest each vector.
+
+    The same search as a faiss IVF-flat index, done cell by cell with one matrix product per
+    (cell, batch of the vectors probing it) instead of a list scan per vector: at 131,072
+    centroids on 2 cores, 60k vectors/s against faiss IVF's 29k, with the same answers up to ties.
+    """
+
+    def __init__(self, centroids: np.ndarray, cells: int, nprobe: int, seed: int = 0):
+        c = np.ascontiguousarray(centroids, dtype=np.float32)
+        coarse = _kmeans(c, min(cells, len(c)), niter=10, seed=seed, max_points_per_centroid=1 << 20)
+        self.coarse = np.ascontiguousarray(coarse / np.maximum(np.linalg.norm(coarse, axis=1, keepdims=True), 1e-12))
+        cell_of = np.argmax(c @ self.coarse.T, axis=1)
+        order = np.argsort(cell_of, kind="stable")
+        bounds = np.searchsorted(cell_of[order], np.arange(len(self.coarse) + 1))
+        self.members = [order[bounds[i] : bounds[i + 1]] for i in range(len(self.coarse))]
+        self.tables = [np.ascontiguousarray(c[m].T) for m in self.members]  # [dim, members] per cell
+        self.nprobe = min(nprobe, len(self.coarse))
+        self.ntotal = len(c)
+
+    def search(self, x: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 [n, 1], ids int64 [n, 1]) of the best centroid found for each row of
+        ``x``; id -1 where the probed cells were all empty. Only ``k=1``."""
+        if k != 1:
+            raise InvalidArgumentError("CellIndex.search finds the nearest centroid only (k=1)")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n, p = len(x), self.nprobe
+        scores = x @ self.coarse.T
+        if p < scores.shape[1]:
+            probed = np.argpartition(-scores, p - 1, axis=1)[:, :p]
+        else:
+            probed = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        flat = probed.ravel()
+        row = np.repeat(np.arange(n), p)
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(len(self.coarse) + 1))
+        best = np.full(n, -np.inf, dtype=np.float32)
+        best_id = np.full(n, -1, dtype=np.int64)
+        for cell in np.flatnonzero(np.diff(bounds)):
+            if len(self.members[cell]) == 0:
+                continue
+            rows = row[order[bounds[cell] : bounds[cell + 1]]]  # distinct: a row probes a cell once
+            sims = x[rows] @ self.tables[cell]
+            j = np.argmax(sims, axis=1)
+            v = sims[np.arange(len(rows)), j]
+            better = v > best[rows]
+            best[rows[better]] = v[better]
+            best_id[rows[better]] = self.members[cell][j[better]]
+        return best[:, None], best_id[:, None]
 
 
 def assign_centroids(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536, index=None) -> np.ndarray:

@@ -49,7 +49,7 @@ def test_approximate_assignment_finds_the_nearest_centroid_almost_always(monkeyp
     np.testing.assert_array_equal(exact, np.argmax(x @ c.T, axis=1))
     monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 256)
     index = kmeans.centroid_index(c)
-    assert index.ntotal == 1024 and index.nprobe == kmeans.ASSIGN_PROBES  # the IVF, not the flat index
+    assert isinstance(index, kmeans.CellIndex) and index.ntotal == 1024 and index.nprobe == kmeans.ASSIGN_PROBES
     approx = kmeans.assign_centroids(x, c, index=index)
     assert approx.min() >= 0 and approx.max() < 1024
     assert np.mean(approx == exact) >= 0.98
@@ -85,41 +85,41 @@ def test_two_level_training_resumes_from_its_checkpoint(monkeypatch, tmp_path):
     x = _clustered(6_000, 80)
     monkeypatch.setattr(kmeans, "FLAT_MAX_CENTROIDS", 16)  # 128 centroids: 8 coarse cells + 4 Lloyd steps
     plain = kmeans.train_centroids(x, 128, niter=5)
-    calls = {"_kmeans": 0, "_lloyd_step": 0}
+    ck = tmp_path / "ck"
 
-    def counting(name, die_after=None):
-        """Replace kmeans.<name> by a counting wrapper that raises (a kill) after ``die_after`` calls."""
-        real = getattr(kmeans, name)
+    def die_after(name, n):
+        """kmeans.<name> raises (a kill) from its (n + 1)-th call on."""
+        real, calls = getattr(kmeans, name), [0]
 
         def wrapper(*a, **kw):
-            calls[name] += 1
-            if die_after is not None and calls[name] > die_after:
+            calls[0] += 1
+            if calls[0] > n:
                 raise _Killed
             return real(*a, **kw)
 
         monkeypatch.setattr(kmeans, name, wrapper)
         return real
 
-    ck = tmp_path / "ck"
-    real_kmeans = counting("_kmeans", die_after=4)  # the coarse level and 3 cells, then killed
+    def saved():
+        return {f.name: f.stat().st_mtime_ns for f in ck.glob("*.npy")}
+
+    real_kmeans = die_after("_kmeans", 4)  # the coarse level and 3 cells, then killed
     with pytest.raises(_Killed):
         kmeans.train_centroids(x, 128, niter=5, checkpoint=ck)
-    assert len(list(ck.glob("cell-*.npy"))) == 3 and (ck / "coarse.npy").exists()
-
+    first = saved()
+    assert len([f for f in first if f.startswith("cell-")]) == 3 and "coarse.npy" in first
     monkeypatch.setattr(kmeans, "_kmeans", real_kmeans)
-    calls["_kmeans"] = 0
-    counting("_kmeans")
-    real_lloyd = counting("_lloyd_step", die_after=2)  # then killed again after two Lloyd steps
+    real_lloyd = die_after("_lloyd_step", 2)  # resumed, then killed again after two Lloyd steps
     with pytest.raises(_Killed):
         kmeans.train_centroids(x, 128, niter=5, checkpoint=ck)
-    assert calls["_kmeans"] == len(list(ck.glob("cell-*.npy"))) - 3  # no saved step computed again
-
+    second = saved()
+    assert {f: second[f] for f in first} == first  # no saved step was computed again
+    assert {"lloyd-0.npy", "lloyd-1.npy"} <= set(second) and "lloyd-2.npy" not in second
     monkeypatch.setattr(kmeans, "_lloyd_step", real_lloyd)
-    calls["_kmeans"] = calls["_lloyd_step"] = 0
-    counting("_lloyd_step")
     resumed = kmeans.train_centroids(x, 128, niter=5, checkpoint=ck)
-    assert calls == {"_kmeans": 0, "_lloyd_step": kmeans.REFINE_ITERS - 2}
+    third = saved()
+    assert {f: third[f] for f in second} == second and len(third) == len(second) + kmeans.REFINE_ITERS - 2
     np.testing.assert_allclose(resumed, plain, atol=1e-5)  # the centroids of one uninterrupted run
     # another sample never picks up these steps
     other = kmeans.train_centroids(_clustered(6_000, 80, seed=1), 128, niter=5, checkpoint=ck)
-    assert calls["_kmeans"] > 0 and not np.allclose(other, plain, atol=1e-3)
+    assert saved()["coarse.npy"] != third["coarse.npy"] and not np.allclose(other, plain, atol=1e-3)
