@@ -88,6 +88,9 @@ CHILD = textwrap.dedent("""
         ix.add_embeddings([gen.doc(x) for x in ids], ids=ids, texts=[f"word{{i}}x{{j}} common" for j in range(3)])
         print("ADD " + ",".join(ids), flush=True)
         if i % 2:
+            # announced first: a kill between the delete's commit and its acknowledgement
+            # leaves it done but unacknowledged, which is allowed
+            print("DELETING " + f"w{{i - 1}}-0", flush=True)
             ix.delete([f"w{{i - 1}}-0"])
             print("DEL " + f"w{{i - 1}}-0", flush=True)
         ix.search_lexical("common", k=5)  # rebuilds and saves the lexical index every round
@@ -117,16 +120,18 @@ def test_sigkill_leaves_lexical_consistent_with_catalog(tmp_path, delay):
         child.send_signal(signal.SIGKILL)
         rest, _ = child.communicate()
     out = "".join(lines) + rest
-    added, deleted = set(), set()
+    seen: dict[str, set[str]] = {"ADD": set(), "DELETING": set(), "DEL": set()}
     for line in out.splitlines():
         kind, _, rest = line.partition(" ")
-        (added if kind == "ADD" else deleted).update(rest.split(","))
+        seen[kind].update(rest.split(","))
+    added, deleting, deleted = seen["ADD"], seen["DELETING"], seen["DEL"]
     assert added, "the child acknowledged no write"
     with Index.open(path) as ix:
         stored = {r[0] for r in ix._catalog.query("SELECT id FROM docs")}
-        assert added - deleted <= stored
+        assert added - deleting <= stored  # every acknowledged add whose delete never started
+        assert not deleted & stored  # and no acknowledged delete undone
         everything = ix.search_lexical("common", k=100000)[0]
         assert {h["id"] for h in everything} == stored  # exactly the catalog's documents
-        for doc_id in sorted(added - deleted)[:20]:
+        for doc_id in sorted(added - deleting)[:20]:
             i, j = doc_id[1:].split("-")
             assert ix.search_lexical(f"word{i}x{j}", k=1)[0][0]["id"] == doc_id
