@@ -22,6 +22,9 @@ Results: a table on stdout and bench/results/index.json.
                                                             # factors 1-3, tuned vs default settings,
                                                             # 2 vs 4 bits vs two residual planes
                                                             # (2+2), on synthetic shapes
+    python bench/pooling.py [--collections ...]             # token pooling at factors 1-3 on real
+                                                            # shared collections: size, latency,
+                                                            # nDCG@10 and recall@100 vs the qrels
 """
 
 from __future__ import annotations
