@@ -71,6 +71,7 @@ def test_create_with_a_refinement_plane(client):
         client.post("/v1/indexes", json={"name": "tp2", "nbits": 4, "refine_bits": 2}), 422, mentions=("refine_bits",)
     )
     assert_error(client.post("/v1/indexes", json={"name": "tp3", "refine_bits": 3}), 422, mentions=("refine_bits",))
+    assert_error(client.post("/v1/indexes", json={"name": "tp4", "refine_bits": False}), 422, mentions=("refine_bits",))
     assert "tp2" not in [d["name"] for d in client.get("/v1/indexes").json()["data"]]
 
 
