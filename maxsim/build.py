@@ -132,6 +132,23 @@ def encoded_docs(
             yield VectorDoc(r["id"], np.asarray(v, dtype=np.float32), r["text"], r["metadata"])
 
 
+def encode_sample(
+    model: Encoder,
+    input: str | os.PathLike,  # noqa: A002
+    total: int,
+    sample_docs: int,
+    dim: int,
+    batch_size: int = ENCODE_BATCH,
+) -> tuple[dict[int, VectorDoc], np.ndarray, int]:
+    """Encode ``sample_docs`` documents drawn over the input of ``total`` documents: (the encoded
+    documents by position, their token vectors stacked, the collection's estimated token count)."""
+    positions = sample_positions(total, sample_docs)
+    encoded = encoded_docs(model, at_positions(iter_documents(input), positions), dim, batch_size)
+    docs = dict(zip((int(p) for p in positions), encoded, strict=True))
+    sample = np.concatenate([d.vectors for d in docs.values()])
+    return docs, sample, int(len(sample) / len(docs) * total)
+
+
 def build(
     path: str | os.PathLike,
     input: str | os.PathLike,
@@ -158,11 +175,7 @@ def build(
     sample = None
     expected = None
     if not resuming:
-        positions = sample_positions(total, sample_docs)
-        encoded = encoded_docs(model, at_positions(iter_documents(input), positions), dim, batch_size)
-        cache = dict(zip((int(p) for p in positions), encoded, strict=True))
-        sample = np.concatenate([d.vectors for d in cache.values()])
-        expected = int(len(sample) / len(cache) * total)
+        cache, sample, expected = encode_sample(model, input, total, sample_docs, dim, batch_size)
 
     def source(skip: int) -> Iterator[VectorDoc]:
         # documents in input order; the sampled ones are taken from the cache, not encoded again

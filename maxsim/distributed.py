@@ -30,17 +30,22 @@ from typing import Any
 
 import numpy as np
 
-from maxsim.build import SAMPLE_DOCS, beir_record, count_documents, encoded_docs, input_kind, iter_documents
+from maxsim.build import (
+    SAMPLE_DOCS,
+    beir_record,
+    count_documents,
+    encode_sample,
+    encoded_docs,
+    input_kind,
+)
 from maxsim.documents import read_documents
 from maxsim.errors import InvalidArgumentError, MaxsimError
 from maxsim.index import storage
 from maxsim.index.build import (
     BuildProgress,
     ChunkWriter,
-    at_positions,
     build_progress,
     install_codec,
-    sample_positions,
     train_shared_codec,
 )
 from maxsim.index.sharded import ShardedIndex, is_sharded, shard_dir, shard_of
@@ -239,11 +244,8 @@ def build_distributed(
                 raise InvalidArgumentError(f"{root} is a sharded index without a codec; remove it and build again")
     else:
         sample_model = factory()
-        docs = list(
-            encoded_docs(sample_model, at_positions(iter_documents(input), sample_positions(total, sample_docs)), dim)
-        )
-        sample = np.concatenate([d.vectors for d in docs])
-        codec = train_shared_codec(sample, int(len(sample) / len(docs) * total), nbits, refine_bits=refine_bits)
+        _, sample, expected = encode_sample(sample_model, input, total, sample_docs, dim)
+        codec = train_shared_codec(sample, expected, nbits, refine_bits=refine_bits)
         sharded = ShardedIndex.create(
             root, n_shards, model=sample_model, dim=dim, nbits=nbits, refine_bits=refine_bits
         )  # records its name
@@ -252,7 +254,7 @@ def build_distributed(
                 install_codec(
                     s,
                     codec,
-                    int(len(sample) / len(docs) * total / n_shards),
+                    expected // n_shards,
                     BuildProgress(extra={"distributed": True}),
                 )
         finally:

@@ -50,7 +50,7 @@ def _describe(name: str, index: Any, full: bool) -> dict:
             "model": index.model_name,
             "dimensions": index.dim,
             "nbits": index.nbits,
-            "refine_bits": getattr(index, "refine_bits", 0),
+            "refine_bits": index.refine_bits,
             "documents": len(index),
         }
     info = index.info()
@@ -59,7 +59,7 @@ def _describe(name: str, index: Any, full: bool) -> dict:
         "model": info["model"],
         "dimensions": info["dim"],
         "nbits": info["nbits"],
-        "refine_bits": info.get("refine_bits", 0),
+        "refine_bits": info["refine_bits"],
         "documents": info["documents"],
         "tokens": info["tokens"],
         "segments": info["segments"],
