@@ -4,11 +4,24 @@
     python bench/scale.py --sizes 100000 --stages build,truth,search
     python bench/scale.py --stages encode                # encoder throughput: 1 process vs Ray 1 and 2 workers
     python bench/scale.py --stages report                # table + plots from what is stored
+    python bench/scale.py --shape heaps --sizes 100000,1000000 --stages build,truth,search,report
+    python bench/scale.py --sizes 20000 --centroids 8192 --stages build,truth,search,report   # codec ceiling
 
-The documents are generated block by block from a seed (never stored): each mixes 3-6 of
-n_docs/4 topic directions plus noise (rows of a fixed Gaussian pool), 30-300 tokens of dim 128 (the distribution of
-bench/index.py's synthetic sets). Stages, each checkpointed under --work (default
-/work/bench-data/scale, outside the repository):
+The documents are generated block by block from a seed (never stored): each mixes 3-6 topic
+directions plus noise (rows of a fixed Gaussian pool), 30-300 tokens of dim 128 (the distribution
+of bench/index.py's synthetic sets). ``--shape`` says how many topics there are:
+
+* linear  n_docs/4 topics, so every topic is shared by ~18 documents at every size and, past the
+          centroid cap, there are about as many topics as centroids (adversarial: a 4-bit residual
+          must then carry the whole token noise).
+* heaps   2 * sqrt(tokens) topics, growing like a vocabulary (Heaps' law) as real token
+          embeddings do (PLAID sizes its centroids by the same sqrt rule).
+
+``--centroids K`` fixes the codec's centroid count, so a small collection can be given the
+topics-per-centroid ratio of a large one; collections of at most 50k documents are also searched
+with exact MaxSim over every stored vector ("ceiling": the recall no search setting can pass).
+Stages, each checkpointed under --work (default /work/bench-data/scale[-SHAPE][/centroids-K],
+outside the repository):
 
 * build   ``maxsim.index.build.build_from_vectors`` in a child process (peak RSS of that process,
           wall time summed over resumed attempts); a killed run resumes from its last chunk.
@@ -19,7 +32,7 @@ bench/index.py's synthetic sets). Stages, each checkpointed under --work (defaul
           (``ray.cluster_utils.Cluster``) into a 2-shard index, and searched.
 * encode  document tokens/s of the default model: one process vs Ray with 1 and 2 workers.
 
-Results: bench/results/scale.json (+ scale-*.png), a table on stdout.
+Results: bench/results/scale-<nbits>bit[-SHAPE][-kK].json (+ .png), a table on stdout.
 """
 
 from __future__ import annotations
@@ -44,15 +57,31 @@ NOISE = 0.6 / np.sqrt(DIM)
 NOISE_POOL = 1 << 18
 
 
+SHAPE_ENV = "MAXSIM_SCALE_SHAPE"
+#: how the number of topic directions grows with the collection (see the module docstring)
+SHAPES = ("linear", "heaps")
+
+
+def n_topics(shape: str, n_docs: int) -> int:
+    if shape == "linear":
+        return max(64, n_docs // 4)
+    if shape == "heaps":
+        # Heaps-like: distinct directions grow like sqrt(tokens), as a vocabulary does
+        return max(64, round(2 * np.sqrt(165 * n_docs)))
+    raise SystemExit(f"unknown shape {shape!r}: expected one of {', '.join(SHAPES)}")
+
+
 # ------------------------------------------------------------------------------------------
 # synthetic collection, regenerated from its seed
 
 
 class Synthetic:
-    def __init__(self, n_docs: int, seed: int = 0):
+    def __init__(self, n_docs: int, seed: int = 0, shape: str | None = None):
         self.n_docs, self.seed = n_docs, seed
+        # the environment carries --shape into build children and Ray workers
+        self.shape = shape or os.environ.get(SHAPE_ENV, "linear")
         rng = np.random.default_rng([seed, n_docs])
-        self.n_topics = max(64, n_docs // 4)
+        self.n_topics = n_topics(self.shape, n_docs)
         t = rng.standard_normal((self.n_topics, DIM), dtype=np.float32)
         self.topics = t / np.linalg.norm(t, axis=1, keepdims=True)
         # token noise is drawn from a fixed pool of Gaussian rows: generating 165M x 128 fresh
@@ -123,7 +152,7 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def stage_build(n: int, work: Path, nbits: int) -> dict:
+def stage_build(n: int, work: Path, nbits: int, n_centroids: int | None = None) -> dict:
     """Run the streaming build in a child process (resumable); wall time and peak RSS."""
     out = work / f"{n}" / f"single-{nbits}bit"
     rec_path = work / f"{n}" / f"build-{nbits}bit.json"
@@ -131,7 +160,7 @@ def stage_build(n: int, work: Path, nbits: int) -> dict:
     if rec.get("done"):
         return rec
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, __file__, "_build", str(n), str(out), str(nbits)]
+    cmd = [sys.executable, __file__, "_build", str(n), str(out), str(nbits), str(n_centroids or 0)]
     t0 = time.time()
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -168,12 +197,18 @@ def stage_build(n: int, work: Path, nbits: int) -> dict:
     return rec
 
 
-def child_build(n: int, out: Path, nbits: int) -> None:
+def child_build(n: int, out: Path, nbits: int, n_centroids: int) -> None:
     from maxsim.index.build import build_from_vectors
 
     corpus = Synthetic(n)
     idx = build_from_vectors(
-        out, corpus.docs, dim=DIM, nbits=nbits, expected_tokens=corpus.expected_tokens(), total_docs=n
+        out,
+        corpus.docs,
+        dim=DIM,
+        nbits=nbits,
+        expected_tokens=corpus.expected_tokens(),
+        total_docs=n,
+        n_centroids=n_centroids or None,
     )
     idx.close()
 
@@ -219,6 +254,10 @@ SETTINGS = {
     "wide": dict(nprobe=8, n_candidates=2000, n_exact=200),
     "deep": dict(nprobe=16, n_candidates=4000, n_exact=400),
 }
+#: Exact MaxSim over every stored (compressed) vector: the recall no setting of this index can
+#: pass. Seconds per query, so only for small collections.
+CEILING = {"ceiling": dict(exact=True)}
+CEILING_MAX_DOCS = 50_000
 
 
 def stage_search(
@@ -234,7 +273,8 @@ def stage_search(
     corpus = Synthetic(n)
     queries, _ = corpus.queries(n_queries)
     store = open_store(index_dir or work / f"{n}" / f"single-{nbits}bit")
-    for name, kw in SETTINGS.items():
+    settings = SETTINGS | (CEILING if n <= CEILING_MAX_DOCS else {})
+    for name, kw in settings.items():
         cfg = SearchConfig(threads=1, **kw)
         for q in queries[:5]:
             store.search_embeddings([q], k=10, config=cfg)
@@ -315,7 +355,7 @@ def report(res: dict) -> None:
         print("encode tokens/s: " + ", ".join(f"{k} {v['tokens_per_s']:.0f}" for k, v in e["runs"].items()))
 
 
-def plot(res: dict, nbits: int) -> None:
+def plot(res: dict, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,13 +391,14 @@ def plot(res: dict, nbits: int) -> None:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    fig.suptitle(f"shape {res.get('shape', 'linear')}, centroids {res.get('centroids', 'rule')}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"scale-{nbits}bit.png", dpi=110)
+    fig.savefig(RESULTS / f"scale-{name}.png", dpi=110)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_build":
-        child_build(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        child_build(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_ray":
         from bench.scale_ray import child_ray_build  # noqa: PLC0415
@@ -369,14 +410,24 @@ def main() -> None:
     ap.add_argument("--stages", default="build,truth,search,ray,encode,report")
     ap.add_argument("--nbits", type=int, default=4)
     ap.add_argument("--queries", type=int, default=50)
-    ap.add_argument("--work", type=Path, default=Path("/work/bench-data/scale"))
+    ap.add_argument("--shape", choices=SHAPES, default="linear", help="how the topics grow with the collection")
+    ap.add_argument(
+        "--centroids", type=int, default=0, help="fix the number of centroids (default: the index's own rule)"
+    )
+    ap.add_argument("--work", type=Path, help="work folder (default /work/bench-data/scale[-SHAPE][/centroids-K])")
     args = ap.parse_args()
+    os.environ[SHAPE_ENV] = args.shape  # build children and Ray workers generate the same collection
+    suffix = ("" if args.shape == "linear" else f"-{args.shape}") + (f"-k{args.centroids}" if args.centroids else "")
+    if args.work is None:
+        args.work = Path("/work/bench-data/scale" + ("" if args.shape == "linear" else f"-{args.shape}"))
+        if args.centroids:
+            args.work /= f"centroids-{args.centroids}"
     sizes = [int(s) for s in args.sizes.split(",")]
     stages = args.stages.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         if "build" in stages:
-            stage_build(n, args.work, args.nbits)
+            stage_build(n, args.work, args.nbits, args.centroids or None)
         if "truth" in stages:
             stage_truth(n, args.work, args.queries)
         if "search" in stages:
@@ -391,10 +442,11 @@ def main() -> None:
 
         stage_encode(args.work)
     res = gather(args.work, sizes, args.nbits)
+    res.update(shape=args.shape, centroids=args.centroids or "rule")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    save_json(RESULTS / f"scale-{args.nbits}bit.json", res)
+    save_json(RESULTS / f"scale-{args.nbits}bit{suffix}.json", res)
     report(res)
-    plot(res, args.nbits)
+    plot(res, f"{args.nbits}bit{suffix}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from maxsim.compression.kmeans import choose_n_centroids
+from maxsim.compression.kmeans import MAX_CENTROIDS, choose_n_centroids
 from maxsim.compression.residual import ResidualCodec, train_codec
 from maxsim.errors import DuplicateIdError, InvalidArgumentError
 from maxsim.index import storage
@@ -135,6 +135,12 @@ def sample_tokens(docs: Iterable[VectorDoc], n_tokens: int) -> np.ndarray:
     return out
 
 
+def check_n_centroids(n_centroids: Any) -> int:
+    if isinstance(n_centroids, bool) or not isinstance(n_centroids, int) or not 1 <= n_centroids <= MAX_CENTROIDS:
+        raise InvalidArgumentError(f"n_centroids must be an integer in 1..{MAX_CENTROIDS}, got {n_centroids!r}")
+    return n_centroids
+
+
 def train_shared_codec(
     sample: np.ndarray,
     expected_tokens: int,
@@ -143,12 +149,17 @@ def train_shared_codec(
     seed: int = 0,
     refine_bits: int = 0,
     checkpoint: str | os.PathLike | None = None,
+    n_centroids: int | None = None,
 ) -> ResidualCodec:
     """A codec for a collection of about ``expected_tokens`` tokens trained on ``sample`` (format 3,
-    or 4 with a refinement plane of ``refine_bits``); ``checkpoint`` as in :func:`train_codec`."""
-    k = choose_n_centroids(
-        max(expected_tokens, len(sample)), storage.centroid_bytes(storage.FORMAT_VERSION, sample.shape[1])
-    )
+    or 4 with a refinement plane of ``refine_bits``); ``checkpoint`` as in :func:`train_codec`.
+    ``n_centroids`` replaces the count :func:`choose_n_centroids` picks (at most ``MAX_CENTROIDS``)."""
+    if n_centroids is not None:
+        k = check_n_centroids(n_centroids)
+    else:
+        k = choose_n_centroids(
+            max(expected_tokens, len(sample)), storage.centroid_bytes(storage.FORMAT_VERSION, sample.shape[1])
+        )
     k = min(k, max(1, len(sample) // 8))
     return train_codec(
         sample,
@@ -339,6 +350,7 @@ def build_from_vectors(
     progress: bool = True,
     seed: int = 0,
     total_docs: int | None = None,
+    n_centroids: int | None = None,
 ) -> Index:
     """Build (or resume building) an index at ``path`` from a re-openable source of documents.
 
@@ -350,8 +362,12 @@ def build_from_vectors(
     from its first documents. An existing unfinished build at ``path`` resumes after its last
     committed chunk; a finished one is returned as is. Returns the open index (auto_optimize off
     during the build, the catalog's ``tokens_trained`` set to the final size). ``refine_bits``
-    adds a second residual plane (as in :meth:`Index.create`).
+    adds a second residual plane (as in :meth:`Index.create`); ``n_centroids`` fixes the number
+    of centroids instead of deriving it from ``expected_tokens`` (the sample is then 64 tokens
+    per centroid unless ``train_tokens`` says otherwise).
     """
+    if n_centroids is not None:
+        check_n_centroids(n_centroids)
     root = Path(path)
     if (root / storage.MANIFEST).exists():
         index = Index.open(root, auto_optimize=False)
@@ -364,8 +380,10 @@ def build_from_vectors(
         state = None
     try:
         if state is None or index._refresh().codec is None:
-            if train_tokens is None and expected_tokens:
-                k_guess = choose_n_centroids(expected_tokens, storage.centroid_bytes(storage.FORMAT_VERSION, dim))
+            if train_tokens is None and (expected_tokens or n_centroids):
+                k_guess = n_centroids or choose_n_centroids(
+                    expected_tokens or 0, storage.centroid_bytes(storage.FORMAT_VERSION, dim)
+                )
                 want = min(TRAIN_TOKENS_PER_CENTROID * k_guess, MAX_TRAIN_TOKENS)
             else:
                 want = train_tokens or DEFAULT_TRAIN_TOKENS
@@ -378,7 +396,13 @@ def build_from_vectors(
                 x = sample_tokens(source(0), want)
             steps = root / KMEANS_CHECKPOINT  # a build killed during k-means keeps its finished steps
             codec = train_shared_codec(
-                x, expected_tokens or len(x), nbits, seed=seed, refine_bits=index.refine_bits, checkpoint=steps
+                x,
+                expected_tokens or len(x),
+                nbits,
+                seed=seed,
+                refine_bits=index.refine_bits,
+                checkpoint=steps,
+                n_centroids=n_centroids,
             )
             trained_on = expected_tokens or len(x)
             del x  # the sample is not held during the chunks

@@ -230,3 +230,31 @@ def test_text_build_encodes_each_document_once_and_samples_the_whole_input(tmp_p
     assert sorted(encoded) == sorted(texts)  # the sample's vectors are reused, nothing twice
     sample = model.calls[0]
     assert len(sample) == 12 and any("trains" in t for t in sample) and any("tea" in t for t in sample)
+
+
+def test_n_centroids_fixes_the_codec_size_and_bad_values_are_named(tmp_path):
+    docs = make_docs(300, seed=5)
+    n_tokens = sum(len(d) for d in docs)
+    # the rule would pick 64 or more centroids here; the argument wins and the sample follows it
+    with build_from_vectors(
+        tmp_path / "k16",
+        source_of(docs),
+        dim=DIM,
+        expected_tokens=n_tokens,
+        total_docs=300,
+        n_centroids=16,
+        progress=False,
+    ) as idx:
+        assert idx._refresh().codec.n_centroids == 16
+        assert idx.count() == 300
+    with build_from_vectors(
+        tmp_path / "rule", source_of(docs), dim=DIM, expected_tokens=n_tokens, total_docs=300, progress=False
+    ) as idx:
+        assert idx._refresh().codec.n_centroids > 16
+    for bad in (0, 1 << 19, 2.5):
+        try:
+            build_from_vectors(tmp_path / f"bad{bad}", source_of(docs), dim=DIM, n_centroids=bad, progress=False)
+        except Exception as e:  # noqa: BLE001
+            assert "n_centroids" in str(e), e
+        else:
+            raise AssertionError(f"n_centroids={bad} was accepted")
