@@ -24,6 +24,10 @@ Latency: each setting is timed right after its index is built (``p50_ms``), and 
 end, all unpooled indexes and settings query by query in turn (``p50_ms_interleaved``), so a
 machine whose load changes during the run weighs on all of them alike: compare those.
 ``MAXSIM_BENCH_REUSE=1`` keeps the built indexes and reuses them in the next run.
+Stanford PLAID (colbert-ai, 2 bits, its default and a wide search) runs on the same vectors and
+queries from its benchmark venv (``--colbert-python``, default ``.benchenv-colbert``; skipped
+and said so when missing, ``--no-plaid`` to leave it out); ``vs_plaid`` says for each tuned
+maxsim index whether it reaches PLAID's default recall@10 at no more than its p50.
 Results: a table on stdout and bench/results/index-quality.json.
 """
 
@@ -33,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -160,7 +165,7 @@ def refine_read_kb(row: dict, n_exact: int) -> float:
     return round(n_exact * row["mean_doc_tokens"] * DIM * row["refine_bits"] / 8 / 1024, 1)
 
 
-def run_shape(name: str, shape: dict, cache: Path) -> dict:
+def run_shape(name: str, shape: dict, cache: Path, colbert_python: Path | None = None) -> dict:
     from maxsim.index import SearchConfig
 
     data = cache / name
@@ -262,11 +267,51 @@ def run_shape(name: str, shape: dict, cache: Path) -> dict:
             shutil.rmtree(work, ignore_errors=True)
         (RESULTS / f"index-quality-{name}.partial.json").write_text(json.dumps(out, indent=1))
     out["interleaved_load_avg_1min"] = time_interleaved(kept, queries)
+    if colbert_python is not None:
+        out["peers"] = {"colbert": run_colbert(data, cache / "work" / f"{name}-colbert", colbert_python)}
+        out["vs_plaid"] = against_plaid(out)
     for index, work, _ in kept:
         index.close()
         if os.environ.get("MAXSIM_BENCH_REUSE") != "1":
             shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def run_colbert(data: Path, work: Path, python: Path) -> dict:
+    """Stanford PLAID (colbert-ai, 2 bits) on the same vectors and queries, one thread, from its
+    benchmark venv (bench/index_colbert.py); times and recall as for maxsim (time_queries)."""
+    out = work.parent / f"{work.name}.json"
+    if not python.exists():
+        return {"skipped": f"no interpreter at {python} (create the benchmark venv first, see README)"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    script = Path(__file__).resolve().parent / "index_colbert.py"
+    proc = subprocess.run([str(python), str(script), str(data), str(work), "1", str(out)], env=env, check=False)
+    if proc.returncode != 0 or not out.exists():
+        return {"skipped": f"colbert-ai runner failed with exit code {proc.returncode}"}
+    res = json.loads(out.read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def against_plaid(out: dict) -> dict:
+    """Each maxsim tuned index against PLAID's default search: recall@10 at least PLAID's, at a
+    p50 no higher than PLAID's (both timed one query at a time on one thread in this run)."""
+    peer = out["peers"]["colbert"]
+    if "skipped" in peer:
+        return {"skipped": peer["skipped"]}
+    plaid = next(r for r in peer["runs"] if r["setting"] == "default" and r["threads"] == 1)
+    verdicts = {}
+    for r in out["runs"]:
+        if r["setting"] != "tuned" or r["pool_factor"] != 1:
+            continue
+        bits = f"{r['nbits']}+{r['refine_bits']}" if r["refine_bits"] else str(r["nbits"])
+        verdicts[f"maxsim {bits}-bit tuned"] = {
+            "recall@10": r["recall@10"],
+            "p50_ms": r["p50_ms"],
+            "recall_at_least_plaid": r["recall@10"] >= plaid["recall@10"],
+            "p50_at_most_plaid": r["p50_ms"] <= plaid["p50_ms"],
+        }
+    return {"plaid_default": {"recall@10": round(plaid["recall@10"], 4), "p50_ms": plaid["p50_ms"]}, **verdicts}
 
 
 def time_interleaved(kept: list, queries: np.ndarray) -> float:
@@ -316,6 +361,21 @@ def table(results: dict) -> str:
                 f"{r.get('p50_ms_interleaved', float('nan')):>8.2f}{r['recall@10']:>7.3f}"
                 f"{r.get('ndcg@10', float('nan')):>8.3f}"
             )
+        peer = res.get("peers", {}).get("colbert")
+        if peer and "skipped" in peer:
+            lines.append(f"{name:<15}PLAID (colbert-ai) skipped: {peer['skipped']}")
+        elif peer:
+            bpt = peer["index_bytes"] / peer["n_tokens"]
+            for r in peer["runs"]:
+                if r["threads"] == 1:
+                    lines.append(
+                        f"{name:<15}{'2':>5}{'1':>5} {'PLAID ' + r['setting']:<18}{'-':>9}{bpt:>9.2f}{'-':>11}"
+                        f"{r['p50_ms']:>8.2f}{'-':>8}{r['recall@10']:>7.3f}{'-':>8}"
+                    )
+        for system, v in res.get("vs_plaid", {}).items():
+            if isinstance(v, dict) and "recall_at_least_plaid" in v:
+                ok = v["recall_at_least_plaid"] and v["p50_at_most_plaid"]
+                lines.append(f"{name:<15}vs PLAID default: {system} {'meets' if ok else 'does NOT meet'} it")
     return "\n".join(lines)
 
 
@@ -324,6 +384,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--cache", default="/tmp/maxsim-bench-cache/quality")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument(
+        "--colbert-python",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / ".benchenv-colbert" / "bin" / "python",
+        help="colbert-ai's benchmark venv interpreter (Stanford PLAID on the same vectors)",
+    )
+    ap.add_argument("--no-plaid", action="store_true", help="do not run Stanford PLAID")
     args = ap.parse_args(argv)
     cache = Path(args.cache)
     path = RESULTS / "index-quality.json"
@@ -331,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.shapes.split(","):
         if name in combined and not args.force:
             continue
-        combined[name] = run_shape(name, SHAPES[name], cache)
+        combined[name] = run_shape(name, SHAPES[name], cache, None if args.no_plaid else args.colbert_python)
         path.write_text(json.dumps(combined, indent=1))
         (RESULTS / f"index-quality-{name}.partial.json").unlink(missing_ok=True)
     print(table({n: combined[n] for n in args.shapes.split(",") if n in combined}))

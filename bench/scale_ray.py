@@ -58,15 +58,7 @@ def stage_ray(n: int, work: Path, nbits: int, n_shards: int = 2) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    from maxsim.index.build import (
-        BuildProgress,
-        at_positions,
-        install_codec,
-        sample_positions,
-        sample_tokens,
-        train_shared_codec,
-    )
-    from maxsim.index.maintenance import MAX_TRAIN_TOKENS, TRAIN_TOKENS_PER_CENTROID
+    from maxsim.index.build import BuildProgress, install_codec, train_shared_codec, training_sample
     from maxsim.index.sharded import ShardedIndex, shard_dir, shard_of
 
     rec_path = work / f"{n}" / f"ray-build-{nbits}bit.json"
@@ -82,14 +74,8 @@ def stage_ray(n: int, work: Path, nbits: int, n_shards: int = 2) -> dict:
     try:
         with RssSampler() as rss:
             if not out.exists():
-                from maxsim.compression.kmeans import choose_n_centroids
-                from maxsim.index import storage
-
-                k = choose_n_centroids(corpus.expected_tokens(), storage.centroid_bytes(storage.FORMAT_VERSION, DIM))
                 # the sample the one-machine build draws: documents spread over the collection
-                want = min(TRAIN_TOKENS_PER_CENTROID * k, MAX_TRAIN_TOKENS)
-                picks = sample_positions(n, -(-want * n // corpus.expected_tokens()))
-                sample = sample_tokens(at_positions(corpus.docs(0), picks), want)
+                sample = training_sample(corpus.docs, dim=DIM, expected_tokens=corpus.expected_tokens(), total_docs=n)
                 codec = train_shared_codec(sample, corpus.expected_tokens(), nbits)
                 del sample
                 sharded = ShardedIndex.create(out, n_shards, dim=DIM, nbits=nbits)

@@ -135,6 +135,31 @@ def sample_tokens(docs: Iterable[VectorDoc], n_tokens: int) -> np.ndarray:
     return out
 
 
+def training_sample(
+    source: Source,
+    *,
+    dim: int,
+    expected_tokens: int | None = None,
+    total_docs: int | None = None,
+    train_tokens: int | None = None,
+    n_centroids: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The token vectors a build trains its centroids on: ``train_tokens`` of them (default 64 per
+    centroid of ``n_centroids`` or of the count chosen for ``expected_tokens``, at most
+    ``MAX_TRAIN_TOKENS``), from documents drawn over the whole source when ``total_docs`` and
+    ``expected_tokens`` are known (one pass reading it), else from its first documents."""
+    if train_tokens is None and (expected_tokens or n_centroids):
+        k = n_centroids or choose_n_centroids(expected_tokens or 0, storage.centroid_bytes(storage.FORMAT_VERSION, dim))
+        want = min(TRAIN_TOKENS_PER_CENTROID * k, MAX_TRAIN_TOKENS)
+    else:
+        want = train_tokens or DEFAULT_TRAIN_TOKENS
+    if total_docs and expected_tokens:
+        n_docs = math.ceil(want / max(1.0, expected_tokens / total_docs))
+        return sample_tokens(at_positions(source(0), sample_positions(total_docs, n_docs, seed)), want)
+    return sample_tokens(source(0), want)
+
+
 def check_n_centroids(n_centroids: Any) -> int:
     if isinstance(n_centroids, bool) or not isinstance(n_centroids, int) or not 1 <= n_centroids <= MAX_CENTROIDS:
         raise InvalidArgumentError(f"n_centroids must be an integer in 1..{MAX_CENTROIDS}, got {n_centroids!r}")
@@ -380,20 +405,18 @@ def build_from_vectors(
         state = None
     try:
         if state is None or index._refresh().codec is None:
-            if train_tokens is None and (expected_tokens or n_centroids):
-                k_guess = n_centroids or choose_n_centroids(
-                    expected_tokens or 0, storage.centroid_bytes(storage.FORMAT_VERSION, dim)
-                )
-                want = min(TRAIN_TOKENS_PER_CENTROID * k_guess, MAX_TRAIN_TOKENS)
-            else:
-                want = train_tokens or DEFAULT_TRAIN_TOKENS
             if sample is not None:
                 x = np.asarray(sample, dtype=np.float32)
-            elif total_docs and expected_tokens:  # documents spread over the source: one pass reading it
-                n_docs = math.ceil(want / max(1.0, expected_tokens / total_docs))
-                x = sample_tokens(at_positions(source(0), sample_positions(total_docs, n_docs, seed)), want)
             else:
-                x = sample_tokens(source(0), want)
+                x = training_sample(
+                    source,
+                    dim=dim,
+                    expected_tokens=expected_tokens,
+                    total_docs=total_docs,
+                    train_tokens=train_tokens,
+                    n_centroids=n_centroids,
+                    seed=seed,
+                )
             steps = root / KMEANS_CHECKPOINT  # a build killed during k-means keeps its finished steps
             codec = train_shared_codec(
                 x,
