@@ -173,6 +173,12 @@ class Trainer:
         self.head.requires_grad_(True)
         for p in model.encoder.parameters():
             p.requires_grad_(False)
+        self._frozen_lora: tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], float] | None = None
+        if args.trainable == "head" and args.init_adapter:
+            # a new head on top of an adapter's LoRA factors: they are merged into the frozen
+            # backbone before any state is computed (the state cache's fingerprint sees them) and
+            # written back unchanged beside the trained head
+            self._frozen_lora = self._merge_adapter_lora(Path(args.init_adapter))
         if args.trainable == "head":
             from maxsim.train.forward import CachedForward
 
@@ -259,10 +265,12 @@ class Trainer:
         self.head.weight.copy_(head.weight)
         if self.head.bias is not None and head.bias is not None:
             self.head.bias.copy_(head.bias)
-        if not lora:
+        if not lora or self.args.trainable == "head":  # (head: merged into the frozen backbone already)
             return
         if self.args.trainable != "lora":
-            raise TrainingError(f"init_adapter {path} holds LoRA factors; they need trainable='lora'")
+            raise TrainingError(
+                f"init_adapter {path} holds LoRA factors; they need trainable='lora' (or 'head', which keeps them)"
+            )
         modules = dict(self.model.encoder.named_modules())
         for name, (a, b) in lora.items():
             target = modules.get(name)
@@ -279,6 +287,18 @@ class Trainer:
                 )
             target.lora_A["default"].weight.copy_(a)
             target.lora_B["default"].weight.copy_(b)
+
+    @torch.no_grad()
+    def _merge_adapter_lora(self, path: Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], float] | None:
+        from maxsim.models.adapter import AdapterError, merge_lora, read_adapter
+
+        try:
+            _, lora, scale, _ = read_adapter(path)
+            if lora:
+                merge_lora(self.model.encoder, lora, scale)
+        except (OSError, AdapterError) as exc:
+            raise TrainingError(f"init_adapter {path}: {exc}") from None
+        return (lora, scale) if lora else None
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -346,7 +366,14 @@ class Trainer:
         (``maxsim.models.adapter`` format; ``maxsim eval --head`` and ``apply_adapter`` read it)."""
         from maxsim.models.adapter import lora_factors, save_adapter
 
-        lora, scale = lora_factors(self.model.encoder) if self.args.trainable == "lora" else ({}, None)
+        lora: dict[str, tuple[torch.Tensor, torch.Tensor]]
+        scale: float | None
+        if self.args.trainable == "lora":
+            lora, scale = lora_factors(self.model.encoder)
+        elif self._frozen_lora is not None:  # a head trained on an adapter's (frozen) LoRA factors
+            lora, scale = self._frozen_lora
+        else:
+            lora, scale = {}, None
         head = self.head
         if head.weight.device.type != "cpu":  # written from CPU copies
             head = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
@@ -584,7 +611,7 @@ class Trainer:
                 self.head.weight.copy_(head.weight)
                 if self.head.bias is not None and head.bias is not None:
                     self.head.bias.copy_(head.bias)
-                for name, (a, b) in lora.items():
+                for name, (a, b) in lora.items() if self.args.trainable == "lora" else ():  # head: merged
                     modules[name].lora_A["default"].weight.copy_(a)
                     modules[name].lora_B["default"].weight.copy_(b)
         # the model serves on the CPU (maxsim.Model's encoding path): trained modules come back

@@ -177,3 +177,47 @@ def test_warm_start_from_an_adapter_with_more_adapted_layers(make_tiny, pairs, t
         trainer("e", lora_layers=2, lora_r=8, init_adapter=adapter)
     with pytest.raises(TrainingError, match="does not exist"):
         TrainingArguments(output_dir=str(tmp_path / "f"), init_adapter=str(tmp_path / "missing.safetensors"))
+
+
+def test_a_head_trained_on_an_adapters_lora_keeps_its_factors(make_tiny, pairs, tmp_path):
+    """trainable='head' with --init-adapter holding LoRA factors: they are merged into the frozen
+    backbone, only the head trains, and the saved adapter carries the same factors."""
+    from maxsim.models.adapter import apply_adapter, read_adapter
+
+    pairs = mine_bm25_negatives(pairs, n=1)
+    common = dict(batch_size=8, learning_rate=1e-2, save_steps=0, eval_steps=0, show_progress=False)
+    first = Trainer(
+        make_tiny(),
+        TrainingArguments(output_dir=str(tmp_path / "a"), trainable="lora", lora_layers=1, lora_r=4, epochs=6, **common),
+        pairs,
+    )
+    first.train()
+    adapter = tmp_path / "a" / "head.safetensors"
+    _, lora, scale, _ = read_adapter(adapter)
+    assert lora
+    head_run = Trainer(
+        make_tiny(),
+        TrainingArguments(
+            output_dir=str(tmp_path / "b"), trainable="head", epochs=6, init_adapter=str(adapter), **common
+        ),
+        pairs,
+    )
+    # it starts exactly where the adapter is (LoRA merged, the adapter's head)
+    assert fixed_batch_loss(head_run) == pytest.approx(fixed_batch_loss(first), rel=1e-2)
+    before = fixed_batch_loss(head_run)
+    head_run.train()
+    assert fixed_batch_loss(head_run) < before
+    head, lora2, scale2, _ = read_adapter(tmp_path / "b" / "head.safetensors")
+    assert scale2 == scale and set(lora2) == set(lora)
+    for name, (a, b) in lora.items():
+        assert torch.equal(a, lora2[name][0]) and torch.equal(b, lora2[name][1]), name
+    old_head, _, _, _ = read_adapter(adapter)
+    assert not torch.equal(head.weight, old_head.weight)  # the head did train
+    # the written adapter, merged into a fresh model, encodes like the trained run's model
+    fresh = make_tiny()
+    apply_adapter(fresh, tmp_path / "b" / "head.safetensors")
+    texts = ["w1 w2 w3 f1 .", "w9 w8"]
+    trained = head_run.model
+    trained.heads[max(trained.heads)].load_state_dict(head_run.head.state_dict())
+    for x, y in zip(trained.encode_documents(texts), fresh.encode_documents(texts)):
+        assert x.shape == y.shape and abs(x - y).max() < 5e-3
