@@ -73,7 +73,8 @@ def add_train_commands(subparsers) -> None:
         default=None,
         metavar="FILE",
         help="warm start: the head and the LoRA factors of the layers it adapts from this adapter file "
-        "(e.g. the shipped one); further adapted layers start fresh",
+        "(e.g. the shipped one); further adapted layers start fresh. With --trainable head its LoRA "
+        "factors stay frozen (merged into the backbone) and are kept in the result beside the new head",
     )
     p.add_argument("--cache-dir", default=None, help="cache frozen-backbone states here (trainable=head)")
     p.add_argument("--seed", type=int, default=0)
