@@ -188,7 +188,9 @@ def test_a_head_trained_on_an_adapters_lora_keeps_its_factors(make_tiny, pairs, 
     common = dict(batch_size=8, learning_rate=1e-2, save_steps=0, eval_steps=0, show_progress=False)
     first = Trainer(
         make_tiny(),
-        TrainingArguments(output_dir=str(tmp_path / "a"), trainable="lora", lora_layers=1, lora_r=4, epochs=6, **common),
+        TrainingArguments(
+            output_dir=str(tmp_path / "a"), trainable="lora", lora_layers=1, lora_r=4, epochs=6, **common
+        ),
         pairs,
     )
     first.train()
