@@ -219,7 +219,5 @@ def test_a_head_trained_on_an_adapters_lora_keeps_its_factors(make_tiny, pairs, 
     fresh = make_tiny()
     apply_adapter(fresh, tmp_path / "b" / "head.safetensors")
     texts = ["w1 w2 w3 f1 .", "w9 w8"]
-    trained = head_run.model
-    trained.heads[max(trained.heads)].load_state_dict(head_run.head.state_dict())
-    for x, y in zip(trained.encode_documents(texts), fresh.encode_documents(texts)):
+    for x, y in zip(head_run.model.encode_documents(texts), fresh.encode_documents(texts)):
         assert x.shape == y.shape and abs(x - y).max() < 5e-3
