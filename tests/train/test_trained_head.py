@@ -35,6 +35,16 @@ def test_shipped_adapter_is_small_and_says_what_it_is():
     # trained on CC BY-SA text, so the weights carry CC BY-SA 4.0 (the model card says so too)
     assert meta["licence"] == "CC BY-SA 4.0"
     assert "persianqa-fa" not in json.loads(meta["trained_on"])  # GPL-3.0: evaluation only
+    assert "training pairs" in meta["head_rotation"]  # scripts/rotate_head.py, on training data only
+
+
+def test_the_shipped_heads_first_coordinates_carry_most_of_the_energy(default_model):
+    """The head is rotated onto principal axes, so the 64- and 96-d cuts keep more than an even share."""
+    from maxsim.models.head_rotation import prefix_energy
+
+    vectors = default_model.encode_documents([TEXTS["document"], "Der Eiffelturm steht in Paris."], dim=128)
+    vectors += default_model.encode_queries([TEXTS["query"]], dim=128)
+    assert prefix_energy(vectors, 64) > 0.65 and prefix_energy(vectors, 96) > 0.85
 
 
 def test_default_model_uses_the_adapter_and_matches_the_fingerprint(default_model):
