@@ -32,7 +32,10 @@ outside the repository):
           (``ray.cluster_utils.Cluster``) into a 2-shard index, and searched.
 * encode  document tokens/s of the default model: one process vs Ray with 1 and 2 workers.
 
-Results: bench/results/scale-<nbits>bit[-SHAPE][-kK].json (+ .png), a table on stdout.
+``--refine-bits R`` (= ``--nbits``) builds two-plane indexes: search keeps the ``nbits`` plane
+resident and reads the second plane only for the short list it re-ranks exactly.
+
+Results: bench/results/scale-<nbits>[+R]bit[-SHAPE][-kK].json (+ .png), a table on stdout.
 """
 
 from __future__ import annotations
@@ -152,15 +155,21 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def stage_build(n: int, work: Path, nbits: int, n_centroids: int | None = None) -> dict:
+def bits_tag(nbits: int, refine_bits: int = 0) -> str:
+    """How result files name a codec: "4" (one plane) or "4+4" (a second, refinement plane)."""
+    return f"{nbits}+{refine_bits}" if refine_bits else f"{nbits}"
+
+
+def stage_build(n: int, work: Path, nbits: int, n_centroids: int | None = None, refine_bits: int = 0) -> dict:
     """Run the streaming build in a child process (resumable); wall time and peak RSS."""
-    out = work / f"{n}" / f"single-{nbits}bit"
-    rec_path = work / f"{n}" / f"build-{nbits}bit.json"
+    bits = bits_tag(nbits, refine_bits)
+    out = work / f"{n}" / f"single-{bits}bit"
+    rec_path = work / f"{n}" / f"build-{bits}bit.json"
     rec = load_json(rec_path)
     if rec.get("done"):
         return rec
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, __file__, "_build", str(n), str(out), str(nbits), str(n_centroids or 0)]
+    cmd = [sys.executable, __file__, "_build", str(n), str(out), str(nbits), str(n_centroids or 0), str(refine_bits)]
     t0 = time.time()
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -190,6 +199,8 @@ def stage_build(n: int, work: Path, nbits: int, n_centroids: int | None = None) 
             bytes_on_disk=dir_bytes(out),
             bytes_per_token=dir_bytes(out) / info["tokens"],
             nbits=nbits,
+            refine_bits=refine_bits,
+            resident_bytes_per_token=(dir_bytes(out) - refine_bits * DIM // 8 * info["tokens"]) / info["tokens"],
         )
     save_json(rec_path, rec)
     if not ok:
@@ -197,7 +208,7 @@ def stage_build(n: int, work: Path, nbits: int, n_centroids: int | None = None) 
     return rec
 
 
-def child_build(n: int, out: Path, nbits: int, n_centroids: int) -> None:
+def child_build(n: int, out: Path, nbits: int, n_centroids: int, refine_bits: int = 0) -> None:
     from maxsim.index.build import build_from_vectors
 
     corpus = Synthetic(n)
@@ -209,6 +220,7 @@ def child_build(n: int, out: Path, nbits: int, n_centroids: int) -> None:
         expected_tokens=corpus.expected_tokens(),
         total_docs=n,
         n_centroids=n_centroids or None,
+        refine_bits=refine_bits,
     )
     idx.close()
 
@@ -261,18 +273,18 @@ CEILING_MAX_DOCS = 50_000
 
 
 def stage_search(
-    n: int, work: Path, nbits: int, n_queries: int, index_dir: Path | None = None, label: str = "single"
+    n: int, work: Path, bits: str, n_queries: int, index_dir: Path | None = None, label: str = "single"
 ) -> dict:
     from maxsim.index import SearchConfig
 
-    rec_path = work / f"{n}" / f"search-{label}-{nbits}bit.json"
+    rec_path = work / f"{n}" / f"search-{label}-{bits}bit.json"
     rec = load_json(rec_path)
     if rec.get("done"):
         return rec
     truth = stage_truth(n, work, n_queries)
     corpus = Synthetic(n)
     queries, _ = corpus.queries(n_queries)
-    store = open_store(index_dir or work / f"{n}" / f"single-{nbits}bit")
+    store = open_store(index_dir or work / f"{n}" / f"single-{bits}bit")
     settings = SETTINGS | (CEILING if n <= CEILING_MAX_DOCS else {})
     for name, kw in settings.items():
         cfg = SearchConfig(threads=1, **kw)
@@ -312,15 +324,19 @@ def open_store(path: Path):
 # report
 
 
-def gather(work: Path, sizes: list[int], nbits: int) -> dict:
-    out: dict = {"sizes": {}, "nbits": nbits}
+def gather(work: Path, sizes: list[int], bits: str) -> dict:
+    out: dict = {
+        "sizes": {},
+        "nbits": int(bits.split("+")[0]),
+        "refine_bits": int(bits.split("+")[1] if "+" in bits else 0),
+    }
     for n in sizes:
         row = {}
         for key, f in [
-            ("build", f"build-{nbits}bit.json"),
-            ("search", f"search-single-{nbits}bit.json"),
-            ("ray_build", f"ray-build-{nbits}bit.json"),
-            ("ray_search", f"search-ray-{nbits}bit.json"),
+            ("build", f"build-{bits}bit.json"),
+            ("search", f"search-single-{bits}bit.json"),
+            ("ray_build", f"ray-build-{bits}bit.json"),
+            ("ray_search", f"search-ray-{bits}bit.json"),
         ]:
             rec = load_json(work / f"{n}" / f)
             if rec.get("done"):
@@ -398,7 +414,7 @@ def plot(res: dict, name: str) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_build":
-        child_build(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        child_build(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_ray":
         from bench.scale_ray import child_ray_build  # noqa: PLC0415
@@ -409,6 +425,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,300000,1000000")
     ap.add_argument("--stages", default="build,truth,search,ray,encode,report")
     ap.add_argument("--nbits", type=int, default=4)
+    ap.add_argument(
+        "--refine-bits", type=int, default=0, help="a second residual plane (= --nbits), read for the short list only"
+    )
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--shape", choices=SHAPES, default="linear", help="how the topics grow with the collection")
     ap.add_argument(
@@ -416,37 +435,40 @@ def main() -> None:
     )
     ap.add_argument("--work", type=Path, help="work folder (default /work/bench-data/scale[-SHAPE][/centroids-K])")
     args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    stages = args.stages.split(",")
     os.environ[SHAPE_ENV] = args.shape  # build children and Ray workers generate the same collection
     suffix = ("" if args.shape == "linear" else f"-{args.shape}") + (f"-k{args.centroids}" if args.centroids else "")
+    bits = bits_tag(args.nbits, args.refine_bits)
+    if args.refine_bits and ("ray" in stages or "encode" in stages):
+        raise SystemExit("--refine-bits: the ray and encode stages run one-plane indexes only")
     if args.work is None:
         args.work = Path("/work/bench-data/scale" + ("" if args.shape == "linear" else f"-{args.shape}"))
         if args.centroids:
             args.work /= f"centroids-{args.centroids}"
-    sizes = [int(s) for s in args.sizes.split(",")]
-    stages = args.stages.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         if "build" in stages:
-            stage_build(n, args.work, args.nbits, args.centroids or None)
+            stage_build(n, args.work, args.nbits, args.centroids or None, args.refine_bits)
         if "truth" in stages:
             stage_truth(n, args.work, args.queries)
         if "search" in stages:
-            stage_search(n, args.work, args.nbits, args.queries)
+            stage_search(n, args.work, bits, args.queries)
         if "ray" in stages:
             from bench.scale_ray import stage_ray  # noqa: PLC0415
 
             stage_ray(n, args.work, args.nbits)
-            stage_search(n, args.work, args.nbits, args.queries, args.work / f"{n}" / f"ray-{args.nbits}bit", "ray")
+            stage_search(n, args.work, bits, args.queries, args.work / f"{n}" / f"ray-{bits}bit", "ray")
     if "encode" in stages:
         from bench.scale_ray import stage_encode  # noqa: PLC0415
 
         stage_encode(args.work)
-    res = gather(args.work, sizes, args.nbits)
+    res = gather(args.work, sizes, bits)
     res.update(shape=args.shape, centroids=args.centroids or "rule")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    save_json(RESULTS / f"scale-{args.nbits}bit{suffix}.json", res)
+    save_json(RESULTS / f"scale-{bits}bit{suffix}.json", res)
     report(res)
-    plot(res, f"{args.nbits}bit{suffix}")
+    plot(res, f"{bits}bit{suffix}")
 
 
 if __name__ == "__main__":

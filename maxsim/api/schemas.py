@@ -207,12 +207,12 @@ class CreateIndexRequest(BaseModel):
     )
     dimensions: Literal[64, 96, 128] = 128
     nbits: Literal[1, 2, 4] = 2
-    refine_bits: StrictInt = Field(  # not Literal[0, 1, 2]: that accepts false as 0
+    refine_bits: StrictInt = Field(  # not Literal[0, 1, 2, 4]: that accepts false as 0
         0,
         ge=0,
-        le=2,
-        description="a second residual plane (equal to nbits, 1 or 2) read only to re-rank the final "
-        "short list: about 4-bit recall at 2-bit memory-resident bytes per token; 0 for none",
+        le=4,
+        description="a second residual plane (equal to nbits: 1, 2 or 4) read only to re-rank the final "
+        "short list: about 4-bit recall at 2-bit memory-resident bytes per token (8-bit at 4-bit); 0 for none",
     )
 
 

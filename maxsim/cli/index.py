@@ -39,8 +39,8 @@ from maxsim.documents import read_documents
 from maxsim.types import SUPPORTED_DIMS
 
 REFINE_HELP = (
-    "a second residual plane of this many bits (equal to --nbits, 1 or 2), read only to re-rank the "
-    "final short list: 4-bit recall at 2-bit resident memory (default 0: none)"
+    "a second residual plane of this many bits (equal to --nbits: 1, 2 or 4), read only to re-rank the "
+    "final short list: 4-bit recall at 2-bit resident memory, or 8-bit at 4-bit (default 0: none)"
 )
 
 
@@ -57,7 +57,7 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--dim", type=int, default=128, choices=SUPPORTED_DIMS, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
-    p.add_argument("--refine-bits", type=int, default=0, choices=(0, 1, 2), help=REFINE_HELP)
+    p.add_argument("--refine-bits", type=int, default=0, choices=(0, 1, 2, 4), help=REFINE_HELP)
     p.add_argument(
         "--pool-factor",
         type=positive_int,
@@ -86,7 +86,7 @@ def add_index_commands(subparsers: Any) -> None:
     p.add_argument("--model", default=None, help="model name or path (default: the default model)")
     p.add_argument("--dim", type=int, default=128, help="vector width (default 128)")
     p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="bits per residual dimension (default 2)")
-    p.add_argument("--refine-bits", type=int, default=0, choices=(0, 1, 2), help=REFINE_HELP)
+    p.add_argument("--refine-bits", type=int, default=0, choices=(0, 1, 2, 4), help=REFINE_HELP)
     p.add_argument("--sample-docs", type=int, default=4096, help="documents encoded to train the centroids")
     p.add_argument(
         "--ray-address",
@@ -312,7 +312,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
 def _check_refine_bits(args: argparse.Namespace) -> None:
     if args.refine_bits and args.refine_bits != args.nbits:
         raise CliError(
-            f"--refine-bits must be 0 or equal to --nbits (1 or 2); got {args.refine_bits} with --nbits {args.nbits}"
+            f"--refine-bits must be 0 or equal to --nbits (1, 2 or 4); got {args.refine_bits} with --nbits {args.nbits}"
         )
 
 

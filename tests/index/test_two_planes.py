@@ -195,7 +195,7 @@ def test_an_index_without_refine_still_opens_and_bad_settings_are_refused(built_
             q, k=3, config=SearchConfig(refine=False)
         )
         index.verify()
-    for nbits, refine in ((2, 1), (2, 4), (4, 4), (1, 2)):
+    for nbits, refine in ((2, 1), (2, 4), (4, 2), (1, 2), (4, 8)):
         with pytest.raises(InvalidArgumentError, match="refine_bits"):
             Index.create(tmp_path / f"bad{nbits}{refine}", dim=DIM, nbits=nbits, refine_bits=refine)
     # a manifest that claims a refinement plane its version does not have
@@ -224,3 +224,43 @@ def test_streaming_build_writes_both_planes(tmp_path, docs):
         assert index.refine_bits == 2 and index.info()["segments"] == 3
         index.verify()
     _plane_listed(tmp_path / "b")
+
+
+def test_four_plus_four_planes_keep_the_4bit_index_and_decode_at_8_bits(docs, gen, tmp_path):
+    """nbits=4, refine_bits=4: the first plane is byte for byte a plain 4-bit index, both planes
+    decode with the nested 256-bucket codec, much closer to the original vectors."""
+    paths = {}
+    for name, refine in (("plain4", 0), ("planes44", 4)):
+        paths[name] = tmp_path / name
+        with Index.create(paths[name], dim=DIM, nbits=4, refine_bits=refine, auto_optimize=False) as index:
+            index.add_embeddings(docs, ids=IDS)
+    for a, b in zip(_segs(paths["planes44"]), _segs(paths["plain4"]), strict=True):
+        for name in ("codes", "residuals", "offsets", "docnos"):
+            assert np.array_equal(np.load(a / f"{name}.npy"), np.load(b / f"{name}.npy")), name
+    codec = _codec(paths["planes44"])
+    fine = codec.refinement
+    assert codec.nbits == 4 and fine is not None and fine.nbits == 8 and fine.cutoffs.shape == (DIM, 255)
+    assert np.array_equal(fine.cutoffs[:, 15::16], codec.cutoffs)  # the 16 buckets nest in the 256
+    # the binary-search quantiser of the fine codec counts the cutoffs below, as the 4-bit passes do
+    x = np.concatenate(docs)
+    with Index.open(paths["planes44"], readonly=True) as index:
+        snap = index._refresh()
+        seg = snap.segments[0]
+        ids = np.asarray(codec.encode(x)[0])
+        r = x - codec.centroids[ids.astype(np.int64)]
+        assert np.array_equal(fine.quantize(r) >> 4, codec.quantize(r))
+        brute = (r[:, :, None] > fine.cutoffs[None, :, :]).sum(axis=2)
+        assert np.array_equal(fine.quantize(r), brute)
+        local = np.arange(seg.n_docs)
+        err4 = np.abs(snap.decode(seg, local) - x).sum()
+        err8 = np.abs(snap.decode(seg, local, refine=True) - x).sum()
+        assert err8 < 0.25 * err4
+        assert index.info()["refine_bytes_per_token"] == pytest.approx(DIM / 2, rel=0.01)
+        q = gen.query_for(docs[17], seed=17)
+        exact = index.search_embeddings(q, k=5, config=SearchConfig(exact=True))[0]
+        pruned = index.search_embeddings(q, k=5, config=SearchConfig(exact=False, n_exact=20))[0]
+        assert exact[0]["id"] == pruned[0]["id"] == "d17"
+        true = [float((q @ d.T).max(axis=1).sum()) for d in docs]
+        # scored from both planes: within a hair of MaxSim over the original vectors
+        assert abs(exact[0]["score"] - true[17]) < 0.02
+        index.verify()
