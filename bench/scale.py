@@ -28,6 +28,8 @@ outside the repository):
 * truth   brute-force MaxSim of the sampled queries over the original vectors (regenerated),
           checkpointed every few blocks.
 * search  p50/p95 latency (one query at a time, one thread) and recall@10 against the truth.
+* diagnose  each search stage taken apart (bench/scale_diagnose.py): its time, and the recall of
+          the documents it keeps, down to an oracle re-rank of the short list with the originals.
 * ray     the same collection built by ``maxsim.distributed`` on a 2-node local Ray cluster
           (``ray.cluster_utils.Cluster``) into a 2-shard index, and searched.
 * encode  document tokens/s of the default model: one process vs Ray with 1 and 2 workers.
@@ -266,6 +268,8 @@ SETTINGS = {
     "wide": dict(nprobe=8, n_candidates=2000, n_exact=200),
     "deep": dict(nprobe=16, n_candidates=4000, n_exact=400),
 }
+#: Settings the diagnose stage takes apart stage by stage.
+DIAGNOSE_SETTINGS = {k: SETTINGS[k] for k in ("default", "wide", "deep")}
 #: Exact MaxSim over every stored (compressed) vector: the recall no setting of this index can
 #: pass. Seconds per query, so only for small collections.
 CEILING = {"ceiling": dict(exact=True)}
@@ -337,6 +341,7 @@ def gather(work: Path, sizes: list[int], bits: str) -> dict:
             ("search", f"search-single-{bits}bit.json"),
             ("ray_build", f"ray-build-{bits}bit.json"),
             ("ray_search", f"search-ray-{bits}bit.json"),
+            ("diagnose", f"diagnose-{bits}bit.json"),
         ]:
             rec = load_json(work / f"{n}" / f)
             if rec.get("done"):
@@ -366,6 +371,15 @@ def report(res: dict) -> None:
                 f"{n:>9} {sysname:>8} {br['build_s']:8.0f} {br['peak_rss_bytes'] / 1e9:11.2f} "
                 f"{br['bytes_per_token']:8.2f}  {runs}"
             )
+    for n, row in res["sizes"].items():
+        for name, d in row.get("diagnose", {}).items():
+            if isinstance(d, dict):
+                r, t = d["recall_at_10"], d["mean_ms"]
+                print(
+                    f"{n:>9} diagnose {name:<8} R@10 probed {r['probed']:.3f} candidates {r['candidates']:.3f} "
+                    f"short list {r['short_list']:.3f} oracle {r['oracle']:.3f} final {r['final']:.3f} | ms "
+                    + " ".join(f"{k[3:]} {v:.1f}" for k, v in t.items())
+                )
     if "encode" in res:
         e = res["encode"]
         print("encode tokens/s: " + ", ".join(f"{k} {v['tokens_per_s']:.0f}" for k, v in e["runs"].items()))
@@ -454,6 +468,10 @@ def main() -> None:
             stage_truth(n, args.work, args.queries)
         if "search" in stages:
             stage_search(n, args.work, bits, args.queries)
+        if "diagnose" in stages:
+            from bench.scale_diagnose import stage_diagnose  # noqa: PLC0415
+
+            stage_diagnose(n, args.work, bits, args.queries, DIAGNOSE_SETTINGS, Synthetic, BLOCK, save_json, load_json)
         if "ray" in stages:
             from bench.scale_ray import stage_ray  # noqa: PLC0415
 
