@@ -33,13 +33,13 @@ def diagnose(store, corpus, queries: np.ndarray, truth: np.ndarray, settings: di
         truth_docnos = store._docnos([f"doc{int(i):08d}" for i in np.unique(truth)], conn)
         out: dict = {}
         for name, kw in settings.items():
-            cfg = SearchConfig(threads=1, **kw)
+            cfg = SearchConfig(**({"threads": 1} | kw))
             nprobe, n_cand, n_exact = cfg.resolved(10, codec.n_centroids)
             rows, shortlists = [], []
             for qi, q in enumerate(tqdm(queries, desc=f"diagnose {name}", mininterval=5)):
                 want = {truth_docnos[f"doc{int(i):08d}"] for i in truth[qi]}
                 t0 = time.perf_counter()
-                pq = prepare_query(q, codec, nprobe)
+                pq = prepare_query(q, codec, nprobe, cfg.threads, cfg.centroid_scores)
                 t1 = time.perf_counter()
                 found = [
                     (si, *kernels.ivf_candidates(seg.ivf_offsets, seg.ivf_docs, pq.probe_c, pq.probe_s, pq.impute, m))
@@ -96,7 +96,13 @@ def diagnose(store, corpus, queries: np.ndarray, truth: np.ndarray, settings: di
             for r, o in zip(rows, oracle, strict=True):
                 r["oracle"] = o
             out[name] = {
-                "settings": dict(nprobe=nprobe, n_candidates=n_cand, n_exact=n_exact, refine=cfg.refine),
+                "settings": dict(
+                    nprobe=nprobe,
+                    n_candidates=n_cand,
+                    n_exact=n_exact,
+                    refine=cfg.refine,
+                    centroid_scores=cfg.centroid_scores,
+                ),
                 "recall_at_10": {
                     k: float(np.mean([r[k] for r in rows]))
                     for k in ("probed", "candidates", "short_list", "oracle", "final")

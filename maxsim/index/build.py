@@ -397,9 +397,19 @@ def build_from_vectors(
     if (root / storage.MANIFEST).exists():
         index = Index.open(root, auto_optimize=False)
         state = build_progress(index)
-        if state is None:
+        # A build killed before its codec was installed leaves an empty index with no build
+        # record (killed while sampling or in k-means): it starts over, keeping finished k-means
+        # steps. Anything holding a codec or documents without a record was not made here.
+        if state is None and (index._refresh().codec is not None or index.count()):
             index.close()
             raise InvalidArgumentError(f"build: {root} is an index that was not made by a build; build into a new path")
+        if state is None and (index.dim, index.nbits, index.refine_bits) != (dim, nbits, refine_bits):
+            found = (index.dim, index.nbits, index.refine_bits)
+            index.close()
+            raise InvalidArgumentError(
+                f"build: {root} is an empty index of dim/nbits/refine_bits {found}, not {(dim, nbits, refine_bits)}; "
+                "build into a new path"
+            )
     else:
         index = Index.create(root, dim=dim, nbits=nbits, auto_optimize=False, refine_bits=refine_bits)
         state = None

@@ -62,7 +62,17 @@ class Reads:
                     exact = True  # scoring the few matching documents exactly is cheaper than pruning
                 for qi, q in enumerate(qs):
                     results[qi] = self._search_one(
-                        snap, q, allowed, k, exact, nprobe, n_cand, n_exact, config.threads, config.refine
+                        snap,
+                        q,
+                        allowed,
+                        k,
+                        exact,
+                        nprobe,
+                        n_cand,
+                        n_exact,
+                        config.threads,
+                        config.refine,
+                        config.centroid_scores,
                     )
             return self._hydrate(results, conn)
 
@@ -78,6 +88,7 @@ class Reads:
         n_exact: int,
         threads: int,
         refine: bool = True,
+        centroid_scores: str = "auto",
     ) -> list[tuple[int, float]]:
         docnos, scores = [], []
         assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
@@ -87,7 +98,7 @@ class Reads:
                 docnos.append(seg.docnos[local])
                 scores.append(sc)
         else:
-            pq = prepare_query(q, snap.codec, nprobe, threads)
+            pq = prepare_query(q, snap.codec, nprobe, threads, centroid_scores)
             seg_of, local, sc = search_segments(
                 snap.segments, allowed, snap.codec, snap.lut, pq, k, n_cand, n_exact, threads, refine
             )

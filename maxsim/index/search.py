@@ -30,6 +30,7 @@ import numpy as np
 
 from maxsim.errors import InvalidArgumentError
 from maxsim.index import kernels
+from maxsim.index.centroid_scores import CentroidScores, check_mode, score_rows, use_bf16
 
 if TYPE_CHECKING:
     from maxsim.compression.residual import ResidualCodec
@@ -55,6 +56,9 @@ class SearchConfig:
     refine : in an index with a refinement plane, decode the exactly scored documents from both
         residual planes (True, default) or from the first plane alone (False: as a plain index
         of ``nbits`` bits, without reading the second plane).
+    centroid_scores : "float32", "bfloat16" (half the bytes, about 3x faster on CPUs with native
+        bfloat16; stages 1-2 only, see :mod:`maxsim.index.centroid_scores`) or "auto" (bfloat16
+        for tables of 65,536+ centroids on such CPUs).
     """
 
     nprobe: int | None = None
@@ -64,8 +68,10 @@ class SearchConfig:
     exact_threshold: int = 512
     threads: int = 1
     refine: bool = True
+    centroid_scores: CentroidScores = "auto"
 
     def __post_init__(self) -> None:
+        check_mode(self.centroid_scores)
         if not isinstance(self.threads, int) or self.threads < 1:
             raise InvalidArgumentError(f"threads must be a positive integer, got {self.threads!r}")
         for name in ("nprobe", "n_candidates", "n_exact"):
@@ -165,19 +171,20 @@ class PreparedQuery:
     impute: np.ndarray  # float32 [nq]
 
 
-def prepare_query(q: np.ndarray, codec: ResidualCodec, nprobe: int, threads: int = 1) -> PreparedQuery:
+def prepare_query(
+    q: np.ndarray, codec: ResidualCodec, nprobe: int, threads: int = 1, centroid_scores: CentroidScores = "auto"
+) -> PreparedQuery:
     """Centroid scores of the query tokens and the centroids each probes (split by centroid
-    ranges between ``threads`` threads)."""
+    ranges between ``threads`` threads; float32 or through bfloat16, see ``SearchConfig``)."""
     q = np.ascontiguousarray(q, dtype=np.float32)
-    qt = np.ascontiguousarray(q.T)
-    cents = codec.centroids
-    k = cents.shape[0]
+    k = codec.centroids.shape[0]
+    bf16 = use_bf16(centroid_scores, k)
     take = min(nprobe + 1, k)
     st = np.empty((k, q.shape[0]), dtype=np.float32)  # [k, nq]
 
     def part(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = bounds
-        kernels.rows_times(cents[lo:hi], qt, out=st[lo:hi])
+        score_rows(codec, q, lo, hi, st[lo:hi], bf16)
         return kernels.top_centroids(st, lo, hi, take)
 
     n_parts = 1 if threads <= 1 else min(threads * PARTS_PER_THREAD, k // MIN_PARALLEL_CENTROIDS)

@@ -127,6 +127,48 @@ def test_killed_build_resumes_from_its_last_chunk(tmp_path):
         assert idx.get(["d00599"])[0]["metadata"] == {"i": 599, "even": False}
 
 
+STALLED_WORKER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.scale.test_build import make_docs, source_of
+from maxsim.index.build import build_from_vectors
+base = source_of(make_docs(300))
+def stalled(skip):  # the training sample's read never finishes: killed before any codec exists
+    for i, d in enumerate(base(skip)):
+        if i == 50:
+            time.sleep(600)
+        yield d
+build_from_vectors({path!r}, stalled, dim={dim}, chunk_docs=100, train_tokens=3000, progress=False)
+"""
+
+
+def test_build_killed_before_its_codec_exists_starts_over(tmp_path):
+    path = tmp_path / "idx"
+    script = tmp_path / "worker.py"
+    script.write_text(STALLED_WORKER.format(root=str(ROOT), path=str(path), dim=DIM))
+    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (path / "manifest.json").exists():
+            time.sleep(0.05)
+        time.sleep(1.0)  # the catalog exists; the sample is still being read
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Index.open(path, readonly=True) as ro:
+        assert build_progress(ro) is None and len(ro) == 0 and ro._refresh().codec is None
+    docs = make_docs(300)
+    with pytest.raises(InvalidArgumentError, match="empty index of dim/nbits/refine_bits"):
+        build_from_vectors(path, source_of(docs), dim=DIM, nbits=4, chunk_docs=100, progress=False)
+    with build_from_vectors(path, source_of(docs), dim=DIM, chunk_docs=100, train_tokens=3000, progress=False) as idx:
+        assert len(idx) == 300 and build_progress(idx).finished
+        ids = [r[0] for r in idx._catalog.query("SELECT id FROM docs ORDER BY docno")]
+        assert ids == [f"d{i:05d}" for i in range(300)]
+
+
 def test_text_build_from_jsonl_beir_and_parquet(tmp_path, default_model):
     import pyarrow as pa
     import pyarrow.parquet as pq
