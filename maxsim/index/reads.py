@@ -16,6 +16,7 @@ import numpy as np
 
 from maxsim.errors import UnknownIdError
 from maxsim.index.catalog import Catalog
+from maxsim.index.centroid_scores import CentroidScores
 from maxsim.index.errors import IndexCorruptedError
 from maxsim.index.search import SearchConfig, exact_segment, prepare_query, search_segments
 from maxsim.index.snapshot import Snapshot
@@ -88,7 +89,7 @@ class Reads:
         n_exact: int,
         threads: int,
         refine: bool = True,
-        centroid_scores: str = "auto",
+        centroid_scores: CentroidScores = "auto",
     ) -> list[tuple[int, float]]:
         docnos, scores = [], []
         assert snap.codec is not None and snap.lut is not None  # searched only once a codec exists
