@@ -264,7 +264,8 @@ def stage_truth(n: int, work: Path, n_queries: int) -> np.ndarray:
 #: One fixed ladder at every size (not chosen per size): budgets are for the whole index.
 #: Unless a setting says otherwise: one thread, and centroid scores as SearchConfig picks them
 #: ("auto": bfloat16 at 65,536+ centroids on CPUs with native bfloat16); "wide-f32" is the
-#: float32 baseline of "wide" in the same run, "wide-2t" the same search on both cores.
+#: float32 baseline of "wide" in the same run, "wide-2t" the same search on both cores,
+#: "wide-1plane" without the second residual plane (the same as "wide" for one-plane indexes).
 SETTINGS = {
     "fast": dict(nprobe=2, n_candidates=200, n_exact=30),
     "default": {},
@@ -272,6 +273,8 @@ SETTINGS = {
     "wide": dict(nprobe=8, n_candidates=2000, n_exact=200),
     "wide-f32": dict(nprobe=8, n_candidates=2000, n_exact=200, centroid_scores="float32"),
     "wide-2t": dict(nprobe=8, n_candidates=2000, n_exact=200, threads=2),
+    # a two-plane index re-ranking from its first plane only: the plain nbits index's result
+    "wide-1plane": dict(nprobe=8, n_candidates=2000, n_exact=200, refine=False),
     "deep": dict(nprobe=16, n_candidates=4000, n_exact=400),
 }
 #: Settings the diagnose stage takes apart stage by stage.
