@@ -278,7 +278,7 @@ SETTINGS = {
     "deep": dict(nprobe=16, n_candidates=4000, n_exact=400),
 }
 #: Settings the diagnose stage takes apart stage by stage.
-DIAGNOSE_SETTINGS = {k: SETTINGS[k] for k in ("default", "mid", "wide", "wide-f32", "deep")}
+DIAGNOSE_SETTINGS = {k: SETTINGS[k] for k in ("default", "mid", "wide", "wide-f32", "wide-1plane", "deep")}
 #: Exact MaxSim over every stored (compressed) vector: the recall no setting of this index can
 #: pass. Seconds per query, so only for small collections.
 CEILING = {"ceiling": dict(exact=True)}
