@@ -368,6 +368,19 @@ def gather(work: Path, sizes: list[int], bits: str) -> dict:
     return out
 
 
+def keep_stored_rows(stored: dict, res: dict) -> dict:
+    """The stored results with this run's rows put in: a size whose build is in the work folder
+    is taken from there whole (its search rows belong to that build); any other stored size is
+    kept, so a run with a fresh or another work folder never drops measured rows."""
+    for n, row in stored.get("sizes", {}).items():
+        if "build" not in res["sizes"].get(n, {}):
+            res["sizes"][n] = row
+    res["sizes"] = dict(sorted(res["sizes"].items(), key=lambda kv: int(kv[0])))
+    if "encode" not in res and "encode" in stored:
+        res["encode"] = stored["encode"]
+    return res
+
+
 def report(res: dict) -> None:
     print(
         f"{'docs':>9} {'system':>8} {'build s':>8} {'peak RSS GB':>11} {'B/token':>8}  search: setting p50/p95 ms R@10"
@@ -499,7 +512,9 @@ def main() -> None:
     res = gather(args.work, sizes, bits)
     res.update(shape=args.shape, centroids=args.centroids or "rule")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    save_json(RESULTS / f"scale-{bits}bit{suffix}.json", res)
+    out = RESULTS / f"scale-{bits}bit{suffix}.json"
+    res = keep_stored_rows(load_json(out), res)
+    save_json(out, res)
     report(res)
     plot(res, f"{bits}bit{suffix}")
 
