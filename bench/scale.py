@@ -271,6 +271,7 @@ SETTINGS = {
     "default": {},
     "mid": dict(nprobe=8, n_candidates=1000, n_exact=100),
     "wide": dict(nprobe=8, n_candidates=2000, n_exact=200),
+    "wide-120": dict(nprobe=8, n_candidates=2000, n_exact=120),
     "wide-f32": dict(nprobe=8, n_candidates=2000, n_exact=200, centroid_scores="float32"),
     "wide-2t": dict(nprobe=8, n_candidates=2000, n_exact=200, threads=2),
     # a two-plane index re-ranking from its first plane only: the plain nbits index's result
