@@ -56,7 +56,7 @@ class SearchConfig:
     refine : in an index with a refinement plane, decode the exactly scored documents from both
         residual planes (True, default) or from the first plane alone (False: as a plain index
         of ``nbits`` bits, without reading the second plane).
-    centroid_scores : "float32", "bfloat16" (half the bytes, about 3x faster on CPUs with native
+    centroid_scores : "float32", "bfloat16" (half the bytes, about 1.8x faster on CPUs with native
         bfloat16; stages 1-2 only, see :mod:`maxsim.index.centroid_scores`) or "auto" (bfloat16
         for tables of 65,536+ centroids on such CPUs).
     """
