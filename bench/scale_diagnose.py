@@ -60,7 +60,7 @@ def diagnose(store, corpus, queries: np.ndarray, truth: np.ndarray, settings: di
                 for si in np.unique(seg_of):
                     sel = np.flatnonzero(seg_of == si)
                     seg = snap.segments[si]
-                    ci[sel] = kernels.centroid_interaction(docs[sel], seg.offsets, seg.codes, pq.st, seg.code_bits)
+                    ci[sel] = pq.centroid_interaction(seg, docs[sel])
                 keep = _top(ci, min(n_exact, len(docs)))
                 seg_of, docs, docnos = seg_of[keep], docs[keep], docnos[keep]
                 t4 = time.perf_counter()

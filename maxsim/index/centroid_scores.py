@@ -3,9 +3,11 @@ approximate search, and at a million documents (262,144 centroids) the largest o
 
 Float32 products read the whole float32 table (128 MB at 262,144 x 128) for every query. Where
 the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), a bfloat16 copy of the table is half
-the bytes and its products run on those units: at 262,144 centroids the whole centroid step
-(products, widening, best-centroid scan) took 26.2 ms against 48.4 in float32 on one core
-(``bench/scale.py --stages diagnose``: its ``wide`` and ``wide-f32`` rows). The scores then carry bfloat16
+the bytes and its products run on those units. The bfloat16 scores are then kept as int16 *order
+keys* (the bit pattern, with the magnitude bits of negative values flipped, so integer order is
+float order): the best-centroid scan and stage 2's per-token maxima become integer compares 32
+lanes wide over a table half the size of float32 scores, and nothing is widened. Speed figures
+are in docs/index.md (from ``bench/scale.py --stages diagnose``). The scores carry bfloat16
 rounding (about 2e-3 on scores near 1), which only stages 1-2 see: they choose which documents
 are scored exactly, and stage 3 re-ranks with float32 query vectors, so returned scores are
 unchanged. Small tables stay float32, where the product costs little and exact centroid choice
@@ -20,7 +22,6 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Literal
 
-import numba
 import numpy as np
 
 from maxsim.errors import InvalidArgumentError
@@ -34,8 +35,8 @@ MODES = ("auto", "float32", "bfloat16")
 #: "auto" picks bfloat16 from this many centroids up (1M-document indexes have 262,144; at
 #: 65,536 the float32 product is already some 10 ms of every query).
 BF16_MIN_CENTROIDS = 65_536
-#: Rows per bfloat16 product: the block's scores (2 MB at 32 query tokens) stay in cache
-#: while they are widened to float32.
+#: Rows per bfloat16 product: the block's scores (1 MB at 32 query tokens) stay in cache
+#: while they are turned into order keys.
 BF16_ROWS = 16_384
 
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -85,7 +86,9 @@ def _bf16_table(codec: ResidualCodec):
 
 
 def score_rows(codec: ResidualCodec, q: np.ndarray, lo: int, hi: int, out: np.ndarray, bf16: bool) -> None:
-    """out float32 [hi - lo, nq] = centroids[lo:hi] @ q.T, in float32 or through bfloat16."""
+    """Scores of centroids [lo, hi) against q [nq, dim] into out [hi - lo, nq]: float32
+    products into a float32 ``out``, or bfloat16 products into an int16 ``out`` as order keys
+    (:func:`maxsim.index.kernels.order_keys`; :func:`keys_to_float32` gives their values)."""
     if not bf16:
         kernels.rows_times(codec.centroids[lo:hi], np.ascontiguousarray(q.T), out=out)
         return
@@ -93,20 +96,15 @@ def score_rows(codec: ResidualCodec, q: np.ndarray, lo: int, hi: int, out: np.nd
 
     table = _bf16_table(codec)
     qt = torch.from_numpy(np.ascontiguousarray(q.T)).to(torch.bfloat16)
-    block = torch.empty((min(BF16_ROWS, hi - lo), q.shape[0]), dtype=torch.bfloat16)
-    bits = block.view(torch.int16).numpy().view(np.uint16)
     for s in range(lo, hi, BF16_ROWS):
         e = min(s + BF16_ROWS, hi)
-        torch.mm(table[s:e], qt, out=block[: e - s])
-        widen_bf16(bits[: e - s], out[s - lo : e - lo])
+        block = out[s - lo : e - lo]
+        torch.mm(table[s:e], qt, out=torch.from_numpy(block).view(torch.bfloat16))
+        kernels.order_keys(block)  # while the block is still in cache
 
 
-@numba.njit(nogil=True, cache=True)
-def widen_bf16(bits, out):  # pragma: no cover - jit
-    """bfloat16 bit patterns uint16 [n, m] -> float32 out [n, m]; exact (bfloat16 is the top half
-    of a float32)."""
-    n, m = bits.shape
-    for i in range(n):
-        row = out[i].view(np.uint32)
-        for j in range(m):
-            row[j] = np.uint32(bits[i, j]) << 16
+def keys_to_float32(keys: np.ndarray) -> np.ndarray:
+    """float32 values of int16 order keys of bfloat16 numbers (exact)."""
+    k = keys.astype(np.int32)
+    bits = (k ^ ((k >> 15) & 0x7FFF)) & 0xFFFF
+    return (bits.astype(np.uint32) << 16).view(np.float32)

@@ -123,20 +123,29 @@ def ivf_candidates(ivf_offsets, ivf_docs, probe_c, probe_s, impute, allowed):  #
 
 
 @numba.njit(**_JIT)
-def top_centroids(st, lo, hi, take):  # pragma: no cover - jit
-    """The ``take`` best centroids in rows [lo, hi) of st float32 [k, nq], per query token.
+def top_centroids(st, lo, hi, take, lowest):  # pragma: no cover - jit
+    """The ``take`` best centroids in rows [lo, hi) of st [k, nq] (float32 scores or int16 order
+    keys, see :func:`order_keys`), per query token.
 
-    Returns (ids int64 [nq, take], scores float32 [nq, take]) sorted by descending score, ties
-    by centroid id; slots beyond hi - lo hold id -1 and score -inf. One pass over the rows with a
-    sorted insertion buffer per query token (most scores fail the first comparison).
+    Returns (ids int64 [nq, take], scores [nq, take] of st's dtype) sorted by descending score,
+    ties by centroid id; slots beyond hi - lo hold id -1 and score ``lowest``. One pass over the
+    rows: a row is first compared with every query token's current ``take``-th score at once (a
+    vector compare; most rows stop there), and only then inserted into the sorted buffers.
     """
     nq = st.shape[1]
     ids = np.full((nq, take), -1, dtype=np.int64)
-    sc = np.full((nq, take), -np.inf, dtype=np.float32)
+    sc = np.full((nq, take), lowest, dtype=st.dtype)
+    bar = np.full(nq, lowest, dtype=st.dtype)  # sc[:, take - 1], contiguous for the vector compare
     for c in range(lo, hi):
+        row = st[c]
+        over = False
         for i in range(nq):
-            v = st[c, i]
-            if v > sc[i, take - 1]:
+            over |= row[i] > bar[i]
+        if not over:
+            continue
+        for i in range(nq):
+            v = row[i]
+            if v > bar[i]:
                 j = take - 1
                 while j > 0 and sc[i, j - 1] < v:
                     sc[i, j] = sc[i, j - 1]
@@ -144,7 +153,23 @@ def top_centroids(st, lo, hi, take):  # pragma: no cover - jit
                     j -= 1
                 sc[i, j] = v
                 ids[i, j] = c
+                bar[i] = sc[i, take - 1]
     return ids, sc
+
+
+@numba.njit(inline="always", **_JIT)
+def order_key(v):  # pragma: no cover - jit
+    """int16 bfloat16 bit pattern <-> order key (an involution): negative values get their
+    magnitude bits flipped, so that integer order is float order."""
+    return v ^ (np.int16(-(v < 0)) & np.int16(0x7FFF))
+
+
+@numba.njit(**_JIT)
+def order_keys(bits):  # pragma: no cover - jit
+    """In place over a C-contiguous int16 array: bfloat16 bit patterns <-> order keys."""
+    flat = bits.reshape(-1)
+    for x in range(flat.shape[0]):
+        flat[x] = order_key(flat[x])
 
 
 @numba.njit(**_JIT)
@@ -165,6 +190,34 @@ def centroid_interaction(docs, offsets, codes, st, code_bits=0):  # pragma: no c
         if offsets[d + 1] > offsets[d]:
             for i in range(nq):
                 s += best[i]
+        out[x] = s
+    return out
+
+
+@numba.njit(**_JIT)
+def centroid_interaction_keys(docs, offsets, codes, keys, code_bits=0):  # pragma: no cover - jit
+    """:func:`centroid_interaction` over int16 order keys of bfloat16 scores [k, nq]: the max per
+    query token is an integer max (32 lanes per vector), one 64-byte row per token; the sum is
+    taken over the float32 values of the maxima, in the same order as the float32 kernel."""
+    n = docs.shape[0]
+    nq = keys.shape[1]
+    out = np.empty(n, dtype=np.float32)
+    best = np.empty(nq, dtype=np.int16)
+    wide = np.empty(nq, dtype=np.uint32)
+    as_float = wide.view(np.float32)
+    for x in range(n):
+        d = docs[x]
+        best[:] = -32768
+        for t in range(offsets[d], offsets[d + 1]):
+            row = keys[code_at(codes, t, code_bits)]
+            for i in range(nq):
+                best[i] = max(best[i], row[i])
+        s = np.float32(0.0)
+        if offsets[d + 1] > offsets[d]:
+            for i in range(nq):
+                wide[i] = np.uint32(np.uint16(order_key(best[i]))) << 16
+            for i in range(nq):
+                s += as_float[i]
         out[x] = s
     return out
 

@@ -1,5 +1,5 @@
-"""Centroid scores through bfloat16 (``SearchConfig(centroid_scores=...)``): exact widening, small
-score error, and searches that return the same documents with the same (float32) scores."""
+"""Centroid scores through bfloat16 (``SearchConfig(centroid_scores=...)``): order keys that keep
+float order and value, small score error, stage 2 equal to the float32 kernel on the same values, and searches that return the same documents with the same (float32) scores."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from maxsim.errors import InvalidArgumentError
-from maxsim.index import Index, SearchConfig
-from maxsim.index.centroid_scores import BF16_MIN_CENTROIDS, score_rows, use_bf16, widen_bf16
+from maxsim.index import Index, SearchConfig, kernels
+from maxsim.index.centroid_scores import BF16_MIN_CENTROIDS, keys_to_float32, score_rows, use_bf16
 from maxsim.index.search import prepare_query
 
 from .conftest import DIM, unit
@@ -20,11 +20,38 @@ class _Table:
         self.centroids = centroids
 
 
-def test_widening_is_exact():
-    x = torch.from_numpy(np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)).to(torch.bfloat16)
-    out = np.empty((300, 7), dtype=np.float32)
-    widen_bf16(x.view(torch.int16).numpy().view(np.uint16), out)
-    assert np.array_equal(out, x.float().numpy())
+def _bf16(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(torch.bfloat16)
+
+
+def test_order_keys_keep_order_and_value():
+    x = np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)
+    x[0, :4] = [0.0, -0.0, np.inf, -np.inf]
+    b = _bf16(x)
+    keys = b.view(torch.int16).numpy().copy()
+    kernels.order_keys(keys)
+    values = b.float().numpy()
+    assert np.array_equal(keys_to_float32(keys), values)  # exact: a key is a bfloat16 number
+    flat_k, flat_v = keys.ravel().astype(np.int64), values.ravel()
+    order = np.argsort(flat_k, kind="stable")
+    assert np.all(np.diff(flat_v[order]) >= 0)  # integer order is float order
+    back = keys.copy()
+    kernels.order_keys(back)  # the mapping is its own inverse
+    assert np.array_equal(back, b.view(torch.int16).numpy())
+
+
+def test_stage_2_over_keys_equals_the_float32_kernel_on_the_same_values():
+    rng = np.random.default_rng(2)
+    scores = _bf16(rng.normal(size=(500, 32)))
+    keys = scores.view(torch.int16).numpy().copy()
+    kernels.order_keys(keys)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 40, size=60))]).astype(np.int64)
+    codes = rng.integers(0, 500, size=int(offsets[-1])).astype(np.int64)
+    docs = np.arange(60, dtype=np.int64)
+    want = kernels.centroid_interaction(docs, offsets, codes, scores.float().numpy())
+    got = kernels.centroid_interaction_keys(docs, offsets, codes, keys)
+    assert np.array_equal(got, want)  # bit for bit, empty documents included
+    assert (offsets[1:] == offsets[:-1]).any()
 
 
 def test_bfloat16_scores_are_close_and_pick_nearly_the_same_centroids():
@@ -32,13 +59,21 @@ def test_bfloat16_scores_are_close_and_pick_nearly_the_same_centroids():
     table = _Table(unit(rng.normal(size=(40_000, DIM))))  # more than one BF16_ROWS block
     q = unit(rng.normal(size=(32, DIM)))
     exact = table.centroids @ q.T
-    out = np.empty_like(exact)
+    out = np.empty(exact.shape, dtype=np.int16)
     score_rows(table, q, 0, len(table.centroids), out, bf16=True)
+    out = keys_to_float32(out)
     assert np.abs(out - exact).max() < 8e-3
     assert not np.array_equal(out, exact)  # it did go through bfloat16
     a = prepare_query(q, table, 8, centroid_scores="float32")
     b = prepare_query(q, table, 8, centroid_scores="bfloat16")
     np.testing.assert_allclose(a.st, exact, atol=1e-5)
+    assert b.st.dtype == np.int16 and np.abs(keys_to_float32(b.st) - exact).max() < 8e-3
+    # the probed centroids are the best by their own (bfloat16) scores, ties by id
+    vals = keys_to_float32(b.st)
+    for i in range(len(q)):
+        want = np.lexsort((np.arange(len(vals)), -vals[:, i]))[:8]
+        assert np.array_equal(b.probe_c[i], want)
+        assert np.array_equal(b.probe_s[i], vals[want, i])
     overlap = np.mean([len(set(x) & set(y)) / 8 for x, y in zip(a.probe_c, b.probe_c, strict=True)])
     assert overlap >= 0.9
     # a range split between threads gives the same scores as one pass
