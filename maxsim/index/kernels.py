@@ -222,27 +222,49 @@ def centroid_interaction_keys(docs, offsets, codes, keys, code_bits=0):  # pragm
     return out
 
 
+@numba.njit(inline="always", **_JIT)
+def normalise(o):  # pragma: no cover - jit
+    """Scale the float32 vector o to unit length in place (a zero vector stays zero). A loop of its
+    own, after the decode, so that the sum of squares vectorises."""
+    norm = np.float32(0.0)
+    for e in range(o.shape[0]):
+        norm += o[e] * o[e]
+    inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
+    for e in range(o.shape[0]):
+        o[e] *= inv
+
+
 @numba.njit(**_JIT)
 def decompress(docs, offsets, codes, packed, centroids, lut, out_offsets, out, code_bits=0):  # pragma: no cover - jit
     """Decompress the tokens of ``docs`` into out float32 [total, dim] at ``out_offsets`` [n + 1]."""
     n = docs.shape[0]
     nbytes, _, per = lut.shape
-    dim = out.shape[1]
     for x in range(n):
         d = docs[x]
         row = out_offsets[x]
         for t in range(offsets[d], offsets[d + 1]):
             c = code_at(codes, t, code_bits)
-            norm = np.float32(0.0)
-            for p in range(nbytes):
-                b = np.int64(packed[t, p])
-                for j in range(per):
-                    val = centroids[c, p * per + j] + lut[p, b, j]
-                    out[row, p * per + j] = val
-                    norm += val * val
-            inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
-            for e in range(dim):
-                out[row, e] *= inv
+            o = out[row]
+            if per == 4:  # 2 bits (unrolled: the compiler then keeps the byte's four codes in registers)
+                for p in range(nbytes):
+                    b = np.int64(packed[t, p])
+                    e = 4 * p
+                    o[e] = centroids[c, e] + lut[p, b, 0]
+                    o[e + 1] = centroids[c, e + 1] + lut[p, b, 1]
+                    o[e + 2] = centroids[c, e + 2] + lut[p, b, 2]
+                    o[e + 3] = centroids[c, e + 3] + lut[p, b, 3]
+            elif per == 2:  # 4 bits
+                for p in range(nbytes):
+                    b = np.int64(packed[t, p])
+                    e = 2 * p
+                    o[e] = centroids[c, e] + lut[p, b, 0]
+                    o[e + 1] = centroids[c, e + 1] + lut[p, b, 1]
+            else:
+                for p in range(nbytes):
+                    b = np.int64(packed[t, p])
+                    for j in range(per):
+                        o[p * per + j] = centroids[c, p * per + j] + lut[p, b, j]
+            normalise(o)
             row += 1
 
 
@@ -257,25 +279,31 @@ def decompress_refined(
     nbytes = packed.shape[1]
     per = 8 // nbits
     mask = (1 << nbits) - 1
-    dim = out.shape[1]
     for x in range(n):
         d = docs[x]
         row = out_offsets[x]
         for t in range(offsets[d], offsets[d + 1]):
             c = code_at(codes, t, code_bits)
-            norm = np.float32(0.0)
-            for p in range(nbytes):
-                hi = np.int64(packed[t, p])
-                lo = np.int64(refine[t, p])
-                for j in range(per):
-                    shift = nbits * (per - 1 - j)
-                    e = p * per + j
-                    val = centroids[c, e] + fine_weights[e, (((hi >> shift) & mask) << nbits) | ((lo >> shift) & mask)]
-                    out[row, e] = val
-                    norm += val * val
-            inv = np.float32(1.0) / max(np.sqrt(norm), np.float32(1e-12))
-            for e in range(dim):
-                out[row, e] *= inv
+            o = out[row]
+            if nbits == 4:  # the 4+4 layout, unrolled: each byte pair gives two 8-bit indices
+                for p in range(nbytes):
+                    hi = np.int64(packed[t, p])
+                    lo = np.int64(refine[t, p])
+                    e = 2 * p
+                    o[e] = centroids[c, e] + fine_weights[e, (hi & 0xF0) | (lo >> 4)]
+                    o[e + 1] = centroids[c, e + 1] + fine_weights[e + 1, ((hi & 0x0F) << 4) | (lo & 0x0F)]
+            else:
+                for p in range(nbytes):
+                    hi = np.int64(packed[t, p])
+                    lo = np.int64(refine[t, p])
+                    for j in range(per):
+                        shift = nbits * (per - 1 - j)
+                        e = p * per + j
+                        o[e] = (
+                            centroids[c, e]
+                            + fine_weights[e, (((hi >> shift) & mask) << nbits) | ((lo >> shift) & mask)]
+                        )
+            normalise(o)
             row += 1
 
 
