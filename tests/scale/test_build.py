@@ -82,31 +82,39 @@ build_from_vectors({path!r}, slow, dim={dim}, chunk_docs=100, train_tokens=3000,
 """
 
 
-def test_killed_build_resumes_from_its_last_chunk(tmp_path):
-    path = tmp_path / "idx"
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(root=str(ROOT), path=str(path), dim=DIM))
-    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.time() + 120
-    done = 0
+def sigkill_worker_when(script: str, tmp_path, ready, settle: float = 0.0) -> None:
+    """Run ``script`` in a child Python, wait until ``ready()`` (polled, at most 120 s), then
+    ``settle`` seconds more, and SIGKILL it; it must still be running then."""
+    path = tmp_path / "worker.py"
+    path.write_text(script)
+    proc = subprocess.Popen([sys.executable, str(path)], env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        while time.time() < deadline and proc.poll() is None:
-            if (path / "manifest.json").exists():
-                try:
-                    with Index.open(path, readonly=True) as ro:
-                        prog = build_progress(ro)
-                        done = prog.docs if prog else 0
-                except Exception:  # noqa: BLE001 - the catalog may be mid-creation
-                    done = 0
-                if done >= 200:
-                    break
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not ready():
             time.sleep(0.05)
+        time.sleep(settle)
         assert proc.poll() is None, "the build finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_killed_build_resumes_from_its_last_chunk(tmp_path):
+    path = tmp_path / "idx"
+
+    def two_chunks_committed() -> bool:
+        if not (path / "manifest.json").exists():
+            return False
+        try:
+            with Index.open(path, readonly=True) as ro:
+                prog = build_progress(ro)
+                return prog is not None and prog.docs >= 200
+        except Exception:  # noqa: BLE001 - the catalog may be mid-creation
+            return False
+
+    sigkill_worker_when(WORKER.format(root=str(ROOT), path=str(path), dim=DIM), tmp_path, two_chunks_committed)
     with Index.open(path, readonly=True) as ro:
         killed_at = build_progress(ro)
         assert not killed_at.finished and killed_at.docs % 100 == 0 and 200 <= killed_at.docs < 600
@@ -144,20 +152,9 @@ build_from_vectors({path!r}, stalled, dim={dim}, chunk_docs=100, train_tokens=30
 
 def test_build_killed_before_its_codec_exists_starts_over(tmp_path):
     path = tmp_path / "idx"
-    script = tmp_path / "worker.py"
-    script.write_text(STALLED_WORKER.format(root=str(ROOT), path=str(path), dim=DIM))
-    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (path / "manifest.json").exists():
-            time.sleep(0.05)
-        time.sleep(1.0)  # the catalog exists; the sample is still being read
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # killed 1 s after the catalog exists, while the training sample is still being read
+    script = STALLED_WORKER.format(root=str(ROOT), path=str(path), dim=DIM)
+    sigkill_worker_when(script, tmp_path, (path / "manifest.json").exists, settle=1.0)
     with Index.open(path, readonly=True) as ro:
         assert build_progress(ro) is None and len(ro) == 0 and ro._refresh().codec is None
     docs = make_docs(300)
