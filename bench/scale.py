@@ -286,6 +286,14 @@ CEILING = {"ceiling": dict(exact=True)}
 CEILING_MAX_DOCS = 50_000
 
 
+def search_inputs(n: int, work: Path, n_queries: int):
+    """(exact top-10 [n_queries, 10], the collection, its sampled queries [n_queries, nq, dim])."""
+    truth = stage_truth(n, work, n_queries)
+    corpus = Synthetic(n)
+    queries, _ = corpus.queries(n_queries)
+    return truth, corpus, queries
+
+
 def stage_search(
     n: int, work: Path, bits: str, n_queries: int, index_dir: Path | None = None, label: str = "single"
 ) -> dict:
@@ -295,9 +303,7 @@ def stage_search(
     rec = load_json(rec_path)
     if rec.get("done"):
         return rec
-    truth = stage_truth(n, work, n_queries)
-    corpus = Synthetic(n)
-    queries, _ = corpus.queries(n_queries)
+    truth, _, queries = search_inputs(n, work, n_queries)
     store = open_store(index_dir or work / f"{n}" / f"single-{bits}bit")
     settings = SETTINGS | (CEILING if n <= CEILING_MAX_DOCS else {})
     # Warm: every query once at the deepest setting first, so the page cache holds what search
@@ -500,7 +506,7 @@ def main() -> None:
         if "diagnose" in stages:
             from bench.scale_diagnose import stage_diagnose  # noqa: PLC0415
 
-            stage_diagnose(n, args.work, bits, args.queries, DIAGNOSE_SETTINGS, Synthetic, BLOCK, save_json, load_json)
+            stage_diagnose(n, args.work, bits, args.queries)
         if "ray" in stages:
             from bench.scale_ray import stage_ray  # noqa: PLC0415
 

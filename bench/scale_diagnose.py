@@ -56,19 +56,14 @@ def diagnose(store, corpus, queries: np.ndarray, truth: np.ndarray, settings: di
                 seg_of, docs, docnos = seg_of[keep], docs[keep], docnos[keep]
                 cand = len(want & set(docnos.tolist())) / 10
                 t3 = time.perf_counter()
-                ci = np.empty(len(docs), dtype=np.float32)
-                for si in np.unique(seg_of):
-                    sel = np.flatnonzero(seg_of == si)
-                    seg = snap.segments[si]
-                    ci[sel] = pq.centroid_interaction(seg, docs[sel])
+                ci = _per_segment(snap, seg_of, docs, pq.centroid_interaction)
                 keep = _top(ci, min(n_exact, len(docs)))
                 seg_of, docs, docnos = seg_of[keep], docs[keep], docnos[keep]
                 t4 = time.perf_counter()
                 short = len(want & set(docnos.tolist())) / 10
-                scores = np.empty(len(docs), dtype=np.float32)
-                for si in np.unique(seg_of):
-                    sel = np.flatnonzero(seg_of == si)
-                    scores[sel] = exact_maxsim(snap.segments[si], codec, lut, pq.q, docs[sel], refine=cfg.refine)
+                scores = _per_segment(
+                    snap, seg_of, docs, lambda seg, d: exact_maxsim(seg, codec, lut, pq.q, d, refine=cfg.refine)
+                )
                 best = _top(scores, 10)
                 t5 = time.perf_counter()
                 final = len(want & set(docnos[best].tolist())) / 10
@@ -116,12 +111,17 @@ def diagnose(store, corpus, queries: np.ndarray, truth: np.ndarray, settings: di
     return out
 
 
-def _docnos(snap, seg_of: np.ndarray, local: np.ndarray) -> np.ndarray:
-    out = np.empty(len(local), dtype=np.int64)
+def _per_segment(snap, seg_of: np.ndarray, local: np.ndarray, fn, dtype=np.float32) -> np.ndarray:
+    """fn(segment, its local doc ids) for each segment in ``seg_of``, gathered in input order."""
+    out = np.empty(len(local), dtype=dtype)
     for si in np.unique(seg_of):
-        sel = seg_of == si
-        out[sel] = snap.segments[si].docnos[local[sel]]
+        sel = np.flatnonzero(seg_of == si)
+        out[sel] = fn(snap.segments[si], local[sel])
     return out
+
+
+def _docnos(snap, seg_of: np.ndarray, local: np.ndarray) -> np.ndarray:
+    return _per_segment(snap, seg_of, local, lambda seg, d: seg.docnos[d], np.int64)
 
 
 def _oracle(corpus, queries: np.ndarray, lists: dict[str, list[np.ndarray]], truth: np.ndarray, block: int) -> dict:
@@ -148,22 +148,18 @@ def _oracle(corpus, queries: np.ndarray, lists: dict[str, list[np.ndarray]], tru
     return out
 
 
-def stage_diagnose(
-    n: int, work: Path, bits: str, n_queries: int, settings: dict, corpus_cls, block: int, save, load
-) -> dict:
+def stage_diagnose(n: int, work: Path, bits: str, n_queries: int) -> dict:
     """Checkpointed: ``diagnose-<bits>bit.json`` under the size's work folder."""
-    from bench.scale import open_store, stage_truth  # noqa: PLC0415
+    from bench.scale import BLOCK, DIAGNOSE_SETTINGS, load_json, open_store, save_json, search_inputs  # noqa: PLC0415
 
     rec_path = work / f"{n}" / f"diagnose-{bits}bit.json"
-    rec = load(rec_path)
+    rec = load_json(rec_path)
     if rec.get("done"):
         return rec
-    truth = stage_truth(n, work, n_queries)
-    corpus = corpus_cls(n)
-    queries, _ = corpus.queries(n_queries)
+    truth, corpus, queries = search_inputs(n, work, n_queries)
     store = open_store(work / f"{n}" / f"single-{bits}bit")
-    rec = diagnose(store, corpus, queries, truth, settings, block)
+    rec = diagnose(store, corpus, queries, truth, DIAGNOSE_SETTINGS, BLOCK)
     store.close()
     rec["done"] = True
-    save(rec_path, rec)
+    save_json(rec_path, rec)
     return rec
