@@ -33,6 +33,7 @@ outside the repository):
 * ray     the same collection built by ``maxsim.distributed`` on a 2-node local Ray cluster
           (``ray.cluster_utils.Cluster``) into a 2-shard index, and searched.
 * encode  document tokens/s of the default model: one process vs Ray with 1 and 2 workers.
+* report  write the results file and plot (without it a run only prints its table).
 
 ``--refine-bits R`` (= ``--nbits``) builds two-plane indexes: search keeps the ``nbits`` plane
 resident and reads the second plane only for the short list it re-ranks exactly.
@@ -518,9 +519,13 @@ def main() -> None:
         stage_encode(args.work)
     res = gather(args.work, sizes, bits)
     res.update(shape=args.shape, centroids=args.centroids or "rule")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"scale-{bits}bit{suffix}.json"
     res = keep_stored_rows(load_json(out), res)
+    if "report" not in stages:  # a trial run (another --work, a few stages) leaves the stored figures alone
+        report(res)
+        print(f"not written to {out} (add the report stage)")
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
     save_json(out, res)
     report(res)
     plot(res, f"{bits}bit{suffix}")
