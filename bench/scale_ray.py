@@ -6,8 +6,8 @@
   with the shared codec and commit. Wall time and the peak RSS summed over the driver and the
   Ray processes (sampled every second).
 * ``stage_encode``: document tokens/s of the default model on real passages
-  (../shared/data/squad-v1.1-en, all 1,827, so that starting the Ray workers weighs little): one process, then Ray with 1 and 2 workers,
-  in the same run.
+  (../shared/data/squad-v1.1-en, all 1,827, so that starting the Ray workers weighs little): one
+  process, then Ray with 1 and 2 workers, in the same run.
 """
 
 from __future__ import annotations
