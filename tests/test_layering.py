@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "maxsim"
 RANKS = {
     "errors": 0,
     "types": 0,
+    "parallel": 0,
     "text": 1,
     "documents": 1,
     "tokens": 2,

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from maxsim.errors import InvalidArgumentError
+from maxsim.parallel import PARTS_PER_THREAD, run_parts, single_threaded_blas
 
 #: Upper bound on centroids (ids are packed at 18 bits here). PLAID's rule reaches it at about
 #: 170M tokens (a million documents of 165 tokens); a cap of 65,536 (uint16 ids) left a
@@ -38,6 +39,8 @@ FLAT_MAX_CENTROIDS = 1 << 14
 #: IVF: 35k vs 118k tokens/s on 2 cores) for residuals only 3.5% shorter; 4 keeps a 1M-document
 #: build within an hour of CPU.
 ASSIGN_PROBES = 4
+#: Threads of the nearest-centroid search past FLAT_MAX_CENTROIDS (at most; the machine's cores).
+MAX_ASSIGN_THREADS = 8
 #: Whole-table Lloyd iterations after the per-cell k-means of a two-level training.
 REFINE_ITERS = 4
 #: Assignments of at least this many vectors show a progress bar (minutes at 10M+ tokens).
@@ -258,7 +261,7 @@ class CellIndex:
     centroids on 2 cores, about 60k vectors/s against faiss IVF's 29k in a one-off measurement.
     """
 
-    def __init__(self, centroids: np.ndarray, cells: int, nprobe: int, seed: int = 0):
+    def __init__(self, centroids: np.ndarray, cells: int, nprobe: int, seed: int = 0, threads: int | None = None):
         c = np.ascontiguousarray(centroids, dtype=np.float32)
         coarse = _kmeans(c, min(cells, len(c)), niter=10, seed=seed, max_points_per_centroid=1 << 20)
         self.coarse = np.ascontiguousarray(coarse / np.maximum(np.linalg.norm(coarse, axis=1, keepdims=True), 1e-12))
@@ -269,6 +272,7 @@ class CellIndex:
         self.tables = [np.ascontiguousarray(c[m].T) for m in self.members]  # [dim, members] per cell
         self.nprobe = min(nprobe, len(self.coarse))
         self.ntotal = len(c)
+        self.threads = threads if threads is not None else min(os.cpu_count() or 1, MAX_ASSIGN_THREADS)
 
     def search(self, x: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [n, 1], ids int64 [n, 1]) of the best centroid found for each row of
@@ -286,18 +290,35 @@ class CellIndex:
         row = np.repeat(np.arange(n), p)
         order = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[order], np.arange(len(self.coarse) + 1))
-        best = np.full(n, -np.inf, dtype=np.float32)
-        best_id = np.full(n, -1, dtype=np.int64)
-        for cell in np.flatnonzero(np.diff(bounds)):
-            if len(self.members[cell]) == 0:
-                continue
-            rows = row[order[bounds[cell] : bounds[cell + 1]]]  # distinct: a row probes a cell once
-            sims = x[rows] @ self.tables[cell]
-            j = np.argmax(sims, axis=1)
-            v = sims[np.arange(len(rows)), j]
-            better = v > best[rows]
-            best[rows[better]] = v[better]
-            best_id[rows[better]] = self.members[cell][j[better]]
+        cells = [int(c) for c in np.flatnonzero(np.diff(bounds)) if len(self.members[c])]
+
+        def best_in(part: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            best = np.full(n, -np.inf, dtype=np.float32)
+            best_id = np.full(n, -1, dtype=np.int64)
+            for cell in part:
+                rows = row[order[bounds[cell] : bounds[cell + 1]]]  # distinct: a row probes a cell once
+                sims = x[rows] @ self.tables[cell]
+                j = np.argmax(sims, axis=1)
+                v = sims[np.arange(len(rows)), j]
+                better = v > best[rows]
+                best[rows[better]] = v[better]
+                best_id[rows[better]] = self.members[cell][j[better]]
+            return best, best_id
+
+        # Cells in contiguous runs, merged in order with a strict ">": ties go to the lower cell
+        # whatever the thread count, as in one pass. Each product runs on one BLAS thread.
+        n_parts = min(len(cells), self.threads * PARTS_PER_THREAD) if self.threads > 1 else 1
+        parts = [a.tolist() for a in np.array_split(np.asarray(cells, dtype=np.int64), max(n_parts, 1))]
+        if self.threads > 1:
+            with single_threaded_blas():
+                found = run_parts(best_in, parts, self.threads)
+        else:
+            found = [best_in(cells)]
+        best, best_id = found[0]
+        for b, i in found[1:]:
+            better = b > best
+            best[better] = b[better]
+            best_id[better] = i[better]
         return best[:, None], best_id[:, None]
 
 

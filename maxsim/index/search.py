@@ -19,10 +19,7 @@ Exact mode skips 1-2 and scores every allowed document with stage 3.
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +28,7 @@ import numpy as np
 from maxsim.errors import InvalidArgumentError
 from maxsim.index import kernels
 from maxsim.index.centroid_scores import CentroidScores, check_mode, keys_to_float32, score_rows, use_bf16
+from maxsim.parallel import PARTS_PER_THREAD, run_parts
 
 if TYPE_CHECKING:
     from maxsim.compression.residual import ResidualCodec
@@ -88,65 +86,11 @@ class SearchConfig:
         return min(nprobe, n_centroids), n_cand, max(k, min(n_exact, n_cand))
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
 #: Work below which a stage is not split between threads (the hand-off, some 50 us, costs
 #: more): stage 2 documents (a few us each), stage 3 documents (some 30 us each), centroids.
 MIN_PARALLEL_DOCS = 64
 MIN_PARALLEL_EXACT_DOCS = 8
 MIN_PARALLEL_CENTROIDS = 1024
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    with _POOLS_LOCK:
-        if threads not in _POOLS:
-            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="maxsim-search")
-        return _POOLS[threads]
-
-
-#: A parallel stage is cut into up to this many parts per thread, handed out one at a time.
-PARTS_PER_THREAD = 4
-
-
-def run_parts(fn, parts: list, threads: int) -> list:
-    """[fn(p) for p in parts], on the calling thread and ``threads - 1`` pool threads.
-
-    Parts are handed out one at a time to whichever thread asks next, the calling thread
-    included. On a busy machine, where a pool thread may not be scheduled for milliseconds, the
-    calling thread simply takes more parts: a query degrades to one thread instead of waiting
-    for work nobody is doing.
-    """
-    n = len(parts)
-    if n <= 1 or threads <= 1:
-        return [fn(p) for p in parts]
-    results: list = [None] * n
-    errors: list = [None] * n
-    counter = itertools.count()  # next() is atomic under the GIL
-    left = [n]
-    left_lock = threading.Lock()
-    finished = threading.Event()
-
-    def loop() -> None:
-        while (i := next(counter)) < n:
-            try:
-                results[i] = fn(parts[i])
-            except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
-                errors[i] = e
-            finally:
-                with left_lock:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        finished.set()
-
-    pool = _pool(threads - 1)
-    for _ in range(min(threads - 1, n - 1)):
-        pool.submit(loop)
-    loop()
-    finished.wait()
-    for e in errors:
-        if e is not None:
-            raise e
-    return results
 
 
 def split_map(fn, docs: np.ndarray, threads: int, min_docs: int = MIN_PARALLEL_DOCS) -> np.ndarray:

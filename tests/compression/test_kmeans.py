@@ -60,6 +60,26 @@ def test_approximate_assignment_finds_the_nearest_centroid_almost_always(monkeyp
     assert np.all(got <= best + 1e-5) and float(np.mean(best - got)) < 2e-3
 
 
+def test_cells_over_threads_find_what_one_loop_finds_and_restore_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    # duplicated centroids make exact ties, which must go to the same (lower-cell) id every time
+    c = _clustered(2048, 100, seed=2)
+    c = np.concatenate([c, c[:512]])
+    x = _clustered(20_000, 100, seed=3)
+    one = kmeans.CellIndex(c, 32, 4, threads=1)
+    many = kmeans.CellIndex.__new__(kmeans.CellIndex)
+    many.__dict__.update(one.__dict__, threads=3)  # the same cells, searched in parts on 3 threads
+    blas_before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    s1, i1 = one.search(x)
+    s3, i3 = many.search(x)
+    np.testing.assert_array_equal(i1, i3)
+    np.testing.assert_array_equal(s1, s3)
+    assert (i1 >= 0).all() and (i1 < len(c)).all()
+    # the one-BLAS-thread limit held during the search is lifted after it
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == blas_before
+
+
 def test_assignment_falls_back_when_the_index_finds_nothing():
     x = _clustered(100, 5)
     c = kmeans.train_centroids(x, 8, niter=3)
