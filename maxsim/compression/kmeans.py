@@ -309,15 +309,14 @@ class CellIndex:
                 best_id[rows[better]] = self.members[cell][j[better]]
             return best, best_id
 
-        # Cells in contiguous runs, merged in order with a strict ">": ties go to the lower cell
-        # whatever the thread count, as in one pass. Each product runs on one BLAS thread.
-        n_parts = min(len(cells), self.threads * PARTS_PER_THREAD) if self.threads > 1 else 1
-        parts = [a.tolist() for a in np.array_split(np.asarray(cells, dtype=np.int64), max(n_parts, 1))]
-        if self.threads > 1:
+        if self.threads <= 1:
+            found = [best_in(cells)]
+        else:  # contiguous runs of cells, merged in order with a strict ">" below: ties go to the
+            # lower cell whatever the thread count, as in one pass. One BLAS thread per product.
+            n_parts = max(1, min(len(cells), self.threads * PARTS_PER_THREAD))
+            parts = [a.tolist() for a in np.array_split(np.asarray(cells, dtype=np.int64), n_parts)]
             with single_threaded_blas():
                 found = run_parts(best_in, parts, self.threads)
-        else:
-            found = [best_in(cells)]
         best, best_id = found[0]
         for b, i in found[1:]:
             better = b > best

@@ -104,7 +104,8 @@ def score_rows(codec: ResidualCodec, q: np.ndarray, lo: int, hi: int, out: np.nd
 
 
 def keys_to_float32(keys: np.ndarray) -> np.ndarray:
-    """float32 values of int16 order keys of bfloat16 numbers (exact)."""
-    k = keys.astype(np.int32)
-    bits = (k ^ ((k >> 15) & 0x7FFF)) & 0xFFFF
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    """float32 values of int16 order keys of bfloat16 numbers (exact: a bfloat16 number is the top
+    half of a float32)."""
+    bits = np.array(keys, dtype=np.int16, order="C")  # a copy: order_keys maps in place
+    kernels.order_keys(bits)
+    return (bits.view(np.uint16).astype(np.uint32) << 16).view(np.float32)

@@ -133,9 +133,11 @@ def prepare_query(
     lowest = np.iinfo(np.int16).min if bf16 else -np.inf
 
     def part(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 scores) of the range's best centroids per query token."""
         lo, hi = bounds
         score_rows(codec, q, lo, hi, st[lo:hi], bf16)
-        return kernels.top_centroids(st, lo, hi, take, st.dtype.type(lowest))
+        ids, sc = kernels.top_centroids(st, lo, hi, take, st.dtype.type(lowest))
+        return ids, keys_to_float32(sc) if bf16 else sc
 
     n_parts = 1 if threads <= 1 else min(threads * PARTS_PER_THREAD, k // MIN_PARALLEL_CENTROIDS)
     if n_parts <= 1:
@@ -145,11 +147,9 @@ def prepare_query(
         found = run_parts(part, list(zip(cuts[:-1], cuts[1:], strict=True)), threads)
         ids = np.concatenate([f[0] for f in found], axis=1)
         sc = np.concatenate([f[1] for f in found], axis=1)
-        order = np.argsort(-sc.astype(np.float32), axis=1, kind="stable")[:, :take]
+        order = np.argsort(-sc, axis=1, kind="stable")[:, :take]
         ids = np.take_along_axis(ids, order, axis=1)
         sc = np.take_along_axis(sc, order, axis=1)
-    if bf16:
-        sc = keys_to_float32(sc)
     if take > nprobe:
         impute = sc[:, nprobe].copy()
     else:  # every centroid probed: a missing document cannot occur for this token

@@ -63,7 +63,7 @@ def test_approximate_assignment_finds_the_nearest_centroid_almost_always(monkeyp
 def test_cells_over_threads_find_what_one_loop_finds_and_restore_blas_threads():
     from threadpoolctl import threadpool_info
 
-    # duplicated centroids make exact ties, which must go to the same (lower-cell) id every time
+    # duplicated centroids make exact ties (inside a cell), which must go to the same id every time
     c = _clustered(2048, 100, seed=2)
     c = np.concatenate([c, c[:512]])
     x = _clustered(20_000, 100, seed=3)

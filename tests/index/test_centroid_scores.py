@@ -1,5 +1,6 @@
 """Centroid scores through bfloat16 (``SearchConfig(centroid_scores=...)``): order keys that keep
-float order and value, small score error, stage 2 equal to the float32 kernel on the same values, and searches that return the same documents with the same (float32) scores."""
+float order and value, small score error, stage 2 equal to the float32 kernel on the same values,
+and searches that return the same documents with the same (float32) scores."""
 
 from __future__ import annotations
 
