@@ -1,6 +1,10 @@
 """Reading a request body before the app sees it (a pure ASGI middleware).
 
-- size: a body over ``max_body_bytes`` (declared, streamed or once decompressed) is a 413;
+- size: a body over ``max_body_bytes`` (declared, streamed or once decompressed) is a 413. The
+  rest of a body up to ``DRAIN_BYTES`` past the limit is read and dropped before answering: a
+  server that answers and closes while the client is still sending resets the connection, and the
+  client may lose the answer (it sees "connection reset" instead of the 413). Bigger bodies are
+  answered at once and the connection closed;
 - time: a body that has not fully arrived ``body_timeout_s`` after the headers is a 408, and the
   connection is closed, so a client that announces a body and never sends it holds nothing;
 - ``Content-Encoding``: ``gzip`` and ``deflate`` are decompressed, anything else is a 415;
@@ -42,14 +46,19 @@ _DECODED = {"gzip": 47, "x-gzip": 47, "deflate": 47}
 _SUSPECT = re.compile(rb"NaN|Infinity|-?\d{19,}(?:\.\d*)?(?:[eE][+-]?\d+)?|-?\d+(?:\.\d*)?[eE][+-]?\d{3,}")
 _LENIENT_TYPES = (b"", b"application/x-www-form-urlencoded", b"text/plain")
 _INLINE_CHECK_BYTES = 256 * 1024
+#: How far past ``max_body_bytes`` a refused body is still read (and dropped) so the 413 arrives cleanly.
+DRAIN_BYTES = 64 * 1024 * 1024
 
 
 class BodyRefused(MaxsimError):
     """A body the service will not read: ``status``, ``code`` and the message to answer."""
 
-    def __init__(self, status: int, code: str, detail: str, field: str = "body", kind: str = "body_invalid") -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, field: str = "body", kind: str = "body_invalid", close: bool = False
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.field, self.kind = status, code, detail, field, kind
+        self.close = close  # the body was not read to its end: the connection cannot be reused
 
 
 class RequestBody:
@@ -90,8 +99,8 @@ class RequestBody:
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            raise self._too_large(declared, exact=True)
+        if declared is not None and declared > self.max_bytes + DRAIN_BYTES:
+            raise self._too_large(declared, exact=True, close=True)
         encoding = (_header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()
         if encoding not in ("identity", *_DECODED):
             raise BodyRefused(
@@ -106,21 +115,29 @@ class RequestBody:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError:
+                if size > self.max_bytes:  # draining a refused body: answer what was found
+                    raise self._too_large(size, exact=False, close=True) from None
                 raise BodyRefused(
                     408,
                     "INPUT_BODY_TIMEOUT",
                     f"the request body did not arrive within the limit body_timeout_s={self.timeout_s:g} "
                     f"({size} of {declared if declared is not None else 'an unknown number of'} bytes "
                     "received)",
+                    close=True,
                 ) from None
             if message["type"] == "http.disconnect":
                 return None
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_bytes:
-                raise self._too_large(size, exact=False)
+            more = message.get("more_body", False)
+            if size > self.max_bytes:  # refused: drop the rest, up to DRAIN_BYTES more
+                if not more:
+                    raise self._too_large(declared or size, exact=declared is not None)
+                if size > self.max_bytes + DRAIN_BYTES:
+                    raise self._too_large(size, exact=False, close=True)
+                continue
             chunks.append(body)
-            if not message.get("more_body", False):
+            if not more:
                 return b"".join(chunks)
 
     def _decode(self, scope: Scope, whole: bytes) -> bytes:
@@ -151,12 +168,13 @@ class RequestBody:
         scope["headers"] = [*rest, (b"content-length", str(len(plain)).encode())]
         return plain
 
-    def _too_large(self, size: int, exact: bool) -> BodyRefused:
+    def _too_large(self, size: int, exact: bool, close: bool = False) -> BodyRefused:
         return BodyRefused(
             413,
             "INPUT_BODY_TOO_LARGE",
             f"request body of {size} bytes{'' if exact else ' or more'} "
             f"exceeds the limit max_body_bytes={self.max_bytes}",
+            close=close,
         )
 
     async def _refuse(self, scope: Scope, send: Send, exc: BodyRefused) -> None:
@@ -172,7 +190,7 @@ class RequestBody:
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", rid.encode()),
         ]
-        if exc.status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
+        if exc.close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from maxsim.api import Limits, Settings
+from maxsim.api.body import DRAIN_BYTES
 from tests.api.conftest import assert_error
 
 DOCS_API = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -202,6 +203,20 @@ def test_a_body_that_never_arrives_times_out_and_closes(serve):
     assert answer.startswith(b"HTTP/1.1 408") and seconds < 10
     with srv.client() as c:  # still serving
         assert c.post("/v1/rerank", content=RERANK).status_code == 200
+
+
+def test_a_body_far_over_the_limit_is_answered_at_once_and_closed(serve):
+    """A declared body more than DRAIN_BYTES over max_body_bytes is not read at all."""
+    srv = serve(Settings(limits=Limits(max_body_bytes=10_000)))
+    declared = 10_000 + DRAIN_BYTES + 1
+    head = (
+        b"POST /v1/rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % declared
+    )
+    answer, seconds = _raw_request(srv.url, head + b'{"model": ')
+    assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:300]
+    assert not answer.endswith(b"<still open>") and seconds < 5
+    assert f"request body of {declared} bytes".encode() in answer
 
 
 # ---- 11. the OpenAPI document and 405 --------------------------------------------------------------------
