@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,21 @@ PARTS_PER_THREAD = 4
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by ``OMP_NUM_THREADS`` when set.
+
+    Ray sets ``OMP_NUM_THREADS`` to the CPUs an actor or task reserved (1 when it reserved none),
+    so a worker on a big node does not run a thread per core of the node."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) > 0:
+        cpus = min(cpus, int(omp))
+    return max(cpus, 1)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from maxsim.errors import InvalidArgumentError
-from maxsim.parallel import PARTS_PER_THREAD, run_parts, single_threaded_blas
+from maxsim.parallel import PARTS_PER_THREAD, run_parts, single_threaded_blas, usable_cpus
 
 #: Upper bound on centroids (ids are packed at 18 bits here). PLAID's rule reaches it at about
 #: 170M tokens (a million documents of 165 tokens); a cap of 65,536 (uint16 ids) left a
@@ -276,7 +276,7 @@ class CellIndex:
         self.tables = [np.ascontiguousarray(c[m].T) for m in self.members]  # [dim, members] per cell
         self.nprobe = min(nprobe, len(self.coarse))
         self.ntotal = len(c)
-        self.threads = threads if threads is not None else min(os.cpu_count() or 1, MAX_ASSIGN_THREADS)
+        self.threads = threads if threads is not None else min(usable_cpus(), MAX_ASSIGN_THREADS)
 
     def search(self, x: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [n, 1], ids int64 [n, 1]) of the best centroid found for each row of

@@ -143,3 +143,16 @@ def test_two_level_training_resumes_from_its_checkpoint(monkeypatch, tmp_path):
     # another sample never picks up these steps
     other = kmeans.train_centroids(_clustered(6_000, 80, seed=1), 128, niter=5, checkpoint=ck)
     assert saved()["coarse.npy"] != third["coarse.npy"] and not np.allclose(other, plain, atol=1e-3)
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch):
+    from maxsim.parallel import usable_cpus
+
+    c = _clustered(256, 10)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = usable_cpus()
+    assert kmeans.CellIndex(c, 4, 2).threads == min(cores, kmeans.MAX_ASSIGN_THREADS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert usable_cpus() == 1 and kmeans.CellIndex(c, 4, 2).threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")  # ignored, as OpenMP runtimes do
+    assert usable_cpus() == cores

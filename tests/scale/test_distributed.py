@@ -126,3 +126,21 @@ def test_distributed_build_equals_local_build_and_survives_a_killed_worker(clust
     )
     with again:
         assert again.count() == N_DOCS
+
+
+def test_workers_use_the_cpus_they_reserved(cluster):
+    """Ray tells a worker how many CPUs it reserved (OMP_NUM_THREADS); the build's threaded
+    nearest-centroid search uses that many, not one thread per core of the node."""
+
+    @ray.remote
+    def threads_seen() -> tuple[int, int]:
+        import numpy as np
+
+        from maxsim.compression.kmeans import CellIndex
+        from maxsim.parallel import usable_cpus
+
+        centroids = np.eye(8, dtype=np.float32)
+        return usable_cpus(), CellIndex(centroids, cells=2, nprobe=1).threads
+
+    assert ray.get(threads_seen.options(num_cpus=1).remote()) == (1, 1)
+    assert ray.get(threads_seen.options(num_cpus=2).remote()) == (2, 2)
