@@ -131,8 +131,8 @@ class RequestBody:
             size += len(body)
             more = message.get("more_body", False)
             if size > self.max_bytes:  # refused: drop the rest, up to DRAIN_BYTES more
-                if not more:
-                    raise self._too_large(declared or size, exact=declared is not None)
+                if not more:  # the whole body has been read: its size is known
+                    raise self._too_large(size, exact=True)
                 if size > self.max_bytes + DRAIN_BYTES:
                     raise self._too_large(size, exact=False, close=True)
                 continue
