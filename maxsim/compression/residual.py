@@ -20,6 +20,7 @@ exactly what this codec alone gives, and the low bits are a second, separately s
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -91,6 +92,13 @@ class ResidualCodec:
             )
         return q
 
+    @functools.cached_property
+    def centroid_index(self):
+        """Nearest-centroid search over this codec's centroids, built once per codec: at 262,144
+        centroids making it (k-means of the centroids into cells) costs as much as assigning
+        about 100k tokens, and a build encodes one chunk at a time."""
+        return centroid_index(self.centroids)
+
     @property
     def dim(self) -> int:
         return int(self.centroids.shape[1])
@@ -133,7 +141,7 @@ class ResidualCodec:
         ids = np.empty(n, dtype=self.code_dtype)
         packed = np.empty((n, self.bytes_per_token), dtype=np.uint8)
         low = None if fine is None else np.empty((n, self.refine_bytes_per_token), dtype=np.uint8)
-        index = centroid_index(self.centroids)
+        index = self.centroid_index
         for start in range(0, n, chunk):
             block = np.asarray(x[start : start + chunk], dtype=np.float32)
             cid = assign_centroids(block, self.centroids, index=index)

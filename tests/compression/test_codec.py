@@ -96,3 +96,23 @@ def test_choose_n_centroids_is_power_of_two_and_bounded():
         assert k & (k - 1) == 0 and 1 <= k <= max(1, n // 8) or k == 1
     with pytest.raises(ValueError):
         choose_n_centroids(0)
+
+
+def test_nearest_centroid_index_is_built_once_per_codec(monkeypatch):
+    """A build encodes chunk after chunk with one codec: the index over its centroids (k-means
+    into cells past 16k centroids, seconds at 262k) is made once, and encoding is unchanged."""
+    from maxsim.compression import residual
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    codec = train_codec(x, 32, 2)
+    made = []
+    real = residual.centroid_index
+    monkeypatch.setattr(residual, "centroid_index", lambda c: made.append(1) or real(c))
+    first = codec.encode(x[:1000])
+    second = codec.encode(x[1000:])
+    assert len(made) == 1
+    whole = train_codec(x, 32, 2).encode(x)  # a fresh codec of the same sample, in one call
+    assert np.array_equal(np.concatenate([first[0], second[0]]), whole[0])
+    assert np.array_equal(np.concatenate([first[1], second[1]]), whole[1])

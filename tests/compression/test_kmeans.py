@@ -156,3 +156,10 @@ def test_default_threads_follow_omp_num_threads(monkeypatch):
     assert usable_cpus() == 1 and kmeans.CellIndex(c, 4, 2).threads == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "not a number")  # ignored, as OpenMP runtimes do
     assert usable_cpus() == cores
+
+
+def test_top_columns_picks_what_a_full_sort_picks():
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(500, 64)).astype(np.float32)
+    want = np.sort(np.argsort(-scores, axis=1)[:, :4], axis=1)
+    assert np.array_equal(np.sort(kmeans._top_columns(scores.copy(), 4), axis=1), want)
