@@ -262,7 +262,8 @@ class CellIndex:
     bench/assign.py`` (2 cores, random unit vectors): at 262,144 centroids 101k vectors/s against
     faiss IVF's 34k with the same cells and probes; with another process holding one core, 49k
     against 23k for the same cells in one loop on BLAS's own threads (which wait for each other
-    at every product).
+    at every product). Those figures predate picking the probed cells by argmax passes
+    (``_top_columns``), which took 0.44 s to 0.06 s per 65,536 vectors at 512 cells.
     """
 
     def __init__(self, centroids: np.ndarray, cells: int, nprobe: int, seed: int = 0, threads: int | None = None):
