@@ -351,6 +351,14 @@ def open_store(path: Path):
 # report
 
 
+#: The records of one system at one size: a build and the searches of that very index. They are
+#: stored, replaced and kept together, never mixed with another build's.
+SYSTEMS = {
+    "single": {"build": "build", "search": "search-single", "diagnose": "diagnose"},
+    "ray": {"ray_build": "ray-build", "ray_search": "search-ray"},
+}
+
+
 def gather(work: Path, sizes: list[int], bits: str) -> dict:
     out: dict = {
         "sizes": {},
@@ -359,16 +367,16 @@ def gather(work: Path, sizes: list[int], bits: str) -> dict:
     }
     for n in sizes:
         row = {}
-        for key, f in [
-            ("build", f"build-{bits}bit.json"),
-            ("search", f"search-single-{bits}bit.json"),
-            ("ray_build", f"ray-build-{bits}bit.json"),
-            ("ray_search", f"search-ray-{bits}bit.json"),
-            ("diagnose", f"diagnose-{bits}bit.json"),
-        ]:
-            rec = load_json(work / f"{n}" / f)
-            if rec.get("done"):
-                row[key] = rec
+        for keys in SYSTEMS.values():
+            for key, stem in keys.items():
+                path = work / f"{n}" / f"{stem}-{bits}bit.json"
+                rec = load_json(path)
+                if rec.get("done"):
+                    # when it was measured, so a table mixing stored runs can say which is which
+                    rec.setdefault(
+                        "finished_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+                    )
+                    row[key] = rec
         out["sizes"][str(n)] = row
     enc = load_json(work / "encode.json")
     if enc.get("done"):
@@ -377,12 +385,17 @@ def gather(work: Path, sizes: list[int], bits: str) -> dict:
 
 
 def keep_stored_rows(stored: dict, res: dict) -> dict:
-    """The stored results with this run's rows put in: a size whose build is in the work folder
-    is taken from there whole (its search rows belong to that build); any other stored size is
-    kept, so a run with a fresh or another work folder never drops measured rows."""
-    for n, row in stored.get("sizes", {}).items():
-        if "build" not in res["sizes"].get(n, {}):
-            res["sizes"][n] = row
+    """The stored results with this run's records put in, one system at a time: where the work
+    folder holds a system's build at a size (one machine's, or Ray's), that system's records
+    there are taken from the work folder whole (its searches belong to that build); any other
+    stored system and size is kept, so a run with a fresh or another work folder, or one that
+    ran only one of the systems, never drops measured records."""
+    for n, old in stored.get("sizes", {}).items():
+        row = res["sizes"].setdefault(n, {})
+        for keys in SYSTEMS.values():
+            build_key = next(iter(keys))
+            if build_key not in row:
+                row.update({k: old[k] for k in keys if k in old})
     res["sizes"] = dict(sorted(res["sizes"].items(), key=lambda kv: int(kv[0])))
     if "encode" not in res and "encode" in stored:
         res["encode"] = stored["encode"]
