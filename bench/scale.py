@@ -351,8 +351,8 @@ def open_store(path: Path):
 # report
 
 
-#: The records of one system at one size: a build and the searches of that very index. They are
-#: stored, replaced and kept together, never mixed with another build's.
+#: The records of one system at one size: a build (the first key) and the searches of that very
+#: index. They are stored, replaced and kept together, never mixed with another build's.
 SYSTEMS = {
     "single": {"build": "build", "search": "search-single", "diagnose": "diagnose"},
     "ray": {"ray_build": "ray-build", "ray_search": "search-ray"},

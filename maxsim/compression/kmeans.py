@@ -330,8 +330,8 @@ def _top_columns(scores: np.ndarray, p: int) -> np.ndarray:
     """Column ids of the ``p`` largest values of each row, int64 [n, p] (``scores`` is overwritten).
 
     A few vectorised argmax passes, masking each pick: for the handful of probes taken from a
-    few hundred cells this beats numpy's per-row argpartition, which took a quarter of a
-    1M-document build in a profile."""
+    few hundred cells this beats numpy's per-row argpartition (``python bench/assign.py``
+    measures the search it serves)."""
     rows = np.arange(len(scores))
     picked = np.empty((len(scores), p), dtype=np.int64)
     for j in range(p):

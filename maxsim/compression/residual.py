@@ -94,9 +94,9 @@ class ResidualCodec:
 
     @functools.cached_property
     def centroid_index(self):
-        """Nearest-centroid search over this codec's centroids, built once per codec: at 262,144
-        centroids making it (k-means of the centroids into cells) costs as much as assigning
-        about 100k tokens, and a build encodes one chunk at a time."""
+        """Nearest-centroid search over this codec's centroids, built once per codec: making it
+        (k-means of the centroids into cells) grows with the centroid count, and a build encodes
+        one chunk at a time."""
         return centroid_index(self.centroids)
 
     @property
